@@ -1,0 +1,228 @@
+"""DNAChunker: BiMamba encoders + learned two-stage chunking + Transformer main network + MLM head.
+
+    bases (T) --embed--> enc0 --route/chunk--> (T') enc1 --route/chunk--> (T'') main
+    main --dechunk--> (T') + gated residual --> dec1 --dechunk--> (T) + gated residual --> dec0 --> head
+
+Each stage keeps, for its chunks, the base-pair span they cover; the main network's RoPE positions
+are the span centres. Masked bases ([MASK] inputs) are protected: boundaries are forced before
+and after them at every stage, so each stays a single-base chunk, and the encoder->decoder
+residual is zeroed on every chunk that contains one.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from .config import DNAChunkerConfig
+from .masking import IGNORE
+from .modules.bimamba import BiMambaStack
+from .modules.chunking import Chunks, dechunk
+from .modules.norm import RMSNorm
+from .modules.routing import Router
+from .modules.transformer import MainNetwork
+from .tokenizer import MASK, batch_encode
+
+
+@dataclass
+class StageOutput:
+    """What one chunking stage decided, at that stage's input resolution (b, l_s)."""
+    p: torch.Tensor              # router probabilities (before mask protection)
+    router_boundary: torch.Tensor  # 1[p >= 0.5] (before mask protection)
+    boundary: torch.Tensor       # boundaries used (after mask protection)
+    valid: torch.Tensor          # real positions of this stage's input
+    residual_gate: torch.Tensor  # 0 where the position's chunk contains a [MASK], else 1
+    residual: torch.Tensor       # (b, l_s, d_s) gated encoder->decoder residual
+    chunk_start: torch.Tensor    # (b, m) first base pair of each chunk
+    chunk_valid: torch.Tensor    # (b, m)
+
+    @property
+    def compression(self) -> torch.Tensor:
+        """Achieved ratio (chunks / positions) over the batch's real positions."""
+        return self.boundary.sum() / self.valid.sum().clamp(min=1)
+
+
+@dataclass
+class DNAChunkerOutput:
+    logits: torch.Tensor                   # (b, L, vocab)
+    hidden: torch.Tensor                   # (b, L, d_0) last decoder states (for probing)
+    stages: list[StageOutput]
+    loss: torch.Tensor | None = None
+    mlm_loss: torch.Tensor | None = None
+    ratio_losses: list[torch.Tensor] = field(default_factory=list)
+    mlm_accuracy: torch.Tensor | None = None
+
+
+def ratio_loss(p: torch.Tensor, boundary: torch.Tensor, valid: torch.Tensor, alpha: float) -> torch.Tensor:
+    """L = F G / alpha + (1 - F)(1 - G) / (1 - alpha), F = mean b, G = mean p over real positions.
+
+    Equals 1 when F = G = alpha; F is not differentiable, so gradients reach the router via G.
+    """
+    n = valid.sum().clamp(min=1)
+    F_ = (boundary & valid).sum() / n
+    G = (p * valid).sum() / n
+    return F_ * G / alpha + (1 - F_) * (1 - G) / (1 - alpha)
+
+
+class ChunkingStage(nn.Module):
+    """Encoder, router and the down/up projections of one stage, plus its decoder."""
+
+    def __init__(self, cfg: DNAChunkerConfig, s: int):
+        super().__init__()
+        d, d_next = cfg.d_model[s], cfg.d_model[s + 1]
+        self.cfg = cfg
+        self.encoder = BiMambaStack(d, cfg.encoder_layers[s], cfg.mamba)
+        self.router = Router(d)
+        self.down_proj = nn.Linear(d, d_next)
+        self.up_proj = nn.Linear(d_next, d)
+        self.residual_proj = nn.Linear(d, d)
+        self.decoder = BiMambaStack(d, cfg.decoder_layers[s], cfg.mamba)
+
+    def down(self, x, valid, has_mask, start, end):
+        """x: (b, l, d) at this stage; has_mask: (b, l) position contains a [MASK];
+        start/end: (b, l) float base-pair span. Returns the chunk-level versions of all five
+        (b, m, ...) and the context `up` needs."""
+        h = self.encoder(x, valid)
+        p_router, b_router = self.router(h, valid)
+        p, boundary = p_router, b_router
+        if self.cfg.mask_protection:  # boundary at every masked position and right after it
+            after = torch.cat([has_mask.new_zeros(has_mask.size(0), 1), has_mask[:, :-1]], dim=1)
+            forced = (has_mask | after) & valid
+            boundary = boundary | forced
+            p = p.masked_fill(forced, 1.0)
+        chunks = Chunks.from_boundaries(boundary)
+        chunk_has_mask = chunks.max(has_mask.float(), valid) > 0
+        gate = (~chunks.up(chunk_has_mask)).float() if self.cfg.residual_gating else torch.ones_like(p)
+        residual = self.residual_proj(h) * gate.unsqueeze(-1).to(h.dtype)
+        stage = StageOutput(p_router, b_router, boundary, valid, gate, residual,
+                            chunks.down(start), chunks.valid)
+        ctx = (chunks, p, valid, stage)
+        return (self.down_proj(chunks.down(h)), chunks.valid, chunk_has_mask, stage.chunk_start,
+                chunks.max(end, valid), ctx)
+
+    def up(self, z: torch.Tensor, ctx) -> torch.Tensor:
+        """z: (b, m, d_next) chunk outputs -> (b, l, d) decoder output at this stage."""
+        chunks, p, valid, stage = ctx
+        y = dechunk(self.up_proj(z), p.to(z.dtype), chunks, valid)
+        return self.decoder(y + stage.residual, valid)
+
+
+class DNAChunker(nn.Module):
+    def __init__(self, cfg: DNAChunkerConfig):
+        super().__init__()
+        self.cfg = cfg.validate()
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model[0])
+        self.stages = nn.ModuleList(ChunkingStage(cfg, s) for s in range(cfg.n_stages))
+        self.main = MainNetwork(cfg.d_model[-1], cfg.main_layers, cfg.n_heads, cfg.mlp_ratio, cfg.rope_base)
+        self.norm = RMSNorm(cfg.d_model[0])
+        self.head = nn.Linear(cfg.d_model[0], cfg.vocab_size)
+        self.apply(self._init_weights)
+        for stage in self.stages:
+            stage.router.reset_parameters()
+
+    @staticmethod
+    def _init_weights(m: nn.Module):
+        if isinstance(m, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(m.weight, std=0.02)
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+    def forward(self, input_ids: torch.Tensor, valid: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, repeat: torch.Tensor | None = None) -> DNAChunkerOutput:
+        """input_ids: (b, L) long; valid: (b, L) bool (default: all); labels: (b, L) long with -100
+        where nothing is predicted; repeat: (b, L) bool soft-masked bases (weight cfg.repeat_weight)."""
+        if valid is None:
+            valid = torch.ones_like(input_ids, dtype=torch.bool)
+        pos = torch.arange(input_ids.size(1), device=input_ids.device, dtype=torch.float32).expand(input_ids.shape)
+        x, v, has_mask, start, end = self.embed(input_ids), valid, (input_ids == MASK) & valid, pos, pos
+        ctxs = []
+        for stage in self.stages:
+            x, v, has_mask, start, end, ctx = stage.down(x, v, has_mask, start, end)
+            ctxs.append(ctx)
+        x = self.main(x, (start + end) / 2, v)
+        for stage, ctx in zip(reversed(self.stages), reversed(ctxs)):
+            x = stage.up(x, ctx)
+        hidden = self.norm(x)
+        out = DNAChunkerOutput(logits=self.head(hidden), hidden=hidden, stages=[c[-1] for c in ctxs])
+        if labels is not None:
+            self._loss(out, labels, repeat)
+        return out
+
+    def _loss(self, out: DNAChunkerOutput, labels: torch.Tensor, repeat: torch.Tensor | None):
+        cfg = self.cfg
+        target = labels != IGNORE
+        weight = torch.ones_like(labels, dtype=torch.float32)
+        if repeat is not None:
+            weight = weight.masked_fill(repeat, cfg.repeat_weight)
+        logits = out.logits[target].float()
+        ce = F.cross_entropy(logits, labels[target], reduction="none")
+        w = weight[target]
+        out.mlm_loss = (ce * w).sum() / w.sum().clamp(min=1e-6)
+        out.mlm_accuracy = (logits.argmax(-1) == labels[target]).float().mean() if target.any() else ce.sum()
+        out.ratio_losses = [ratio_loss(st.p, st.router_boundary, st.valid, a)
+                            for st, a in zip(out.stages, cfg.target_ratio)]
+        out.loss = out.mlm_loss
+        if cfg.ratio_loss:
+            out.loss = out.loss + cfg.ratio_loss_weight * sum(out.ratio_losses)
+
+    # ---- inference API -------------------------------------------------------------------
+    @torch.no_grad()
+    def segment(self, seqs: list[str], batch_size: int = 8) -> list[list[np.ndarray]]:
+        """Learned tokenization of each sequence: for every stage, the 0-based base-pair index at
+        which each chunk starts (stage 0 chunks bases, stage 1 chunks stage-0 chunks)."""
+        was_training = self.training
+        self.eval()
+        device = next(self.parameters()).device
+        result = []
+        try:
+            for i in range(0, len(seqs), batch_size):
+                batch = batch_encode(seqs[i:i + batch_size])
+                out = self(batch.input_ids.to(device), batch.valid.to(device))
+                for j in range(batch.input_ids.size(0)):
+                    result.append([st.chunk_start[j][st.chunk_valid[j]].long().cpu().numpy()
+                                   for st in out.stages])
+        finally:
+            self.train(was_training)
+        return result
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write config.yaml + model.safetensors atomically (temp dir, then rename)."""
+        directory = Path(directory)
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
+        try:
+            (tmp / "config.yaml").write_text(self.cfg.to_yaml())
+            state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
+            save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            if directory.exists():
+                shutil.rmtree(directory)
+            os.replace(tmp, directory)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "DNAChunker":
+        directory = Path(directory)
+        for name in ("config.yaml", "model.safetensors"):
+            if not (directory / name).is_file():
+                raise FileNotFoundError(f"{directory}: not a DNAChunker checkpoint (missing {name})")
+        model = cls(DNAChunkerConfig.load(directory / "config.yaml"))
+        try:
+            state = load_file(str(directory / "model.safetensors"), device=str(map_location))
+            model.load_state_dict(state, strict=True)
+        except Exception as e:
+            raise ValueError(f"{directory / 'model.safetensors'}: cannot load weights: {e}") from None
+        return model.to(map_location)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())

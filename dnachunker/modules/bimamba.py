@@ -1,0 +1,92 @@
+"""BiMamba (Caduceus-style): a Mamba-2 mixer run forward and on the reversed sequence.
+
+The input and output projections are shared by the two directions; each direction has its own
+convolution, dt bias, A, D and gated norm. The reverse direction reverses each sequence *within
+its own length*, so padding never leaks into real positions.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..config import MambaConfig
+from ..ops import kernels
+from ..ops.ragged import gather_time, reverse_index
+from ..ops.scan import selective_scan
+from .norm import RMSNorm
+
+
+class MambaDirection(nn.Module):
+    """Everything of a Mamba-2 mixer after the input projection, for one direction."""
+
+    def __init__(self, d_inner: int, cfg: MambaConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.d_inner = d_inner
+        self.nheads = d_inner // cfg.headdim
+        conv_dim = d_inner + 2 * cfg.ngroups * cfg.d_state
+        self.conv_weight = nn.Parameter(torch.empty(conv_dim, cfg.d_conv).uniform_(
+            -1 / math.sqrt(cfg.d_conv), 1 / math.sqrt(cfg.d_conv)))
+        self.conv_bias = nn.Parameter(torch.zeros(conv_dim))
+        dt = torch.exp(torch.rand(self.nheads) * (math.log(0.1) - math.log(1e-3)) + math.log(1e-3))
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))  # inverse softplus
+        self.A_log = nn.Parameter(torch.log(torch.empty(self.nheads).uniform_(1, 16)))
+        self.D = nn.Parameter(torch.ones(self.nheads))
+        self.norm = RMSNorm(d_inner)
+
+    def conv(self, xBC: torch.Tensor) -> torch.Tensor:
+        """Causal depthwise conv + SiLU. xBC: (b, l, c) -> (b, l, c)."""
+        fn = kernels.get("conv1d", xBC)
+        if fn is not None:
+            return fn(xBC.transpose(1, 2), self.conv_weight, self.conv_bias, activation="silu").transpose(1, 2)
+        k = self.cfg.d_conv
+        y = F.conv1d(xBC.transpose(1, 2), self.conv_weight.unsqueeze(1), self.conv_bias,
+                     padding=k - 1, groups=xBC.size(-1))[..., : xBC.size(1)]
+        return F.silu(y).transpose(1, 2)
+
+    def forward(self, zxbcdt: torch.Tensor) -> torch.Tensor:
+        """zxbcdt: (b, l, 2*d_inner + 2*g*n + h) -> (b, l, d_inner)."""
+        cfg, b, l = self.cfg, zxbcdt.size(0), zxbcdt.size(1)
+        gn = cfg.ngroups * cfg.d_state
+        z, xBC, dt = zxbcdt.split([self.d_inner, self.d_inner + 2 * gn, self.nheads], dim=-1)
+        x, B, C = self.conv(xBC).split([self.d_inner, gn, gn], dim=-1)
+        y = selective_scan(x.reshape(b, l, self.nheads, cfg.headdim), dt, -torch.exp(self.A_log.float()),
+                           B.reshape(b, l, cfg.ngroups, -1), C.reshape(b, l, cfg.ngroups, -1),
+                           self.D, self.dt_bias, cfg.chunk_size)
+        return self.norm(y.reshape(b, l, self.d_inner), gate=z)
+
+
+class BiMamba(nn.Module):
+    def __init__(self, d_model: int, cfg: MambaConfig):
+        super().__init__()
+        d_inner = cfg.expand * d_model
+        nheads = d_inner // cfg.headdim
+        self.in_proj = nn.Linear(d_model, 2 * d_inner + 2 * cfg.ngroups * cfg.d_state + nheads, bias=False)
+        self.fwd = MambaDirection(d_inner, cfg)
+        self.rev = MambaDirection(d_inner, cfg)
+        self.out_proj = nn.Linear(d_inner, d_model, bias=False)
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """x: (b, l, d), valid: (b, l) bool -> (b, l, d)."""
+        zxbcdt = self.in_proj(x)
+        rev = reverse_index(valid)
+        y = self.fwd(zxbcdt) + gather_time(self.rev(gather_time(zxbcdt, rev)), rev)
+        return self.out_proj(y)
+
+
+class BiMambaStack(nn.Module):
+    """n pre-norm residual BiMamba blocks and a final norm (identity when n == 0)."""
+
+    def __init__(self, d_model: int, n_layers: int, cfg: MambaConfig):
+        super().__init__()
+        self.norms = nn.ModuleList(RMSNorm(d_model) for _ in range(n_layers))
+        self.mixers = nn.ModuleList(BiMamba(d_model, cfg) for _ in range(n_layers))
+        self.final_norm = RMSNorm(d_model) if n_layers else nn.Identity()
+
+    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        for norm, mixer in zip(self.norms, self.mixers):
+            x = x + mixer(norm(x), valid)
+        return self.final_norm(x)

@@ -1,0 +1,94 @@
+"""Pre-LN Transformer main network with rotary embeddings at *fractional base-pair positions*.
+
+Each main-network token is a stage-1 chunk; its RoPE position is the centre base-pair index of
+the span it covers ((first + last) / 2), so relative offsets between tokens stay in base pairs
+whatever the chunk lengths are.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..ops import kernels
+from .norm import RMSNorm
+
+
+def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
+    """Rotate x: (b, h, l, hd) by positions pos: (b, l) float (rotate-half convention)."""
+    hd = x.size(-1)
+    inv_freq = base ** (-torch.arange(0, hd, 2, device=x.device, dtype=torch.float32) / hd)
+    ang = pos.float()[:, None, :, None] * inv_freq  # (b, 1, l, hd/2)
+    cos, sin = ang.cos(), ang.sin()
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+
+
+def attention(q, k, v, valid: torch.Tensor) -> torch.Tensor:
+    """Bidirectional attention over real tokens. q, k, v: (b, h, l, hd); valid: (b, l) bool.
+
+    flash-attn's varlen kernel on CUDA in half precision, otherwise SDPA with a *boolean* key
+    mask (True = attend). Every row has at least one real key (the first chunk), so no NaNs.
+    """
+    flash = kernels.get("flash_varlen", q)
+    if flash is not None and q.dtype in (torch.float16, torch.bfloat16):
+        b, h, l, hd = q.shape
+        lengths = valid.sum(1, dtype=torch.int32)
+        cu = F.pad(torch.cumsum(lengths, 0, dtype=torch.int32), (1, 0))
+        idx = valid.flatten().nonzero().squeeze(1)
+        unpad = lambda t: t.transpose(1, 2).reshape(b * l, h, hd)[idx]  # noqa: E731
+        out = flash(unpad(q), unpad(k), unpad(v), cu, cu, int(lengths.max()), int(lengths.max()))
+        full = q.new_zeros(b * l, h, hd).index_copy(0, idx, out)
+        return full.view(b, l, h, hd).transpose(1, 2)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=valid[:, None, None, :])
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, d: int, n_heads: int, rope_base: float):
+        super().__init__()
+        self.n_heads, self.rope_base = n_heads, rope_base
+        self.qkv = nn.Linear(d, 3 * d, bias=False)
+        self.out = nn.Linear(d, d, bias=False)
+
+    def forward(self, x, pos, valid):
+        b, l, d = x.shape
+        q, k, v = self.qkv(x).view(b, l, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)
+        q, k = rope(q, pos, self.rope_base), rope(k, pos, self.rope_base)
+        return self.out(attention(q, k, v, valid).transpose(1, 2).reshape(b, l, d))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, d: int, mlp_ratio: float):
+        super().__init__()
+        hidden = int(2 * mlp_ratio * d / 3 + 63) // 64 * 64  # ~ parameter count of a 4x GELU MLP
+        self.up = nn.Linear(d, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, d, bias=False)
+
+    def forward(self, x):
+        a, g = self.up(x).chunk(2, dim=-1)
+        return self.down(F.silu(g) * a)
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, d: int, n_heads: int, mlp_ratio: float, rope_base: float):
+        super().__init__()
+        self.norm1, self.norm2 = RMSNorm(d), RMSNorm(d)
+        self.attn = SelfAttention(d, n_heads, rope_base)
+        self.mlp = SwiGLU(d, mlp_ratio)
+
+    def forward(self, x, pos, valid):
+        x = x + self.attn(self.norm1(x), pos, valid)
+        return x + self.mlp(self.norm2(x))
+
+
+class MainNetwork(nn.Module):
+    def __init__(self, d: int, n_layers: int, n_heads: int, mlp_ratio: float, rope_base: float):
+        super().__init__()
+        self.blocks = nn.ModuleList(TransformerBlock(d, n_heads, mlp_ratio, rope_base) for _ in range(n_layers))
+        self.final_norm = RMSNorm(d)
+
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """x: (b, l, d); pos: (b, l) float base-pair centres; valid: (b, l) bool -> (b, l, d)."""
+        for block in self.blocks:
+            x = block(x, pos, valid)
+        return self.final_norm(x)

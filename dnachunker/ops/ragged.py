@@ -1,0 +1,30 @@
+"""Index helpers for right-padded batches of variable-length sequences.
+
+All sequences in a batch are left-aligned: positions t < length[b] are real, the rest padding.
+Every operation here keeps that invariant so that padding can never reach a real position.
+"""
+from __future__ import annotations
+
+import torch
+
+
+def reverse_index(valid: torch.Tensor) -> torch.Tensor:
+    """valid: (b, l) bool -> (b, l) long index that reverses each sequence inside its length.
+
+    Padding stays where it is (at the end), so a reverse-direction scan over the gathered tensor
+    starts at each sequence's own last base rather than at the padding.
+    """
+    lengths = valid.sum(1, keepdim=True)
+    t = torch.arange(valid.size(1), device=valid.device).expand_as(valid)
+    return torch.where(t < lengths, lengths - 1 - t, t)
+
+
+def gather_time(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """x: (b, l, ...) , index: (b, m) -> (b, m, ...) gathered along time."""
+    idx = index.view(*index.shape, *([1] * (x.dim() - 2))).expand(-1, -1, *x.shape[2:])
+    return torch.gather(x, 1, idx)
+
+
+def flip_valid(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Reverse every sequence of x (b, l, ...) within its valid length. An involution."""
+    return gather_time(x, reverse_index(valid))

@@ -1,0 +1,71 @@
+"""Base-level tokenizer: A C G T N plus [PAD] and [MASK]; soft-masking kept as a repeat flag.
+
+Lowercase (soft-masked) bases are repeats. The token id drops the case, and the case is returned
+separately as `repeat` so the loss can down-weight repeats. IUPAC ambiguity codes map to N.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+PAD, MASK, A, C, G, T, N = range(7)
+VOCAB = ["[PAD]", "[MASK]", "A", "C", "G", "T", "N"]
+BASES = (A, C, G, T)  # targets of BERT's random replacement
+IUPAC = "ACGTNRYSWKMBDHV"
+
+_ENCODE = np.full(256, 255, dtype=np.uint8)  # 255 = not a nucleotide
+for _ch in IUPAC:
+    _code = {"A": A, "C": C, "G": G, "T": T}.get(_ch, N)
+    _ENCODE[ord(_ch)] = _ENCODE[ord(_ch.lower())] = _code
+_DECODE = np.frombuffer(b"_?ACGTN", dtype=np.uint8)
+
+
+class TokenizerError(ValueError):
+    pass
+
+
+def encode(seq: str | bytes, *, name: str = "sequence") -> tuple[np.ndarray, np.ndarray]:
+    """-> (ids uint8 (L,), repeat bool (L,)). Raises TokenizerError naming the bad character."""
+    raw = np.frombuffer(seq.encode("ascii", "replace") if isinstance(seq, str) else seq, dtype=np.uint8)
+    ids = _ENCODE[raw]
+    bad = np.flatnonzero(ids == 255)
+    if bad.size:
+        i = int(bad[0])
+        raise TokenizerError(f"{name}: character {chr(raw[i])!r} at position {i} is not an IUPAC "
+                             f"nucleotide code ({bad.size} such characters)")
+    repeat = (raw >= ord("a")) & (raw <= ord("z"))
+    return ids, repeat
+
+
+def decode(ids, repeat=None) -> str:
+    """Inverse of `encode` (ambiguity codes come back as N; [PAD] as '_', [MASK] as '?')."""
+    ids = np.asarray(ids, dtype=np.uint8)
+    out = _DECODE[ids]
+    if repeat is not None:
+        out = np.where(np.asarray(repeat, dtype=bool) & (ids >= A), out + 32, out).astype(np.uint8)
+    return out.tobytes().decode("ascii")
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, L) long, PAD beyond each length
+    valid: torch.Tensor      # (B, L) bool
+    repeat: torch.Tensor     # (B, L) bool, soft-masked bases
+
+
+def batch_encode(seqs: list[str], max_len: int | None = None) -> Batch:
+    """Right-pad a list of sequences into one batch (truncating to max_len if given)."""
+    if not seqs:
+        raise TokenizerError("batch_encode: empty list of sequences")
+    encoded = [encode(s[:max_len] if max_len else s, name=f"sequence {i}") for i, s in enumerate(seqs)]
+    if any(len(ids) == 0 for ids, _ in encoded):
+        raise TokenizerError("batch_encode: empty sequence in batch")
+    L = max(len(ids) for ids, _ in encoded)
+    input_ids = torch.full((len(seqs), L), PAD, dtype=torch.long)
+    repeat = torch.zeros(len(seqs), L, dtype=torch.bool)
+    for i, (ids, rep) in enumerate(encoded):
+        input_ids[i, : len(ids)] = torch.from_numpy(ids.astype(np.int64))
+        repeat[i, : len(ids)] = torch.from_numpy(rep)
+    return Batch(input_ids, input_ids != PAD, repeat)

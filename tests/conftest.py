@@ -1,0 +1,45 @@
+import gzip
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get("DNACHUNKER_SHARED_DATA", ROOT.parent / "shared" / "data"))
+CHR20 = DATA / "hg19_chr20_softmasked" / "chr20.hg19.softmasked.fa.gz"
+
+
+def shared_file(rel: str) -> Path:
+    path = DATA / rel
+    if not path.exists():
+        pytest.skip(f"real DNA test data not found at {path} (set DNACHUNKER_SHARED_DATA)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def chr20_prefix() -> str:
+    """The first ~2.5 Mbp of soft-masked human chr20 (hg19), as written in the FASTA."""
+    path = shared_file("hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz")
+    lines = []
+    with gzip.open(path, "rt") as fh:
+        assert fh.readline().startswith(">")
+        for line in fh:
+            lines.append(line.strip())
+            if len(lines) * 60 > 2_500_000:
+                break
+    return "".join(lines)
+
+
+@pytest.fixture(scope="session")
+def chr20_windows(chr20_prefix):
+    """Non-overlapping N-free windows of real chr20 sequence: windows(length, count)."""
+    def windows(length: int, count: int) -> list[str]:
+        out, i = [], 0
+        while len(out) < count:
+            w = chr20_prefix[i:i + length]
+            assert len(w) == length, "chr20 prefix exhausted"
+            if "N" not in w.upper():
+                out.append(w)
+            i += length
+        return out
+    return windows

@@ -1,0 +1,182 @@
+"""Behaviour of the full model on real chr20 DNA."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from dnachunker import DNAChunker, DNAChunkerConfig, ratio_loss
+from dnachunker.masking import IGNORE, bert_mask
+from dnachunker.tokenizer import MASK, PAD, batch_encode
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "model"
+
+
+def tiny(*overrides: str) -> DNAChunker:
+    torch.manual_seed(0)
+    return DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml", *overrides)).eval()
+
+
+def masked_batch(seqs, seed=0):
+    batch = batch_encode(seqs)
+    ids, labels = bert_mask(batch.input_ids, batch.valid, torch.Generator().manual_seed(seed))
+    return batch, ids, labels
+
+
+def test_padding_never_changes_a_real_sequence(chr20_windows):
+    short, long_ = chr20_windows(300, 1)[0], chr20_windows(700, 2)[1]
+    model = tiny()
+    _, ids, _ = masked_batch([short, long_])
+    alone = ids[:1, :300]
+    with torch.no_grad():
+        ref = model(alone).logits[0]
+        batched = model(ids, ids != PAD)
+    assert (ids[0, 300:] == PAD).all()
+    torch.testing.assert_close(batched.logits[0, :300], ref, rtol=1e-4, atol=1e-5)
+    # padding also changes neither segmentation nor the compression statistics of the real part
+    single = model(alone)
+    for s_b, s_a in zip(batched.stages, single.stages):
+        n = int(s_a.valid.sum())
+        assert torch.equal(s_b.boundary[0, :n], s_a.boundary[0, :n])
+        assert not s_b.boundary[0, n:].any()
+
+
+def test_masked_base_is_a_single_base_chunk_at_both_stages(chr20_windows):
+    model = tiny()
+    _, ids, _ = masked_batch(chr20_windows(512, 3), seed=3)
+    with torch.no_grad():
+        out = model(ids)
+    masked = (ids == MASK).nonzero().tolist()
+    assert len(masked) > 100
+    for s, stage in enumerate(out.stages):
+        for b, t in masked:
+            starts = set(stage.chunk_start[b][stage.chunk_valid[b]].long().tolist())
+            assert t in starts, f"stage {s}: no boundary before masked base {t}"
+            assert t + 1 in starts or t + 1 == ids.size(1), f"stage {s}: no boundary after {t}"
+    # and the router alone would not have produced all of them: protection did real work
+    assert not all(out.stages[1].router_boundary.flatten()[:10])
+
+
+def _chunk_contains_mask(is_mask: np.ndarray, starts: np.ndarray, pos_bp: np.ndarray) -> np.ndarray:
+    """For stage positions starting at base pair pos_bp, does their chunk (given by the chunk
+    start base pairs `starts`) contain a [MASK]? Computed from base-pair spans only."""
+    ends = np.append(starts[1:], len(is_mask))
+    k = np.searchsorted(starts, pos_bp, side="right") - 1
+    return np.array([is_mask[starts[i]:ends[i]].any() for i in k])
+
+
+@pytest.mark.parametrize("protect", [True, False])
+def test_residual_is_zero_exactly_where_chunks_contain_masks(chr20_windows, protect):
+    model = tiny(f"mask_protection={protect}")
+    _, ids, _ = masked_batch(chr20_windows(400, 2), seed=5)
+    with torch.no_grad():
+        out = model(ids)
+    for b in range(ids.size(0)):
+        is_mask = (ids[b] == MASK).numpy()
+        pos_bp = np.arange(ids.size(1))  # stage-0 positions are base pairs
+        for s, stage in enumerate(out.stages):
+            starts = stage.chunk_start[b][stage.chunk_valid[b]].long().numpy()
+            expected = _chunk_contains_mask(is_mask, starts, pos_bp)
+            residual_norm = stage.residual[b, : len(pos_bp)].abs().sum(-1)
+            assert expected.any() and not expected.all()
+            assert torch.equal(residual_norm == 0, torch.from_numpy(expected)), f"stage {s}"
+            pos_bp = starts  # stage s+1 positions are stage-s chunks
+        if not protect:  # without protection, gating must cover whole multi-base chunks
+            assert _chunk_contains_mask(is_mask, out.stages[0].chunk_start[b].long().numpy(),
+                                        np.arange(len(is_mask))).sum() > is_mask.sum()
+
+
+def test_residual_gating_switch(chr20_windows):
+    model = tiny("residual_gating=false")
+    _, ids, _ = masked_batch(chr20_windows(300, 1), seed=1)
+    with torch.no_grad():
+        out = model(ids)
+    assert all(bool((st.residual_gate == 1).all()) for st in out.stages)
+    assert (out.stages[0].residual[ids == MASK].abs().sum(-1) > 0).all()
+
+
+def test_ratio_loss_is_one_on_target_and_ignores_padding():
+    alpha = 0.3
+    valid = torch.ones(2, 20, dtype=torch.bool)
+    valid[1, 10:] = False
+    boundary = torch.zeros(2, 20, dtype=torch.bool)
+    boundary[0, :6], boundary[1, :3] = True, True       # 9 of 30 real positions = 0.3
+    p = torch.full((2, 20), alpha)
+    p[1, 10:], boundary[1, 12:] = 0.99, True            # garbage on padding
+    assert ratio_loss(p, boundary, valid, alpha).item() == pytest.approx(1.0)
+    off = ratio_loss(torch.full((2, 20), 0.8), valid.clone(), valid, alpha)
+    assert off.item() > 1.5
+
+
+def test_gradients_reach_router_through_p(chr20_windows):
+    model = tiny("ratio_loss=false").train()
+    batch, ids, labels = masked_batch(chr20_windows(256, 2), seed=2)
+    out = model(ids, batch.valid, labels, batch.repeat)
+    assert torch.equal(out.loss, out.mlm_loss)  # no ratio term: only p in the dechunk scans is left
+    out.loss.backward()
+    for s, stage in enumerate(model.stages):
+        g = stage.router.q.weight.grad
+        assert g is not None and g.abs().sum() > 0, f"stage {s} router got no gradient"
+
+
+def test_repeat_bases_are_weighted(chr20_windows):
+    seq = next(w for w in chr20_windows(256, 40) if 0.2 < sum(c.islower() for c in w) / 256 < 0.8)
+    model = tiny()
+    batch, ids, labels = masked_batch([seq], seed=4)
+    out = model(ids, batch.valid, labels, batch.repeat)
+    t = labels != IGNORE
+    ce = torch.nn.functional.cross_entropy(out.logits[t], labels[t], reduction="none")
+    w = torch.where(batch.repeat[t], 0.1, 1.0)
+    torch.testing.assert_close(out.mlm_loss, (ce * w).sum() / w.sum())
+    assert not torch.allclose(out.mlm_loss, ce.mean())
+
+
+def test_paper_config_has_172m_parameters():
+    with torch.device("meta"):
+        model = DNAChunker(DNAChunkerConfig.load(CONFIGS / "paper.yaml"))
+    assert model.cfg.main_layers == 30 and model.cfg.max_len == 8192
+    assert model.cfg.target_ratio == [0.5, 0.5]
+    assert abs(model.num_parameters() - 172e6) / 172e6 < 0.05
+
+
+def test_save_load_round_trip(tmp_path, chr20_windows):
+    model = tiny("target_ratio=[0.4,0.6]")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.01)
+    _, ids, _ = masked_batch(chr20_windows(200, 2))
+    path = model.save_pretrained(tmp_path / "ckpt")
+    assert sorted(x.name for x in path.iterdir()) == ["config.yaml", "model.safetensors"]
+    loaded = DNAChunker.from_pretrained(path)
+    assert loaded.cfg == model.cfg
+    with torch.no_grad():
+        assert torch.equal(loaded(ids).logits, model(ids).logits)
+    assert [a.tolist() for a in loaded.segment(chr20_windows(200, 2))[0]] == \
+           [a.tolist() for a in model.segment(chr20_windows(200, 2))[0]]
+
+
+def test_from_pretrained_rejects_a_non_checkpoint(tmp_path):
+    (tmp_path / "config.yaml").write_text("d_model: [8, 8]\n")
+    with pytest.raises(FileNotFoundError, match="missing model.safetensors"):
+        DNAChunker.from_pretrained(tmp_path)
+
+
+def test_bad_config_is_reported_with_its_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("d_model: [32, 48]\n")
+    with pytest.raises(ValueError, match="d_model needs 3 widths"):
+        DNAChunkerConfig.load(bad)
+    bad.write_text("no_such_key: 1\n")
+    with pytest.raises(ValueError, match="bad.yaml"):
+        DNAChunkerConfig.load(bad)
+
+
+def test_segment_returns_nested_boundaries(chr20_windows):
+    seqs = [chr20_windows(333, 1)[0], chr20_windows(120, 5)[4]]
+    segs = tiny().segment(seqs, batch_size=1)
+    assert len(segs) == 2
+    for seq, (s0, s1) in zip(seqs, segs):
+        assert s0[0] == 0 and s1[0] == 0
+        assert np.all(np.diff(s0) > 0) and s0[-1] < len(seq)
+        assert set(s1.tolist()) <= set(s0.tolist())  # stage 1 merges stage-0 chunks
+        assert len(s1) < len(s0) < len(seq)
