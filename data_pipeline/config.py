@@ -1,0 +1,81 @@
+"""Pipeline configuration (OmegaConf dataclass schema)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from omegaconf import MISSING, OmegaConf
+
+from .errors import DataError
+
+
+@dataclass
+class WindowConfig:
+    length: int = 8192
+    stride: int | None = None        # default: length (non-overlapping)
+    max_n_fraction: float = 0.5      # windows with more N than this are dropped (and counted)
+
+
+@dataclass
+class SplitConfig:
+    """Which sequence goes to which split. Entries: a chromosome name, a region 'chr:start-end'
+    (0-based, half-open), or '*' = every included chromosome not named elsewhere. A BED file with
+    a 4th column naming the split replaces the lists when given."""
+    train: list[str] = field(default_factory=lambda: ["*"])
+    valid: list[str] = field(default_factory=lambda: ["chr21"])
+    test: list[str] = field(default_factory=lambda: ["chr22"])
+    bed: str | None = None
+
+
+@dataclass
+class PipelineConfig:
+    fasta: str = MISSING
+    out: str = MISSING
+    repeats: str | None = None       # RepeatMasker .out or BED; default: soft-masking (lowercase)
+    include: str = ".*"              # regex on chromosome names (re.search)
+    exclude: str = r"_random|_alt|_fix|_decoy|^chrUn|^chrM$|^chrEBV$|^MT$"
+    window: WindowConfig = field(default_factory=WindowConfig)
+    splits: SplitConfig = field(default_factory=SplitConfig)
+    repeat_weight: float = 0.1       # per-base MLM weight of repeat bases, stored in the shards
+    samples_per_shard: int = 1024
+    workers: int = 0                 # processes for sharding (0: all cores)
+    zarr_chunk: int = 1 << 20        # base pairs per zarr chunk
+
+    @property
+    def stride(self) -> int:
+        return self.window.stride or self.window.length
+
+    @classmethod
+    def load(cls, path: str | None = None, overrides: list[str] = ()) -> "PipelineConfig":
+        try:
+            base = OmegaConf.structured(cls)
+            if path:
+                if not Path(path).is_file():
+                    raise DataError(f"{path}: pipeline config not found")
+                base = OmegaConf.merge(base, OmegaConf.load(path))
+            cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
+            obj = OmegaConf.to_object(cfg)
+        except DataError:
+            raise
+        except Exception as e:
+            raise DataError(f"{path or 'pipeline config'}: {e}") from None
+        if obj.window.length <= 0 or obj.stride <= 0 or obj.samples_per_shard <= 0:
+            raise DataError("window.length, window.stride and samples_per_shard must be positive")
+        return obj
+
+    def to_dict(self) -> dict:
+        return OmegaConf.to_container(OmegaConf.structured(self))
+
+
+def file_sha256(path: str | Path, block: int = 1 << 24) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,2 @@
+class DataError(ValueError):
+    """Bad input data: the message names the file (and line) and the problem."""

@@ -1,0 +1,72 @@
+"""Random access to the samples of a shard set, by (split, index), via the manifest's offsets.
+
+The shards are ordinary WebDataset tars (any tar/WebDataset reader streams them); for training we
+read samples by index instead, which is what makes exact and elastic resume simple: the global
+sample order is a permutation, and a checkpoint only needs the position in it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tarfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+from .shards import load_manifest
+
+
+class ShardSplit:
+    def __init__(self, root: str | Path, split: str):
+        self.root = Path(root)
+        self.manifest = load_manifest(self.root)
+        if split not in self.manifest["splits"]:
+            raise DataError(f"{self.root}: no split '{split}' (has {list(self.manifest['splits'])})")
+        self.split = split
+        self.length = self.manifest["window_length"]
+        self.shards = self.manifest["splits"][split]["shards"]
+        self.paths = [self.root / split / r["name"] for r in self.shards]
+        for path, rec in zip(self.paths, self.shards):
+            if not path.is_file():
+                raise DataError(f"{path}: shard listed in the manifest is missing")
+            if path.stat().st_size != rec["bytes"]:
+                raise DataError(f"{path}: {path.stat().st_size} bytes, the manifest says {rec['bytes']} "
+                                f"(truncated or replaced; run: python -m data_pipeline verify out={self.root})")
+        self.first = np.array([r["first_index"] for r in self.shards], dtype=np.int64)
+        self._handles: dict[int, object] = {}
+        self._pid = os.getpid()
+        # one sample: 3 headers + bases (L) + weight (2L) + json, each padded to 512-byte blocks
+        self._read_size = 4 * 512 + 3 * self.length + 2 * 512
+
+    def __len__(self) -> int:
+        return int(sum(r["samples"] for r in self.shards))
+
+    def _file(self, shard: int):
+        if os.getpid() != self._pid:  # forked into a DataLoader worker: do not share handles
+            self._handles, self._pid = {}, os.getpid()
+        if shard not in self._handles:
+            self._handles[shard] = open(self.paths[shard], "rb")
+        return self._handles[shard]
+
+    def __getitem__(self, index: int) -> dict:
+        """-> {bases: uint8 (L,), weight: float16 (L,), meta: dict}"""
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        shard = int(np.searchsorted(self.first, index, side="right") - 1)
+        offset = self.shards[shard]["offsets"][index - int(self.first[shard])]
+        fh = self._file(shard)
+        fh.seek(offset)
+        buf = fh.read(self._read_size)
+        out, pos = {}, 0
+        for _ in range(3):
+            try:
+                info = tarfile.TarInfo.frombuf(buf[pos:pos + 512], "utf-8", "surrogateescape")
+            except tarfile.HeaderError as e:
+                raise DataError(f"{self.paths[shard]}: bad tar header at byte {offset + pos}: {e}") from None
+            pos += 512
+            out[info.name.rsplit(".", 1)[1]] = buf[pos:pos + info.size]
+            pos += (info.size + 511) // 512 * 512
+        return {"bases": np.frombuffer(out["bases"], dtype=np.uint8),
+                "weight": np.frombuffer(out["weight"], dtype="<f2"),
+                "meta": json.loads(out["json"])}

@@ -1,0 +1,180 @@
+"""Stage 3: WebDataset tar shards + manifest, in parallel, deterministic and resumable.
+
+Each sample <key> has three members: <key>.bases (uint8 token ids, dnachunker.tokenizer codes),
+<key>.weight (float16 little-endian per-base MLM weight: repeat_weight on repeats, else 1) and
+<key>.json (chrom, start, end, split, index). Tars are plain USTAR with fixed metadata, so the same
+input and config give byte-identical shards. A shard is written as <name>.tmp, renamed, then its
+record <name>.json (checksum, sample count, byte offset of each sample) is written the same way.
+A re-run keeps a shard only if its record matches the current config and its checksum verifies.
+The manifest (written last) lists every shard with its record: its presence marks a complete set.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .config import PipelineConfig, digest, file_sha256
+from .errors import DataError
+from .genome import GenomeStore
+
+MANIFEST = "manifest.json"
+FORMAT = "dnachunker-shards/1"
+SPLITS = ("train", "valid", "test")
+
+
+def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o444
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    return info, io.BytesIO(data)
+
+
+def _write_shard(job: dict) -> dict:
+    store = GenomeStore(job["store"])
+    path = Path(job["path"])
+    L, rw = job["length"], np.float16(job["repeat_weight"])
+    offsets = []
+    # a shard's windows are contiguous in genome order: read each chromosome's span once
+    spans = {}
+    for chrom, start in zip(job["chroms"], job["starts"]):
+        lo, hi = spans.get(chrom, (start, start + L))
+        spans[chrom] = (min(lo, start), max(hi, start + L))
+    loaded = {c: (lo, store.seq(c, lo, hi), store.repeat(c, lo, hi)) for c, (lo, hi) in spans.items()}
+    tmp = path.with_name(path.name + ".tmp")
+    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+        for k, (chrom, start) in enumerate(zip(job["chroms"], job["starts"])):
+            index = job["first_index"] + k
+            key = f"{job['split']}-{index:09d}"
+            lo, seq, rep = loaded[chrom]
+            bases = seq[start - lo:start - lo + L]
+            weight = np.where(rep[start - lo:start - lo + L], rw, np.float16(1)).astype("<f2")
+            meta = json.dumps({"chrom": chrom, "start": int(start), "end": int(start + L),
+                               "split": job["split"], "index": index}, sort_keys=True).encode()
+            offsets.append(tar.offset)
+            for ext, data in (("bases", bases.tobytes()), ("weight", weight.tobytes()), ("json", meta)):
+                tar.addfile(*_member(f"{key}.{ext}", data))
+    record = {"name": path.name, "split": job["split"], "samples": len(offsets),
+              "first_index": job["first_index"], "bytes": tmp.stat().st_size,
+              "sha256": file_sha256(tmp), "offsets": offsets, "config_key": job["config_key"]}
+    os.replace(tmp, path)
+    _write_json(path.with_name(path.name + ".json"), record)
+    return record
+
+
+def _write_json(path: Path, obj) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def _finished(path: Path, config_key: str) -> dict | None:
+    """The record of a finished shard that matches the config and verifies, else None."""
+    rec_path = path.with_name(path.name + ".json")
+    if not (path.is_file() and rec_path.is_file()):
+        return None
+    try:
+        rec = json.loads(rec_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    if rec.get("config_key") != config_key or path.stat().st_size != rec.get("bytes"):
+        return None
+    return rec if file_sha256(path) == rec["sha256"] else None
+
+
+def build_shards(cfg: PipelineConfig) -> Path:
+    out = Path(cfg.out)
+    store_path = out / "genome.zarr"
+    store = GenomeStore(store_path)
+    wjson = out / "windows.json"
+    if not wjson.is_file():
+        raise DataError(f"{out}: no windows.json (run the 'windows' stage first)")
+    wmeta = json.loads(wjson.read_text())
+    if (wmeta["length"], wmeta["stride"]) != (cfg.window.length, cfg.stride):
+        raise DataError(f"{wjson}: windows were made with length/stride {wmeta['length']}/{wmeta['stride']}, "
+                        f"config asks for {cfg.window.length}/{cfg.stride}: re-run the 'windows' stage")
+    win = np.load(out / "windows.npz")
+    names = [str(n) for n in win["names"]]
+    base_key = {"source": store.attrs["source"], "window": cfg.to_dict()["window"],
+                "repeat_weight": cfg.repeat_weight, "samples_per_shard": cfg.samples_per_shard}
+    jobs, kept = [], {}
+    for split in [s[: -len("_start")] for s in win.files if s.endswith("_start")]:
+        chroms, starts = win[f"{split}_chrom"], win[f"{split}_start"]
+        (out / split).mkdir(parents=True, exist_ok=True)
+        n = len(starts)
+        for i, lo in enumerate(range(0, n, cfg.samples_per_shard)):
+            hi = min(lo + cfg.samples_per_shard, n)
+            job = {"store": str(store_path), "split": split, "first_index": lo, "length": cfg.window.length,
+                   "repeat_weight": cfg.repeat_weight, "path": str(out / split / f"{split}-{i:06d}.tar"),
+                   "chroms": [names[c] for c in chroms[lo:hi]], "starts": starts[lo:hi].tolist()}
+            job["config_key"] = digest({**base_key, "chroms": job["chroms"], "starts": job["starts"]})
+            rec = _finished(Path(job["path"]), job["config_key"])
+            if rec is not None:
+                kept[job["path"]] = rec
+            else:
+                jobs.append(job)
+    if kept:
+        print(f"shards: {len(kept)} finished shards verified and kept, {len(jobs)} to write")
+    records = dict(kept)
+    workers = cfg.workers or os.cpu_count() or 1
+    with tqdm(total=len(jobs), desc="shards", unit="shard") as bar:
+        if workers == 1 or len(jobs) <= 1:
+            for job in jobs:
+                records[job["path"]] = _write_shard(job)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=workers) as pool:
+                for job, rec in zip(jobs, pool.map(_write_shard, jobs)):
+                    records[job["path"]] = rec
+                    bar.update()
+    windows_stats = wmeta["splits"]
+    splits = {}
+    for split in windows_stats:
+        recs = sorted((r for r in records.values() if r["split"] == split), key=lambda r: r["first_index"])
+        splits[split] = {"samples": sum(r["samples"] for r in recs),
+                         "dropped_mostly_n": windows_stats[split]["dropped_mostly_n"],
+                         "shards": [{k: v for k, v in r.items() if k != "config_key"} for r in recs]}
+    manifest = {"format": FORMAT, "window_length": cfg.window.length, "window_stride": cfg.stride,
+                "repeat_weight": cfg.repeat_weight, "source": store.attrs["source"],
+                "config": cfg.to_dict(), "splits": splits}
+    _write_json(out / MANIFEST, manifest)
+    total = {s: v["samples"] for s, v in splits.items()}
+    print(f"manifest {out / MANIFEST}: {total}")
+    return out / MANIFEST
+
+
+def load_manifest(root: str | Path) -> dict:
+    path = Path(root) / MANIFEST
+    if not path.is_file():
+        raise DataError(f"{path}: no manifest (the shard set is missing or incomplete)")
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise DataError(f"{path}: corrupt manifest: {e}") from None
+    if manifest.get("format") != FORMAT:
+        raise DataError(f"{path}: unknown manifest format {manifest.get('format')!r}")
+    return manifest
+
+
+def verify(root: str | Path, checksums: bool = True) -> list[str]:
+    """Problems with a shard set (empty list: all shards present, sized and checksummed)."""
+    root = Path(root)
+    manifest = load_manifest(root)
+    problems = []
+    for split, info in manifest["splits"].items():
+        for rec in info["shards"]:
+            path = root / split / rec["name"]
+            if not path.is_file():
+                problems.append(f"{path}: missing")
+            elif path.stat().st_size != rec["bytes"]:
+                problems.append(f"{path}: {path.stat().st_size} bytes, manifest says {rec['bytes']}")
+            elif checksums and file_sha256(path) != rec["sha256"]:
+                problems.append(f"{path}: checksum mismatch")
+    return problems
