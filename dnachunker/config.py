@@ -34,8 +34,7 @@ class DNAChunkerConfig:
     # dynamic chunking
     target_ratio: list[float] = field(default_factory=lambda: [0.5, 0.5])  # alpha per stage
     ratio_loss_weight: float = 0.03  # lambda
-    # objective and ablation switches
-    repeat_weight: float = 0.1
+    # ablation switches
     mask_protection: bool = True
     residual_gating: bool = True
     ratio_loss: bool = True

@@ -136,9 +136,10 @@ class DNAChunker(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(self, input_ids: torch.Tensor, valid: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, repeat: torch.Tensor | None = None) -> DNAChunkerOutput:
+                labels: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> DNAChunkerOutput:
         """input_ids: (b, L) long; valid: (b, L) bool (default: all); labels: (b, L) long with -100
-        where nothing is predicted; repeat: (b, L) bool soft-masked bases (weight cfg.repeat_weight)."""
+        where nothing is predicted; weight: (b, L) float per-base MLM weight (the data pipeline
+        stores 0.1 on soft-masked repeats, 1 elsewhere; default: all 1)."""
         if valid is None:
             valid = torch.ones_like(input_ids, dtype=torch.bool)
         pos = torch.arange(input_ids.size(1), device=input_ids.device, dtype=torch.float32).expand(input_ids.shape)
@@ -153,15 +154,14 @@ class DNAChunker(nn.Module):
         hidden = self.norm(x)
         out = DNAChunkerOutput(logits=self.head(hidden), hidden=hidden, stages=[c[-1] for c in ctxs])
         if labels is not None:
-            self._loss(out, labels, repeat)
+            self._loss(out, labels, weight)
         return out
 
-    def _loss(self, out: DNAChunkerOutput, labels: torch.Tensor, repeat: torch.Tensor | None):
+    def _loss(self, out: DNAChunkerOutput, labels: torch.Tensor, weight: torch.Tensor | None):
         cfg = self.cfg
         target = labels != IGNORE
-        weight = torch.ones_like(labels, dtype=torch.float32)
-        if repeat is not None:
-            weight = weight.masked_fill(repeat, cfg.repeat_weight)
+        if weight is None:
+            weight = torch.ones_like(labels, dtype=torch.float32)
         logits = out.logits[target].float()
         ce = F.cross_entropy(logits, labels[target], reduction="none")
         w = weight[target]

@@ -54,6 +54,10 @@ class Batch:
     valid: torch.Tensor      # (B, L) bool
     repeat: torch.Tensor     # (B, L) bool, soft-masked bases
 
+    def weight(self, repeat_weight: float = 0.1) -> torch.Tensor:
+        """(B, L) float per-base MLM weight: repeat_weight on soft-masked bases, else 1."""
+        return torch.where(self.repeat, repeat_weight, 1.0)
+
 
 def batch_encode(seqs: list[str], max_len: int | None = None) -> Batch:
     """Right-pad a list of sequences into one batch (truncating to max_len if given)."""

@@ -57,7 +57,7 @@ def test_model_cuda_kernels_match_torch_path(monkeypatch, chr20_windows):
     model = DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml")).cuda()
     batch = batch_encode([chr20_windows(1000, 1)[0], chr20_windows(700, 1)[0]])
     ids, labels = bert_mask(batch.input_ids, batch.valid, torch.Generator().manual_seed(0))
-    args = (ids.cuda(), batch.valid.cuda(), labels.cuda(), batch.repeat.cuda())
+    args = (ids.cuda(), batch.valid.cuda(), labels.cuda(), batch.weight().cuda())
     fast, ref = _both_paths(lambda: model(*args), monkeypatch)
     torch.testing.assert_close(fast.logits, ref.logits, rtol=1e-3, atol=1e-3)
     with torch.autocast("cuda", dtype=torch.bfloat16):  # flash-attn varlen only runs in half precision

@@ -111,7 +111,7 @@ def test_ratio_loss_is_one_on_target_and_ignores_padding():
 def test_gradients_reach_router_through_p(chr20_windows):
     model = tiny("ratio_loss=false").train()
     batch, ids, labels = masked_batch(chr20_windows(256, 2), seed=2)
-    out = model(ids, batch.valid, labels, batch.repeat)
+    out = model(ids, batch.valid, labels, batch.weight())
     assert torch.equal(out.loss, out.mlm_loss)  # no ratio term: only p in the dechunk scans is left
     out.loss.backward()
     for s, stage in enumerate(model.stages):
@@ -123,7 +123,7 @@ def test_repeat_bases_are_weighted(chr20_windows):
     seq = next(w for w in chr20_windows(256, 40) if 0.2 < sum(c.islower() for c in w) / 256 < 0.8)
     model = tiny()
     batch, ids, labels = masked_batch([seq], seed=4)
-    out = model(ids, batch.valid, labels, batch.repeat)
+    out = model(ids, batch.valid, labels, batch.weight())
     t = labels != IGNORE
     ce = torch.nn.functional.cross_entropy(out.logits[t], labels[t], reduction="none")
     w = torch.where(batch.repeat[t], 0.1, 1.0)

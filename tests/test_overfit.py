@@ -19,7 +19,7 @@ def test_tiny_model_overfits_real_chr20_windows(chr20_windows):
     losses = []
     for _ in range(80):
         ids, labels = bert_mask(batch.input_ids, batch.valid, g)
-        out = model(ids, batch.valid, labels, batch.repeat)
+        out = model(ids, batch.valid, labels, batch.weight())
         opt.zero_grad()
         out.loss.backward()
         opt.step()
