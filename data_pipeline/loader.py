@@ -13,6 +13,8 @@ drawn from an RNG keyed by (seed, epoch, sample index), so they are identical af
 """
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -51,6 +53,13 @@ class _MLMSamples(Dataset):
         input_ids, labels = bert_mask(ids[None], valid[None], gen, self.mask_prob)
         return {"input_ids": input_ids[0], "labels": labels[0], "valid": valid,
                 "weight": torch.from_numpy(weight.astype(np.float32)), "index": index, "reverse": reverse}
+
+
+def _worker_init(_):
+    """Stop signals are for the training process (which checkpoints); Slurm also delivers them
+    to DataLoader workers, whose default action would kill them mid-batch."""
+    for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT):
+        signal.signal(s, signal.SIG_IGN)
 
 
 def collate(samples: list[dict]) -> dict:
@@ -94,16 +103,28 @@ class PretrainLoader:
     def steps_per_epoch(self) -> int:
         return self.n // self.global_batch
 
+    def _loader(self, epoch: int, position: int) -> DataLoader:
+        return DataLoader(self.dataset, batch_sampler=list(self._batches(epoch, position)),
+                          num_workers=self.num_workers, collate_fn=collate, worker_init_fn=_worker_init,
+                          persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
+
+    @staticmethod
+    def _run(loader: DataLoader):
+        it = iter(loader)
+        try:
+            yield from it
+        finally:  # on close(): stop workers now (they ignore SIGTERM, so exit-time cleanup would hang)
+            if hasattr(it, "_shutdown_workers"):
+                it._shutdown_workers()
+
     def __iter__(self):
+        if not self.train:  # evaluation: always the same single pass, no state
+            yield from self._run(self._loader(0, 0))
+            return
         while True:
-            dl = DataLoader(self.dataset, batch_sampler=list(self._batches(self.epoch, self.position)),
-                            num_workers=self.num_workers, collate_fn=collate,
-                            persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
-            for batch in dl:
+            for batch in self._run(self._loader(self.epoch, self.position)):
                 self.position += self.global_batch  # counted only when handed to the caller
                 yield batch
-            if not self.train:
-                return
             self.epoch, self.position = self.epoch + 1, 0
 
     def state_dict(self) -> dict:

@@ -67,11 +67,10 @@ def gated_scan(u: torch.Tensor, p: torch.Tensor, chunk_size: int = 64) -> torch.
         y = kernel(x, dt[..., None].expand(b, l, d).contiguous(), -u.new_ones(d, dtype=torch.float32),
                    ones, ones, chunk_size=max(chunk_size, 128))
         return y.view(b, l, d).to(u.dtype)
-    # one state per channel: heads = d, head dim 1, state 1
-    x = (upcast(u) * upcast(p)[..., None]).unsqueeze(-1)
-    a = log_decay[..., None].expand(b, l, d)
-    ones = x.new_ones(b, l, d, 1)
-    return ssd_chunked(x, a, ones, ones, chunk_size).squeeze(-1).to(u.dtype)
+    # the decay is shared by all channels: one head of dimension d with a scalar state
+    x = (upcast(u) * upcast(p)[..., None]).unsqueeze(2)  # (b, l, 1, d)
+    ones = x.new_ones(b, l, 1, 1)
+    return ssd_chunked(x, log_decay.unsqueeze(-1), ones, ones, chunk_size).squeeze(2).to(u.dtype)
 
 
 def gated_scan_ref(u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:

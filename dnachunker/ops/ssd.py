@@ -60,8 +60,8 @@ def ssd_chunked(x: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tens
     a_cum = torch.cumsum(a, dim=-1)
 
     # 1. within-chunk outputs (the quadratic, attention-like part)
-    L = torch.exp(_segsum(a))  # (b, h, c, s, s)
-    y_diag = torch.einsum("bclhn,bcshn,bhcls,bcshp->bclhp", C, B, L, x)
+    scores = torch.einsum("bclhn,bcshn->bhcls", C, B) * torch.exp(_segsum(a))  # (b, h, c, s, s)
+    y_diag = torch.einsum("bhcls,bcshp->bclhp", scores, x)
     # 2. state at the end of each chunk, from that chunk's inputs alone
     decay_states = torch.exp(a_cum[..., -1:] - a_cum)  # (b, h, c, s)
     states = torch.einsum("bclhn,bhcl,bclhp->bchpn", B, decay_states, x)

@@ -1,0 +1,194 @@
+"""Distributed pretraining on real chr20 shards: ZeRO-2/3, signals, exact and elastic resume,
+MLflow continuity, non-finite handling. Ranks are separate processes (as srun starts them)."""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_pipeline.__main__ import main as pipeline
+from train import checkpoint
+
+from .conftest import ROOT, shared_file
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train_data") / "chr20"
+    fasta = shared_file("hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz")
+    assert pipeline(["all", f"fasta={fasta}", f"out={out}", "window.length=512", "workers=2",
+                     "splits.train=[chr20:1000000-4000000]", "splits.valid=[chr20:4000000-4200000]",
+                     "splits.test=[]", "samples_per_shard=1024"]) == 0
+    return out
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(out: Path, shards: Path, world: int, *overrides: str) -> list[subprocess.Popen]:
+    """Start `world` ranks the way srun does (one process each, rank in the environment)."""
+    args = [sys.executable, "-m", "train.pretrain", "--config", "configs/pretrain/tiny_chr20.yaml",
+            f"out_dir={out}", f"data.root={shards}", "data.micro_batch_size=4", "data.num_workers=1",
+            "optim.warmup_steps=3", "val_every=5", "val_batches=2", "tracking.log_every=1",
+            "model_overrides=[max_len=512]", *overrides]
+    port = _port()
+    procs = []
+    out.mkdir(parents=True, exist_ok=True)
+    for rank in range(world):
+        env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": str(world), "LOCAL_RANK": str(rank),
+               "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "OMP_NUM_THREADS": "1",
+               "TQDM_DISABLE": "1"}
+        log = open(out / f"rank{rank}.log", "ab")
+        procs.append(subprocess.Popen(args, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT))
+    return procs
+
+
+def wait(procs, out: Path, timeout=600) -> list[int]:
+    codes = [p.wait(timeout=timeout) for p in procs]
+    if any(c not in (0, 75, 3) for c in codes):
+        pytest.fail(f"ranks exited {codes}:\n" + (out / "rank0.log").read_text()[-4000:])
+    return codes
+
+
+def train(out, shards, world, *overrides) -> list[int]:
+    return wait(launch(out, shards, world, *overrides), out)
+
+
+def mlflow_runs(out: Path):
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("dnachunker-pretrain")
+    return client, client.search_runs([exp.experiment_id])
+
+
+def losses(out: Path) -> dict[int, float]:
+    client, runs = mlflow_runs(out)
+    assert len(runs) == 1, f"{len(runs)} MLflow runs in {out}"
+    hist = client.get_metric_history(runs[0].info.run_id, "train/loss")
+    steps = [m.step for m in hist]
+    assert len(steps) == len(set(steps)), "a step was logged twice"
+    return {m.step: m.value for m in hist}
+
+
+def test_sigterm_checkpoint_and_resume_reproduce_the_uninterrupted_losses(tmp_path, shards):
+    common = ("max_steps=12", "checkpoint.every=4", "zero_stage=2")
+    ref = tmp_path / "ref"
+    assert train(ref, shards, 2, *common) == [0, 0]
+    out = tmp_path / "interrupted"
+    procs = launch(out, shards, 2, *common)
+    deadline = time.time() + 300
+    while not (out / "checkpoints" / "step_00000004").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    procs[1].send_signal(signal.SIGTERM)  # one rank only: all ranks must agree to stop
+    assert wait(procs, out) == [75, 75]
+    latest = (out / "checkpoints" / "latest").read_text()
+    state = json.loads((out / "checkpoints" / latest / "trainer_state.json").read_text())
+    assert 4 <= state["step"] < 12 and state["data"]["position"] == state["step"] * 8
+    _, runs = mlflow_runs(out)
+    assert runs[0].info.status == "KILLED"
+    assert train(out, shards, 2, *common) == [0, 0]
+    a, b = losses(ref), losses(out)
+    assert sorted(a) == sorted(b) == list(range(1, 13))  # one run, continuous steps
+    np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=1e-5)
+    _, runs = mlflow_runs(out)
+    assert runs[0].info.status == "FINISHED"
+    assert "resumed from" in (out / "rank0.log").read_text()
+    from dnachunker import DNAChunker
+    assert DNAChunker.from_pretrained(out / "export").num_parameters() > 0
+
+
+def test_two_rank_zero2_checkpoint_resumes_on_one_rank(tmp_path, shards):
+    out = tmp_path / "elastic"
+    assert train(out, shards, 2, "max_steps=6", "checkpoint.every=3", "zero_stage=2") == [0, 0]
+    two_rank = json.loads((out / "checkpoints" / "step_00000006" / "trainer_state.json").read_text())
+    assert two_rank["world_size"] == 2 and two_rank["data"]["position"] == 6 * 8
+    assert train(out, shards, 1, "max_steps=10", "data.micro_batch_size=8") == [0]
+    log = (out / "rank0.log").read_text()
+    assert "world size changed (2 -> 1)" in log and "resumed from" in log
+    assert (out / "checkpoints" / "step_00000006" / "universal").is_dir()
+    final = json.loads((out / "checkpoints" / "step_00000010" / "trainer_state.json").read_text())
+    assert final["world_size"] == 1 and final["data"]["position"] == 10 * 8  # data order continued
+    steps = losses(out)
+    assert sorted(steps) == list(range(1, 11)) and steps[10] < steps[1]
+
+
+def test_two_rank_zero3_bf16(tmp_path, shards):
+    out = tmp_path / "z3"
+    assert train(out, shards, 2, "max_steps=4", "checkpoint.every=2", "zero_stage=3", "precision=bf16") == [0, 0]
+    from dnachunker import DNAChunker
+    model = DNAChunker.from_pretrained(out / "export")  # fp32 weights gathered from ZeRO-3 shards
+    assert all(p.dtype.is_floating_point and p.dtype.itemsize == 4 for p in model.parameters())
+    assert sorted(losses(out)) == [1, 2, 3, 4]
+    assert len(list((out / "checkpoints").glob("step_*"))) == 2  # retention: keep=2
+
+
+def _poison(shards: Path, dest: Path, indices) -> Path:
+    """A copy of the shard set whose samples `indices` have NaN loss weights."""
+    shutil.copytree(shards, dest)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    recs = manifest["splits"]["train"]["shards"]
+    for i in indices:
+        rec = next(r for r in recs if r["first_index"] <= i < r["first_index"] + r["samples"])
+        off = rec["offsets"][i - rec["first_index"]] + 3 * 512  # header, bases (512), header
+        with open(dest / "train" / rec["name"], "r+b") as fh:
+            fh.seek(off)
+            fh.write(np.full(512, np.nan, dtype="<f2").tobytes())
+    return dest
+
+
+def test_nonfinite_steps_are_skipped_counted_and_stop_after_k(tmp_path, shards):
+    from data_pipeline.loader import PretrainLoader
+    order = PretrainLoader(str(shards), "train", 4, seed=0).order(0)
+    bad = _poison(shards, tmp_path / "one_bad", [int(order[4 * 2])])  # the first sample of step 3
+    for stage in (2, 3):
+        out = tmp_path / f"skip{stage}"
+        assert train(out, bad, 1, "max_steps=6", "checkpoint.every=100", f"zero_stage={stage}") == [0]
+        client, runs = mlflow_runs(out)
+        hist = {m.step: m.value for m in client.get_metric_history(runs[0].info.run_id, "train/nonfinite_steps")}
+        loss = {m.step: m.value for m in client.get_metric_history(runs[0].info.run_id, "train/loss")}
+        # counted once; later steps are finite, so the NaN gradient never reached the weights
+        assert hist[2] == 0 and hist[3] == 1 and hist[6] == 1
+        assert np.isnan(loss[3]) and all(np.isfinite(loss[s]) for s in (4, 5, 6))
+    all_bad = _poison(shards, tmp_path / "all_bad", order[:40].tolist())
+    out = tmp_path / "stop"
+    assert train(out, all_bad, 1, "max_steps=6", "max_nonfinite=3") == [3]
+    assert "3 non-finite steps in a row" in (out / "rank0.log").read_text()
+
+
+def test_resume_auto_ignores_truncated_and_unfinished_checkpoints(tmp_path):
+    root = tmp_path / "checkpoints"
+    for step in (5, 10):
+        d = checkpoint.step_dir(root, step)
+        d.mkdir(parents=True)
+        (d / "model.pt").write_bytes(b"x" * 100)
+        (d / checkpoint.STATE).write_text(json.dumps({"step": step, "files": {"model.pt": 100}}))
+    (root / ".tmp-step_00000015").mkdir()  # interrupted while saving
+    assert checkpoint.find_resume(root, "auto") == checkpoint.step_dir(root, 10)
+    with open(checkpoint.step_dir(root, 10) / "model.pt", "r+b") as fh:
+        fh.truncate(50)
+    assert checkpoint.find_resume(root, "auto") == checkpoint.step_dir(root, 5)
+    (checkpoint.step_dir(root, 5) / checkpoint.STATE).unlink()
+    assert checkpoint.find_resume(root, "auto") is None
+    with pytest.raises(ValueError, match="not a complete checkpoint"):
+        checkpoint.find_resume(root, str(checkpoint.step_dir(root, 10)))
+
+
+def test_bad_config_is_a_clear_error(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "train.pretrain", "--config", "configs/pretrain/tiny_chr20.yaml",
+                        f"out_dir={tmp_path}", "zero_stage=4"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2 and "zero_stage must be 1, 2 or 3" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "train.pretrain", "--config", "nope.yaml"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and "nope.yaml: config file not found" in r.stderr

@@ -1,0 +1,297 @@
+"""Pretrain DNAChunker with DeepSpeed ZeRO.
+
+    python -m train.pretrain --config configs/pretrain/tiny_chr20.yaml [key=value ...]
+    torchrun --nproc-per-node 2 -m train.pretrain --config ...       # or: srun python -m train.pretrain ...
+
+Exit codes: 0 finished; 75 stopped on SIGTERM/SIGUSR1/SIGUSR2 after saving a checkpoint (requeue
+and resume); 3 stopped after `max_nonfinite` non-finite steps in a row; 2 bad config or data.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import signal
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from data_pipeline.errors import DataError
+from data_pipeline.loader import PretrainLoader
+from dnachunker import DNAChunker
+
+from . import checkpoint, distributed
+from .config import TrainConfig, load_config, to_yaml
+from .tracking import Tracker
+
+EXIT_REQUEUE = 75
+EXIT_NONFINITE = 3
+EXIT_BAD_INPUT = 2
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
+
+
+class StopFlag:
+    """Set by a stop signal; acted on at the next step boundary, once all ranks agree."""
+
+    def __init__(self):
+        self.signum = None
+        for s in STOP_SIGNALS:
+            signal.signal(s, self._handle)
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+
+def lr_lambda(cfg: TrainConfig):
+    o = cfg.optim
+
+    def f(step: int) -> float:
+        if step < o.warmup_steps:
+            return (step + 1) / o.warmup_steps
+        progress = min(1.0, (step - o.warmup_steps) / max(1, cfg.max_steps - o.warmup_steps))
+        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return f
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
+    """AdamW groups: decay matrices; no decay on norms, biases and other vectors (A_log, D, dt_bias)."""
+    decay = [p for p in model.parameters() if p.ndim >= 2]
+    no_decay = [p for p in model.parameters() if p.ndim < 2]
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def deepspeed_config(cfg: TrainConfig, load_universal: bool) -> dict:
+    o = cfg.optim
+    return {
+        "train_micro_batch_size_per_gpu": cfg.data.micro_batch_size,
+        "gradient_accumulation_steps": cfg.grad_accum,
+        "gradient_clipping": o.grad_clip,
+        "zero_optimization": {"stage": cfg.zero_stage},
+        # bf16 compute, fp32 master weights and fp32 gradient accumulation; the ZeRO optimizers
+        # skip a step whose gradient norm is not finite (tested for stages 2 and 3)
+        "bf16": {"enabled": cfg.precision == "bf16", "check_grad_overflow": True},
+        "data_types": {"grad_accum_dtype": "fp32"},
+        "optimizer": {"type": "AdamW", "params": {"lr": o.lr, "betas": list(o.betas), "eps": o.eps,
+                                                  "weight_decay": o.weight_decay, "torch_adam": True}},
+        "checkpoint": {"load_universal": load_universal},
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class Averager:
+    def __init__(self):
+        self.sums, self.n = {}, 0
+
+    def add(self, metrics: dict[str, float]):
+        for k, v in metrics.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.n += 1
+
+    def pop(self) -> dict[str, float]:
+        out = {k: v / max(self.n, 1) for k, v in self.sums.items()}
+        self.sums, self.n = {}, 0
+        return out
+
+
+@torch.no_grad()
+def validate(engine, loader: PretrainLoader, batches: int, d: distributed.Dist) -> dict[str, float]:
+    engine.eval()
+    loss = acc = 0.0
+    n = 0
+    for batch in loader:
+        b = _to(batch, d.device)
+        out = engine(b["input_ids"], b["valid"], b["labels"], b["weight"])
+        loss += out.mlm_loss.item()
+        acc += out.mlm_accuracy.item()
+        n += 1
+        if n >= batches:
+            break
+    engine.train()
+    return {"valid/mlm_loss": distributed.mean(loss / n, d.device),
+            "valid/mlm_accuracy": distributed.mean(acc / n, d.device)}
+
+
+def export(cfg: TrainConfig, ckpt: Path, out: Path) -> Path:
+    """fp32 master weights of a checkpoint -> save_pretrained directory (rank 0)."""
+    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
+    state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt.parent), tag=ckpt.name)
+    model = DNAChunker(cfg.model_config())
+    model.load_state_dict(state, strict=True)
+    return model.save_pretrained(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.pretrain", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="YAML pretraining config (configs/pretrain/)")
+    parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. max_steps=100 data.micro_batch_size=4")
+    args = parser.parse_intermixed_args(argv)
+    try:
+        cfg = load_config(args.config, args.overrides)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    stop = StopFlag()
+    d = distributed.setup()
+    try:
+        return _train(cfg, d, stop)
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    finally:
+        distributed.teardown()
+
+
+def _train(cfg: TrainConfig, d: distributed.Dist, stop: StopFlag) -> int:
+    trainer = Trainer(cfg, d)
+    data = iter(trainer.train_loader)
+    try:
+        return trainer.run(data, stop)
+    finally:
+        data.close()  # shuts the DataLoader workers down now (they ignore stop signals)
+        trainer.bar.close()
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, d: distributed.Dist):
+        import deepspeed
+        from tqdm import tqdm
+
+        self.cfg, self.d = cfg, d
+        self.out = Path(cfg.out_dir)
+        self.ckpt_root = self.out / "checkpoints"
+        if d.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.yaml").write_text(to_yaml(cfg))
+        resume = _broadcast(checkpoint.find_resume(self.ckpt_root, cfg.checkpoint.resume) if d.main else None, d)
+        state, universal = {}, False
+        if resume is not None:
+            state = checkpoint.read_state(resume)
+            load_dir, tag, universal = checkpoint.prepare_load(resume, d.world_size)
+            if universal and d.main:
+                print(f"world size changed ({state['world_size']} -> {d.world_size}): converting {resume} "
+                      f"to a universal checkpoint", file=sys.stderr)
+                checkpoint.convert_universal(resume)
+            torch.distributed.barrier()
+
+        torch.manual_seed(cfg.seed)
+        model = DNAChunker(cfg.model_config())
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=model, model_parameters=param_groups(model, cfg.optim.weight_decay),
+            config=deepspeed_config(cfg, universal),
+            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)))
+
+        dc = cfg.data
+        self.train_loader = PretrainLoader(dc.root, "train", dc.micro_batch_size, d.rank, d.world_size, dc.seed,
+                                           dc.num_workers, train=True, mask_prob=dc.mask_prob,
+                                           rc_augment=dc.rc_augment)
+        self.val_loader = PretrainLoader(dc.root, "valid", dc.micro_batch_size, d.rank, d.world_size, dc.seed,
+                                         0, train=False, mask_prob=dc.mask_prob)
+        self.step, self.last_saved = 0, -1
+        self.counters = {"nonfinite_total": 0, "nonfinite_in_a_row": 0, "tokens_seen": 0}
+        if resume is not None:
+            self.engine.load_checkpoint(str(load_dir), tag=tag, load_module_strict=True)
+            self.train_loader.load_state_dict(state["data"])
+            self.step = self.last_saved = state["step"]
+            self.counters = state["counters"]
+            if not universal:
+                checkpoint.load_rng(resume, d.rank)
+            if d.main:
+                print(f"resumed from {resume} at step {self.step}", file=sys.stderr)
+        self.tracker = Tracker(d.main, cfg, run_id=state.get("mlflow_run_id"))
+        self.bp_per_step = self.train_loader.global_batch * cfg.grad_accum * self.train_loader.split.length
+        self.bar = tqdm(total=cfg.max_steps, initial=self.step, desc="pretrain", disable=not d.main,
+                        dynamic_ncols=True)
+
+    def save(self) -> Path:
+        state = {"data": self.train_loader.state_dict(), "counters": self.counters,
+                 "mlflow_run_id": self.tracker.run_id, "config": to_yaml(self.cfg)}
+        state = _broadcast(state, self.d)  # rank 0 holds the MLflow run id
+        self.last_saved = self.step
+        return checkpoint.save(self.engine, self.ckpt_root, self.step, state, self.cfg.checkpoint.keep)
+
+    def train_step(self, data) -> dict[str, float]:
+        """One optimizer step (grad_accum micro-batches) -> averaged metrics."""
+        metrics = Averager()
+        for _ in range(self.cfg.grad_accum):
+            b = _to(next(data), self.d.device)
+            out = self.engine(b["input_ids"], b["valid"], b["labels"], b["weight"])
+            self.engine.backward(out.loss)
+            self.engine.step()
+            metrics.add({"loss": out.loss.item(), "mlm_loss": out.mlm_loss.item(),
+                         "mlm_accuracy": out.mlm_accuracy.item(),
+                         **{f"ratio_loss_{s}": r.item() for s, r in enumerate(out.ratio_losses)},
+                         **{f"compression_{s}": st.compression.item() for s, st in enumerate(out.stages)}})
+        self.step += 1
+        m = metrics.pop()
+        grad_norm = self.engine.get_global_grad_norm()
+        m["grad_norm"] = float("nan") if grad_norm is None else float(grad_norm)
+        return m
+
+    def run(self, data, stop: StopFlag) -> int:
+        cfg, d, c = self.cfg, self.d, self.counters
+        avg = Averager()
+        t_last = time.perf_counter()
+        while self.step < cfg.max_steps:
+            if distributed.any_flag(stop.signum is not None, d.device):
+                path = self.save()
+                if d.main:
+                    self.bar.close()
+                    print(f"stop signal received: checkpoint {path} saved at step {self.step}; exiting "
+                          f"with code {EXIT_REQUEUE} (requeue to resume)", file=sys.stderr)
+                self.tracker.finish("KILLED")
+                return EXIT_REQUEUE
+            m = self.train_step(data)
+            finite = math.isfinite(distributed.mean(m["loss"], d.device)) and math.isfinite(m["grad_norm"])
+            if finite and self.engine.was_step_applied():
+                c["nonfinite_in_a_row"] = 0
+            else:  # the optimizer skipped this step
+                c["nonfinite_total"] += 1
+                c["nonfinite_in_a_row"] += 1
+                if c["nonfinite_in_a_row"] >= cfg.max_nonfinite:
+                    if d.main:
+                        self.bar.close()
+                        print(f"error: {c['nonfinite_in_a_row']} non-finite steps in a row (last at step "
+                              f"{self.step}: loss={m['loss']}, grad_norm={m['grad_norm']}); stopping. Lower "
+                              f"optim.lr, check the data, or resume from an earlier checkpoint.", file=sys.stderr)
+                    self.tracker.finish("FAILED")
+                    return EXIT_NONFINITE
+            c["tokens_seen"] += self.bp_per_step
+            now = time.perf_counter()
+            avg.add({**{f"train/{k}": v for k, v in m.items()}, "train/bp_per_s": self.bp_per_step / (now - t_last)})
+            t_last = now
+            self.bar.update()
+            if self.step % cfg.tracking.log_every == 0 or self.step == cfg.max_steps:
+                logged = avg.pop()
+                logged.update({"train/lr": self.engine.get_lr()[0], "train/tokens_seen": c["tokens_seen"],
+                               "train/nonfinite_steps": c["nonfinite_total"]})
+                self.tracker.log(logged, self.step)
+                self.bar.set_postfix(loss=f"{logged['train/loss']:.3f}", bp_s=f"{logged['train/bp_per_s']:.3g}")
+            if cfg.val_every and self.step % cfg.val_every == 0:
+                self.tracker.log(validate(self.engine, self.val_loader, cfg.val_batches, d), self.step)
+            if self.step % cfg.checkpoint.every == 0 and self.step < cfg.max_steps:
+                self.save()
+        final = self.save() if self.last_saved != self.step else checkpoint.step_dir(self.ckpt_root, self.step)
+        self.bar.close()
+        if d.main:
+            path = export(cfg, final, self.out / "export")
+            print(f"finished {self.step} steps; weights exported to {path}", file=sys.stderr)
+        self.tracker.finish("FINISHED")
+        return 0
+
+
+def _broadcast(obj, d: distributed.Dist):
+    box = [obj]
+    torch.distributed.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
