@@ -43,3 +43,15 @@ def chr20_windows(chr20_prefix):
             i += length
         return out
     return windows
+
+
+@pytest.fixture(scope="session")
+def train_shards(tmp_path_factory):
+    """A small real shard set: chr20:1-4 Mbp for training, 200 kbp for validation, 512-bp windows."""
+    from data_pipeline.__main__ import main as pipeline
+    out = tmp_path_factory.mktemp("train_data") / "chr20"
+    fasta = shared_file("hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz")
+    assert pipeline(["all", f"fasta={fasta}", f"out={out}", "window.length=512", "workers=2",
+                     "splits.train=[chr20:1000000-4000000]", "splits.valid=[chr20:4000000-4200000]",
+                     "splits.test=[]", "samples_per_shard=1024"]) == 0
+    return out

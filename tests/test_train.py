@@ -13,22 +13,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_pipeline.__main__ import main as pipeline
 from train import checkpoint
 
-from .conftest import ROOT, shared_file
+from .conftest import ROOT
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def shards(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train_data") / "chr20"
-    fasta = shared_file("hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz")
-    assert pipeline(["all", f"fasta={fasta}", f"out={out}", "window.length=512", "workers=2",
-                     "splits.train=[chr20:1000000-4000000]", "splits.valid=[chr20:4000000-4200000]",
-                     "splits.test=[]", "samples_per_shard=1024"]) == 0
-    return out
+def tiny_run(out: Path, shards: Path) -> list[str]:
+    """Overrides for a fast, fully logged tiny run on the test shards."""
+    return [f"out_dir={out}", f"data.root={shards}", "data.micro_batch_size=4", "data.num_workers=1",
+            "optim.warmup_steps=3", "val_every=5", "val_batches=2", "tracking.log_every=1",
+            "model_overrides=[max_len=512]"]
 
 
 def _port() -> int:
@@ -40,9 +36,7 @@ def _port() -> int:
 def launch(out: Path, shards: Path, world: int, *overrides: str) -> list[subprocess.Popen]:
     """Start `world` ranks the way srun does (one process each, rank in the environment)."""
     args = [sys.executable, "-m", "train.pretrain", "--config", "configs/pretrain/tiny_chr20.yaml",
-            f"out_dir={out}", f"data.root={shards}", "data.micro_batch_size=4", "data.num_workers=1",
-            "optim.warmup_steps=3", "val_every=5", "val_batches=2", "tracking.log_every=1",
-            "model_overrides=[max_len=512]", *overrides]
+            *tiny_run(out, shards), *overrides]
     port = _port()
     procs = []
     out.mkdir(parents=True, exist_ok=True)
@@ -62,8 +56,8 @@ def wait(procs, out: Path, timeout=600) -> list[int]:
     return codes
 
 
-def train(out, shards, world, *overrides) -> list[int]:
-    return wait(launch(out, shards, world, *overrides), out)
+def train(out, train_shards, world, *overrides) -> list[int]:
+    return wait(launch(out, train_shards, world, *overrides), out)
 
 
 def mlflow_runs(out: Path):
@@ -82,12 +76,12 @@ def losses(out: Path) -> dict[int, float]:
     return {m.step: m.value for m in hist}
 
 
-def test_sigterm_checkpoint_and_resume_reproduce_the_uninterrupted_losses(tmp_path, shards):
+def test_sigterm_checkpoint_and_resume_reproduce_the_uninterrupted_losses(tmp_path, train_shards):
     common = ("max_steps=12", "checkpoint.every=4", "zero_stage=2")
     ref = tmp_path / "ref"
-    assert train(ref, shards, 2, *common) == [0, 0]
+    assert train(ref, train_shards, 2, *common) == [0, 0]
     out = tmp_path / "interrupted"
-    procs = launch(out, shards, 2, *common)
+    procs = launch(out, train_shards, 2, *common)
     deadline = time.time() + 300
     while not (out / "checkpoints" / "step_00000004").exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -98,7 +92,7 @@ def test_sigterm_checkpoint_and_resume_reproduce_the_uninterrupted_losses(tmp_pa
     assert 4 <= state["step"] < 12 and state["data"]["position"] == state["step"] * 8
     _, runs = mlflow_runs(out)
     assert runs[0].info.status == "KILLED"
-    assert train(out, shards, 2, *common) == [0, 0]
+    assert train(out, train_shards, 2, *common) == [0, 0]
     a, b = losses(ref), losses(out)
     assert sorted(a) == sorted(b) == list(range(1, 13))  # one run, continuous steps
     np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=1e-5)
@@ -109,12 +103,12 @@ def test_sigterm_checkpoint_and_resume_reproduce_the_uninterrupted_losses(tmp_pa
     assert DNAChunker.from_pretrained(out / "export").num_parameters() > 0
 
 
-def test_two_rank_zero2_checkpoint_resumes_on_one_rank(tmp_path, shards):
+def test_two_rank_zero2_checkpoint_resumes_on_one_rank(tmp_path, train_shards):
     out = tmp_path / "elastic"
-    assert train(out, shards, 2, "max_steps=6", "checkpoint.every=3", "zero_stage=2") == [0, 0]
+    assert train(out, train_shards, 2, "max_steps=6", "checkpoint.every=3", "zero_stage=2") == [0, 0]
     two_rank = json.loads((out / "checkpoints" / "step_00000006" / "trainer_state.json").read_text())
     assert two_rank["world_size"] == 2 and two_rank["data"]["position"] == 6 * 8
-    assert train(out, shards, 1, "max_steps=10", "data.micro_batch_size=8") == [0]
+    assert train(out, train_shards, 1, "max_steps=10", "data.micro_batch_size=8") == [0]
     log = (out / "rank0.log").read_text()
     assert "world size changed (2 -> 1)" in log and "resumed from" in log
     assert (out / "checkpoints" / "step_00000006" / "universal").is_dir()
@@ -124,9 +118,9 @@ def test_two_rank_zero2_checkpoint_resumes_on_one_rank(tmp_path, shards):
     assert sorted(steps) == list(range(1, 11)) and steps[10] < steps[1]
 
 
-def test_two_rank_zero3_bf16(tmp_path, shards):
+def test_two_rank_zero3_bf16(tmp_path, train_shards):
     out = tmp_path / "z3"
-    assert train(out, shards, 2, "max_steps=4", "checkpoint.every=2", "zero_stage=3", "precision=bf16") == [0, 0]
+    assert train(out, train_shards, 2, "max_steps=4", "checkpoint.every=2", "zero_stage=3", "precision=bf16") == [0, 0]
     from dnachunker import DNAChunker
     model = DNAChunker.from_pretrained(out / "export")  # fp32 weights gathered from ZeRO-3 shards
     assert all(p.dtype.is_floating_point and p.dtype.itemsize == 4 for p in model.parameters())
@@ -148,10 +142,10 @@ def _poison(shards: Path, dest: Path, indices) -> Path:
     return dest
 
 
-def test_nonfinite_steps_are_skipped_counted_and_stop_after_k(tmp_path, shards):
+def test_nonfinite_steps_are_skipped_counted_and_stop_after_k(tmp_path, train_shards):
     from data_pipeline.loader import PretrainLoader
-    order = PretrainLoader(str(shards), "train", 4, seed=0).order(0)
-    bad = _poison(shards, tmp_path / "one_bad", [int(order[4 * 2])])  # the first sample of step 3
+    order = PretrainLoader(str(train_shards), "train", 4, seed=0).order(0)
+    bad = _poison(train_shards, tmp_path / "one_bad", [int(order[4 * 2])])  # the first sample of step 3
     for stage in (2, 3):
         out = tmp_path / f"skip{stage}"
         assert train(out, bad, 1, "max_steps=6", "checkpoint.every=100", f"zero_stage={stage}") == [0]
@@ -161,7 +155,7 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_after_k(tmp_path, shards):
         # counted once; later steps are finite, so the NaN gradient never reached the weights
         assert hist[2] == 0 and hist[3] == 1 and hist[6] == 1
         assert np.isnan(loss[3]) and all(np.isfinite(loss[s]) for s in (4, 5, 6))
-    all_bad = _poison(shards, tmp_path / "all_bad", order[:40].tolist())
+    all_bad = _poison(train_shards, tmp_path / "all_bad", order[:40].tolist())
     out = tmp_path / "stop"
     assert train(out, all_bad, 1, "max_steps=6", "max_nonfinite=3") == [3]
     assert "3 non-finite steps in a row" in (out / "rank0.log").read_text()

@@ -9,7 +9,9 @@ and resume); 3 stopped after `max_nonfinite` non-finite steps in a row; 2 bad co
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import os
 import signal
 import sys
 import time
@@ -102,19 +104,16 @@ class Averager:
 @torch.no_grad()
 def validate(engine, loader: PretrainLoader, batches: int, d: distributed.Dist) -> dict[str, float]:
     engine.eval()
-    loss = acc = 0.0
-    n = 0
+    sums = Averager()
     for batch in loader:
         b = _to(batch, d.device)
         out = engine(b["input_ids"], b["valid"], b["labels"], b["weight"])
-        loss += out.mlm_loss.item()
-        acc += out.mlm_accuracy.item()
-        n += 1
-        if n >= batches:
+        sums.add({"valid/mlm_loss": out.mlm_loss.item(), "valid/mlm_accuracy": out.mlm_accuracy.item(),
+                  **{f"valid/compression_{s}": st.compression.item() for s, st in enumerate(out.stages)}})
+        if sums.n >= batches:
             break
     engine.train()
-    return {"valid/mlm_loss": distributed.mean(loss / n, d.device),
-            "valid/mlm_accuracy": distributed.mean(acc / n, d.device)}
+    return {k: distributed.mean(v, d.device) for k, v in sums.pop().items()}
 
 
 def export(cfg: TrainConfig, ckpt: Path, out: Path) -> Path:
@@ -237,7 +236,7 @@ class Trainer:
 
     def run(self, data, stop: StopFlag) -> int:
         cfg, d, c = self.cfg, self.d, self.counters
-        avg = Averager()
+        avg, run_avg = Averager(), Averager()  # logging window; whole run (for summary.json)
         t_last = time.perf_counter()
         while self.step < cfg.max_steps:
             if distributed.any_flag(stop.signum is not None, d.device):
@@ -265,7 +264,9 @@ class Trainer:
                     return EXIT_NONFINITE
             c["tokens_seen"] += self.bp_per_step
             now = time.perf_counter()
-            avg.add({**{f"train/{k}": v for k, v in m.items()}, "train/bp_per_s": self.bp_per_step / (now - t_last)})
+            m["bp_per_s"] = self.bp_per_step / (now - t_last)
+            avg.add({f"train/{k}": v for k, v in m.items()})
+            run_avg.add({"train/bp_per_s": m["bp_per_s"]})
             t_last = now
             self.bar.update()
             if self.step % cfg.tracking.log_every == 0 or self.step == cfg.max_steps:
@@ -274,14 +275,20 @@ class Trainer:
                                "train/nonfinite_steps": c["nonfinite_total"]})
                 self.tracker.log(logged, self.step)
                 self.bar.set_postfix(loss=f"{logged['train/loss']:.3f}", bp_s=f"{logged['train/bp_per_s']:.3g}")
-            if cfg.val_every and self.step % cfg.val_every == 0:
+            if cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.max_steps:
                 self.tracker.log(validate(self.engine, self.val_loader, cfg.val_batches, d), self.step)
             if self.step % cfg.checkpoint.every == 0 and self.step < cfg.max_steps:
                 self.save()
         final = self.save() if self.last_saved != self.step else checkpoint.step_dir(self.ckpt_root, self.step)
         self.bar.close()
+        valid = validate(self.engine, self.val_loader, cfg.val_batches, d)
+        self.tracker.log(valid, self.step)
         if d.main:
             path = export(cfg, final, self.out / "export")
+            summary = {"step": self.step, **valid, **run_avg.pop(), "tokens_seen": c["tokens_seen"],
+                       "nonfinite_steps": c["nonfinite_total"], "mlflow_run_id": self.tracker.run_id}
+            (self.out / ".summary.json.tmp").write_text(json.dumps(summary, indent=1))
+            os.replace(self.out / ".summary.json.tmp", self.out / "summary.json")
             print(f"finished {self.step} steps; weights exported to {path}", file=sys.stderr)
         self.tracker.finish("FINISHED")
         return 0
