@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dnachunker.masking import bert_mask
-from dnachunker.tokenizer import PAD, A, C, G, T
+from dnachunker.tokenizer import PAD, A, C, G, T, decode
 
 from .errors import DataError
 from .reader import ShardSplit
@@ -32,9 +32,10 @@ _COMPLEMENT[[A, C, G, T]] = [T, G, C, A]
 class _MLMSamples(Dataset):
     """Map-style dataset over (epoch, index) keys -> one masked sample."""
 
-    def __init__(self, split: ShardSplit, seed: int, mask_prob: float, rc_augment: bool, train: bool):
+    def __init__(self, split: ShardSplit, seed: int, mask_prob: float, rc_augment: bool, train: bool,
+                 segmenter=None):
         self.split, self.seed, self.mask_prob = split, seed, mask_prob
-        self.rc_augment, self.train = rc_augment, train
+        self.rc_augment, self.train, self.segmenter = rc_augment, train, segmenter
 
     def __len__(self):
         return len(self.split)
@@ -51,8 +52,13 @@ class _MLMSamples(Dataset):
         gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
         valid = ids != PAD
         input_ids, labels = bert_mask(ids[None], valid[None], gen, self.mask_prob)
-        return {"input_ids": input_ids[0], "labels": labels[0], "valid": valid,
-                "weight": torch.from_numpy(weight.astype(np.float32)), "index": index, "reverse": reverse}
+        out = {"input_ids": input_ids[0], "labels": labels[0], "valid": valid,
+               "weight": torch.from_numpy(weight.astype(np.float32)), "index": index, "reverse": reverse}
+        if self.segmenter is not None:  # a fixed baseline tokenization (e.g. BPE) of the unmasked sequence
+            boundaries = torch.zeros(len(bases), dtype=torch.bool)
+            boundaries[torch.from_numpy(self.segmenter(decode(bases)))] = True
+            out["boundaries"] = boundaries
+        return out
 
 
 def _worker_init(_):
@@ -63,7 +69,8 @@ def _worker_init(_):
 
 
 def collate(samples: list[dict]) -> dict:
-    out = {k: torch.stack([s[k] for s in samples]) for k in ("input_ids", "labels", "valid", "weight")}
+    out = {k: torch.stack([s[k] for s in samples]) for k in ("input_ids", "labels", "valid", "weight", "boundaries")
+           if k in samples[0]}
     out["index"] = torch.tensor([s["index"] for s in samples])
     out["reverse"] = torch.tensor([s["reverse"] for s in samples])
     return out
@@ -75,7 +82,7 @@ class PretrainLoader:
 
     def __init__(self, root: str, split: str, micro_batch_size: int, rank: int = 0, world_size: int = 1,
                  seed: int = 0, num_workers: int = 0, train: bool = True, mask_prob: float = 0.15,
-                 rc_augment: bool = True):
+                 rc_augment: bool = True, segmenter=None):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.split = ShardSplit(root, split)
@@ -86,7 +93,7 @@ class PretrainLoader:
                             f"({world_size} ranks x {micro_batch_size})")
         self.micro_batch_size, self.rank, self.world_size = micro_batch_size, rank, world_size
         self.seed, self.num_workers, self.train = seed, num_workers, train
-        self.dataset = _MLMSamples(self.split, seed, mask_prob, rc_augment, train)
+        self.dataset = _MLMSamples(self.split, seed, mask_prob, rc_augment, train, segmenter)
         self.epoch, self.position = 0, 0
 
     def order(self, epoch: int) -> np.ndarray:

@@ -35,6 +35,8 @@ class DNAChunkerConfig:
     target_ratio: list[float] = field(default_factory=lambda: [0.5, 0.5])  # alpha per stage
     ratio_loss_weight: float = 0.03  # lambda
     # ablation switches
+    tokenization: str = "learned"    # learned | single | kmer | given (baselines: fixed stage-0 cuts)
+    kmer_size: int = 6
     mask_protection: bool = True
     residual_gating: bool = True
     ratio_loss: bool = True
@@ -58,6 +60,8 @@ class DNAChunkerConfig:
         for w in self.d_model[:-1]:
             if (self.mamba.expand * w) % self.mamba.headdim:
                 problems.append(f"expand*width {self.mamba.expand * w} not divisible by headdim {self.mamba.headdim}")
+        if self.tokenization not in ("learned", "single", "kmer", "given"):
+            problems.append(f"tokenization must be learned, single, kmer or given, got {self.tokenization!r}")
         if problems:
             raise ValueError("invalid DNAChunker config: " + "; ".join(problems))
         return self

@@ -78,7 +78,7 @@ class ChunkingStage(nn.Module):
     def __init__(self, cfg: DNAChunkerConfig, s: int):
         super().__init__()
         d, d_next = cfg.d_model[s], cfg.d_model[s + 1]
-        self.cfg = cfg
+        self.cfg, self.s = cfg, s
         self.encoder = BiMambaStack(d, cfg.encoder_layers[s], cfg.mamba)
         self.router = Router(d)
         self.down_proj = nn.Linear(d, d_next)
@@ -86,12 +86,29 @@ class ChunkingStage(nn.Module):
         self.residual_proj = nn.Linear(d, d)
         self.decoder = BiMambaStack(d, cfg.decoder_layers[s], cfg.mamba)
 
-    def down(self, x, valid, has_mask, start, end):
+    def fixed_boundaries(self, valid: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
+        """Baseline tokenizations: stage 0 cuts single bases, k-mers or given (e.g. BPE) token
+        starts; later stages keep every position."""
+        kind = self.cfg.tokenization
+        if self.s > 0 or kind == "single":
+            return valid
+        if kind == "kmer":
+            t = torch.arange(valid.size(1), device=valid.device)
+            return valid & (t % self.cfg.kmer_size == 0)
+        if given is None:
+            raise ValueError("tokenization='given' needs the `boundaries` argument (e.g. BPE token starts)")
+        return given & valid
+
+    def down(self, x, valid, has_mask, start, end, given=None):
         """x: (b, l, d) at this stage; has_mask: (b, l) position contains a [MASK];
         start/end: (b, l) float base-pair span. Returns the chunk-level versions of all five
         (b, m, ...) and the context `up` needs."""
         h = self.encoder(x, valid)
-        p_router, b_router = self.router(h, valid)
+        if self.cfg.tokenization == "learned":
+            p_router, b_router = self.router(h, valid)
+        else:
+            b_router = self.fixed_boundaries(valid, given)
+            p_router = b_router.float()
         p, boundary = p_router, b_router
         if self.cfg.mask_protection:  # boundary at every masked position and right after it
             after = torch.cat([has_mask.new_zeros(has_mask.size(0), 1), has_mask[:, :-1]], dim=1)
@@ -136,17 +153,19 @@ class DNAChunker(nn.Module):
             nn.init.zeros_(m.bias)
 
     def forward(self, input_ids: torch.Tensor, valid: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, weight: torch.Tensor | None = None) -> DNAChunkerOutput:
+                labels: torch.Tensor | None = None, weight: torch.Tensor | None = None,
+                boundaries: torch.Tensor | None = None) -> DNAChunkerOutput:
         """input_ids: (b, L) long; valid: (b, L) bool (default: all); labels: (b, L) long with -100
         where nothing is predicted; weight: (b, L) float per-base MLM weight (the data pipeline
-        stores 0.1 on soft-masked repeats, 1 elsewhere; default: all 1)."""
+        stores 0.1 on soft-masked repeats, 1 elsewhere; default: all 1); boundaries: (b, L) bool
+        token starts of a given tokenization (only for cfg.tokenization == 'given')."""
         if valid is None:
             valid = torch.ones_like(input_ids, dtype=torch.bool)
         pos = torch.arange(input_ids.size(1), device=input_ids.device, dtype=torch.float32).expand(input_ids.shape)
         x, v, has_mask, start, end = self.embed(input_ids), valid, (input_ids == MASK) & valid, pos, pos
         ctxs = []
         for stage in self.stages:
-            x, v, has_mask, start, end, ctx = stage.down(x, v, has_mask, start, end)
+            x, v, has_mask, start, end, ctx = stage.down(x, v, has_mask, start, end, boundaries)
             ctxs.append(ctx)
         x = self.main(x, (start + end) / 2, v)
         for stage, ctx in zip(reversed(self.stages), reversed(ctxs)):
@@ -170,7 +189,7 @@ class DNAChunker(nn.Module):
         out.ratio_losses = [ratio_loss(st.p, st.router_boundary, st.valid, a)
                             for st, a in zip(out.stages, cfg.target_ratio)]
         out.loss = out.mlm_loss
-        if cfg.ratio_loss:
+        if cfg.ratio_loss and cfg.tokenization == "learned":
             out.loss = out.loss + cfg.ratio_loss_weight * sum(out.ratio_losses)
 
     # ---- inference API -------------------------------------------------------------------

@@ -17,6 +17,7 @@ class DataConfig:
     seed: int = 0
     rc_augment: bool = True
     mask_prob: float = 0.15
+    bpe_tokenizer: str | None = None # baseline: BPE token starts as fixed boundaries (model tokenization=given)
 
 
 @dataclass

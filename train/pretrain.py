@@ -107,7 +107,7 @@ def validate(engine, loader: PretrainLoader, batches: int, d: distributed.Dist) 
     sums = Averager()
     for batch in loader:
         b = _to(batch, d.device)
-        out = engine(b["input_ids"], b["valid"], b["labels"], b["weight"])
+        out = engine(b["input_ids"], b["valid"], b["labels"], b["weight"], b.get("boundaries"))
         sums.add({"valid/mlm_loss": out.mlm_loss.item(), "valid/mlm_accuracy": out.mlm_accuracy.item(),
                   **{f"valid/compression_{s}": st.compression.item() for s, st in enumerate(out.stages)}})
         if sums.n >= batches:
@@ -188,11 +188,15 @@ class Trainer:
             lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)))
 
         dc = cfg.data
+        segmenter = None
+        if dc.bpe_tokenizer:
+            from dnachunker.eval.segmenters import BPESegmenter
+            segmenter = BPESegmenter.load(dc.bpe_tokenizer)
         self.train_loader = PretrainLoader(dc.root, "train", dc.micro_batch_size, d.rank, d.world_size, dc.seed,
                                            dc.num_workers, train=True, mask_prob=dc.mask_prob,
-                                           rc_augment=dc.rc_augment)
+                                           rc_augment=dc.rc_augment, segmenter=segmenter)
         self.val_loader = PretrainLoader(dc.root, "valid", dc.micro_batch_size, d.rank, d.world_size, dc.seed,
-                                         0, train=False, mask_prob=dc.mask_prob)
+                                         0, train=False, mask_prob=dc.mask_prob, segmenter=segmenter)
         self.step, self.last_saved = 0, -1
         self.counters = {"nonfinite_total": 0, "nonfinite_in_a_row": 0, "tokens_seen": 0}
         if resume is not None:
@@ -221,7 +225,7 @@ class Trainer:
         metrics = Averager()
         for _ in range(self.cfg.grad_accum):
             b = _to(next(data), self.d.device)
-            out = self.engine(b["input_ids"], b["valid"], b["labels"], b["weight"])
+            out = self.engine(b["input_ids"], b["valid"], b["labels"], b["weight"], b.get("boundaries"))
             self.engine.backward(out.loss)
             self.engine.step()
             metrics.add({"loss": out.loss.item(), "mlm_loss": out.mlm_loss.item(),

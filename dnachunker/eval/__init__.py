@@ -1,0 +1,1 @@
+"""Downstream evaluation: benchmark task loaders, fine-tuning / linear probing, segmentation analysis."""

@@ -1,0 +1,186 @@
+"""python -m dnachunker.eval COMMAND ...
+
+  finetune   fine-tune (or --mode probe: linear probe) a pretrained model on a classification task,
+             several seeds; writes <out>/<task>_<mode>.csv (per seed) and appends to <out>/results.md
+  bpe        train the BPE baseline tokenizer on pretraining shards -> tokenizer JSON
+  segment    chunk-length table per region type (repeats from soft-masking; exons from a GTF) and
+             a PNG + HTML view of both stages' boundaries on one window
+  robustness fraction of boundaries unchanged after a random SNV / 1-bp insertion / deletion, for
+             DNAChunker and the single-nucleotide, 6-mer and BPE tokenizations
+
+Examples:
+  python -m dnachunker.eval finetune --model runs/tiny_chr20/export --format gue \\
+      --path ../shared/data/gue_from_DeepGene/prom/prom_300_tata --mode probe --seeds 0 1 2
+  python -m dnachunker.eval bpe --shards data/chr20_demo --out runs/bpe.json
+  python -m dnachunker.eval segment --model runs/tiny_chr20/export \\
+      --fasta ../shared/data/ncbi_softmasked_small_chroms/DmelanDM6_4_*.fna.gz --gtf .../DmelanDM6_4.gtf.gz
+  python -m dnachunker.eval robustness --model runs/tiny_chr20/export --bpe runs/bpe.json \\
+      --fasta ../shared/data/hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def _table(rows: list[dict], path: Path) -> None:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=keys)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _md(rows: list[dict]) -> str:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
+    return "\n".join(["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] +
+                     ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]) + "\n"
+
+
+def _windows(fasta: str, length: int, count: int, seed: int = 0):
+    """Real N-free windows of the first record of a FASTA: (sequences with case, record name, starts)."""
+    from data_pipeline.fasta import read_fasta
+    from dnachunker.tokenizer import N, decode
+    name, codes, soft = next(iter(read_fasta(fasta)))
+    starts = np.arange(0, len(codes) - length, length)
+    ok = [s for s in starts if not (codes[s:s + length] == N).any()]
+    pick = sorted(np.random.default_rng(seed).permutation(ok)[:count])
+    return [decode(codes[s:s + length], soft[s:s + length]) for s in pick], name, pick, len(codes)
+
+
+def cmd_finetune(a) -> int:
+    from .finetune import FinetuneConfig, evaluate
+    from .tasks import load_task
+    task = load_task(a.format, a.path, task=a.nt_task, fasta=a.fasta)
+    cfg = FinetuneConfig(mode=a.mode, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, max_len=a.max_len,
+                         seeds=a.seeds, max_train=a.max_train)
+    rows, summary = evaluate(a.model, task, cfg)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = task.name.replace("/", "_") + f"_{a.mode}"
+    _table(rows, out / f"{stem}.csv")
+    with open(out / "results.md", "a") as fh:
+        fh.write(f"\n{a.model} · {task.name} · {a.mode}\n\n" + _md([summary]))
+    print(_md(rows) + "\n" + _md([summary]))
+    return 0
+
+
+def cmd_bpe(a) -> int:
+    from .segmenters import BPESegmenter
+    bpe = BPESegmenter.train_on_shards(a.shards, a.vocab_size, a.max_samples)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    bpe.save(a.out)
+    print(f"BPE tokenizer ({a.vocab_size} tokens) trained on {a.shards} -> {a.out}")
+    return 0
+
+
+def _model_segmenter(model_dir):
+    from dnachunker import DNAChunker
+    model = DNAChunker.from_pretrained(model_dir)
+    return model, lambda seqs: [s[0] for s in model.segment(seqs)]
+
+
+def cmd_segment(a) -> int:
+    from .analysis import exon_mask, html_view, lengths_by_region, png_view
+    model, _ = _model_segmenter(a.model)
+    seqs, chrom, starts, chrom_len = _windows(a.fasta, a.length, a.count)
+    segs = model.segment(seqs)
+    regions = {"repeat": [np.array([c.islower() for c in s]) for s in seqs]}
+    if a.gtf:
+        exons = exon_mask(a.gtf, chrom, chrom_len)
+        regions["exon"] = [exons[s:s + a.length] for s in starts]
+    rows = []
+    for rname, masks in regions.items():
+        for stage in range(len(segs[0])):
+            split = [lengths_by_region(seg[stage], m) for seg, m in zip(segs, masks)]
+            for side, label in (("in", rname), ("out", f"non-{rname}")):
+                lens = np.concatenate([x[side] for x in split])
+                rows.append({"region": label, "stage": stage, "chunks": len(lens),
+                             "mean_bp": float(lens.mean()) if len(lens) else float("nan"),
+                             "median_bp": float(np.median(lens)) if len(lens) else float("nan")})
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    _table(rows, out / "chunk_lengths.csv")
+    (out / "segmentation.html").write_text(html_view(seqs[0], segs[0], f"{chrom}:{starts[0]}"))
+    png_view(seqs[0], segs[0], out / "segmentation.png", regions["repeat"][0])
+    print(_md(rows))
+    print(f"views: {out / 'segmentation.html'}, {out / 'segmentation.png'}")
+    return 0
+
+
+def cmd_robustness(a) -> int:
+    from .analysis import robustness
+    from .segmenters import BPESegmenter, kmer, single_nucleotide
+    seqs, *_ = _windows(a.fasta, a.length, a.count)
+    segmenters = {"single-nucleotide": single_nucleotide, "6-mer": kmer}
+    if a.bpe:
+        segmenters["BPE"] = BPESegmenter.load(a.bpe)
+    batch = {name: (lambda ss, f=f: [f(s) for s in ss]) for name, f in segmenters.items()}
+    if a.model:
+        batch = {"DNAChunker (stage 0)": _model_segmenter(a.model)[1], **batch}
+    rows = [{"tokenization": name, **{k: robustness(seg, seqs, k, a.seed) for k in ("snv", "insertion", "deletion")}}
+            for name, seg in batch.items()]
+    print(_md(rows))
+    if a.out:
+        _table(rows, Path(a.out))
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dnachunker.eval", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    f = sub.add_parser("finetune", help="fine-tune or probe on a classification task")
+    f.add_argument("--model", required=True, help="save_pretrained directory (e.g. <out_dir>/export)")
+    f.add_argument("--format", required=True, choices=["gue", "csv", "nt", "gb", "gbseq", "janggu"])
+    f.add_argument("--path", required=True)
+    f.add_argument("--nt-task", help="task name for --format nt")
+    f.add_argument("--fasta", help="reference FASTA for --format gb (coordinates)")
+    f.add_argument("--mode", default="finetune", choices=["finetune", "probe"])
+    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    f.add_argument("--epochs", type=int, default=3)
+    f.add_argument("--lr", type=float, default=None)
+    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--max-len", type=int, default=None)
+    f.add_argument("--max-train", type=int, default=None)
+    f.add_argument("--out", default="results/eval")
+    b = sub.add_parser("bpe", help="train the BPE baseline tokenizer on shards")
+    b.add_argument("--shards", required=True)
+    b.add_argument("--vocab-size", type=int, default=4096)
+    b.add_argument("--max-samples", type=int, default=20000)
+    b.add_argument("--out", required=True)
+    s = sub.add_parser("segment", help="chunk lengths per region type + boundary views")
+    s.add_argument("--model", required=True)
+    s.add_argument("--fasta", required=True)
+    s.add_argument("--gtf")
+    s.add_argument("--length", type=int, default=1024)
+    s.add_argument("--count", type=int, default=64)
+    s.add_argument("--out", default="results/segmentation")
+    r = sub.add_parser("robustness", help="boundary agreement under SNVs and 1-bp indels")
+    r.add_argument("--model")
+    r.add_argument("--bpe", help="BPE tokenizer JSON from the bpe command")
+    r.add_argument("--fasta", required=True)
+    r.add_argument("--length", type=int, default=1024)
+    r.add_argument("--count", type=int, default=64)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out")
+    a = p.parse_args(argv)
+    from data_pipeline.errors import DataError
+    from .tasks import EvalDataError
+    try:
+        return {"finetune": cmd_finetune, "bpe": cmd_bpe, "segment": cmd_segment, "robustness": cmd_robustness}[a.cmd](a)
+    except (EvalDataError, DataError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

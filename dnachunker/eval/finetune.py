@@ -1,0 +1,161 @@
+"""Fine-tuning and linear probing of a pretrained DNAChunker on sequence classification.
+
+Classifier: mean of the backbone's final hidden states over the real bases -> linear head.
+`probe`: the backbone is frozen (eval mode, no gradients) and its pooled features are computed
+once; only the head is trained. `finetune`: everything is trained. For each seed the train split
+is split again into train/valid (unless the benchmark has its own valid split), the epoch with
+the best valid MCC is kept, and the test split is scored with MCC, accuracy and macro F1.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..model import DNAChunker
+from ..tokenizer import batch_encode
+from .metrics import all_metrics
+from .tasks import Task
+
+
+@dataclass
+class FinetuneConfig:
+    mode: str = "finetune"           # finetune | probe
+    epochs: int = 3
+    lr: float | None = None          # default: 1e-4 finetune, 1e-2 probe
+    batch_size: int = 32
+    weight_decay: float = 0.01
+    max_len: int | None = None       # truncate longer sequences
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    val_fraction: float = 0.1
+    max_train: int | None = None     # subsample the training split (quick runs)
+
+
+def pooled(model: DNAChunker, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """(b, L) -> (b, d) mean of final hidden states over real positions."""
+    h = model(ids, valid).hidden.float()
+    v = valid.unsqueeze(-1).float()
+    return (h * v).sum(1) / v.sum(1)
+
+
+def _batches(data, batch_size, max_len, shuffle_rng=None):
+    order = np.arange(len(data))
+    if shuffle_rng is not None:
+        shuffle_rng.shuffle(order)
+    for i in range(0, len(order), batch_size):
+        chunk = [data[j] for j in order[i:i + batch_size]]
+        b = batch_encode([s for s, _ in chunk], max_len=max_len)
+        yield b.input_ids, b.valid, torch.tensor([y for _, y in chunk])
+
+
+@torch.no_grad()
+def _predict(model, head, data, cfg, device) -> np.ndarray:
+    model.eval()
+    preds = []
+    for ids, valid, _ in _batches(data, cfg.batch_size, cfg.max_len):
+        preds.append(head(pooled(model, ids.to(device), valid.to(device))).argmax(-1).cpu())
+    return torch.cat(preds).numpy()
+
+
+def _features(model, data, cfg, device) -> tuple[torch.Tensor, torch.Tensor]:
+    model.eval()
+    feats, ys = [], []
+    with torch.no_grad():
+        for ids, valid, y in _batches(data, cfg.batch_size, cfg.max_len):
+            feats.append(pooled(model, ids.to(device), valid.to(device)).cpu())
+            ys.append(y)
+    return torch.cat(feats), torch.cat(ys)
+
+
+def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device="cpu",
+             probe_cache: dict | None = None) -> dict[str, float]:
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    train, valid = task.split_valid(seed, cfg.val_fraction)
+    if cfg.max_train and len(train) > cfg.max_train:
+        train = [train[i] for i in sorted(rng.choice(len(train), cfg.max_train, replace=False))]
+    n = task.n_classes
+    model = DNAChunker.from_pretrained(model_dir, map_location=device)
+    head = nn.Linear(model.cfg.d_model[0], n).to(device)
+    if cfg.mode == "probe":
+        return _probe(model, head, task, train, valid, cfg, seed, device, n, probe_cache)
+    if cfg.mode != "finetune":
+        raise ValueError(f"mode must be finetune or probe, got {cfg.mode!r}")
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=cfg.lr or 1e-4, weight_decay=cfg.weight_decay)
+    steps = cfg.epochs * math.ceil(len(train) / cfg.batch_size)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr or 1e-4, total_steps=max(steps, 1),
+                                                pct_start=0.1)
+    best, best_state = -2.0, None
+    for _ in range(cfg.epochs):
+        model.train()
+        for ids, v, y in _batches(train, cfg.batch_size, cfg.max_len, rng):
+            loss = F.cross_entropy(head(pooled(model, ids.to(device), v.to(device))), y.to(device))
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            opt.step()
+            sched.step()
+        score = all_metrics([y for _, y in valid], _predict(model, head, valid, cfg, device), n)["mcc"]
+        if score > best:
+            best, best_state = score, (copy.deepcopy(model.state_dict()), copy.deepcopy(head.state_dict()))
+    model.load_state_dict(best_state[0])
+    head.load_state_dict(best_state[1])
+    test = all_metrics([y for _, y in task.test], _predict(model, head, task.test, cfg, device), n)
+    return {**test, "valid_mcc": best}
+
+
+def _probe(model, head, task, train, valid, cfg, seed, device, n, cache):
+    for p in model.parameters():
+        p.requires_grad_(False)
+    key = lambda data: tuple(hash(s) for s, _ in data)  # noqa: E731
+    cache = cache if cache is not None else {}
+
+    def feats(data):
+        k = key(data)
+        if k not in cache:
+            cache[k] = _features(model, data, cfg, device)
+        return cache[k]
+    xtr, ytr = feats(train)
+    xva, yva = feats(valid)
+    xte, yte = feats(task.test)
+    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
+    norm = lambda x: ((x - mu) / sd).to(device)  # noqa: E731
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr or 1e-2, weight_decay=cfg.weight_decay)
+    best, best_state = -2.0, None
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(max(cfg.epochs, 1) * 20):  # a linear head on fixed features: many cheap epochs
+        for idx in torch.randperm(len(xtr), generator=g).split(cfg.batch_size):
+            loss = F.cross_entropy(head(norm(xtr[idx])), ytr[idx].to(device))
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        with torch.no_grad():
+            score = all_metrics(yva.numpy(), head(norm(xva)).argmax(-1).cpu().numpy(), n)["mcc"]
+        if score > best:
+            best, best_state = score, copy.deepcopy(head.state_dict())
+    head.load_state_dict(best_state)
+    with torch.no_grad():
+        pred = head(norm(xte)).argmax(-1).cpu().numpy()
+    return {**all_metrics(yte.numpy(), pred, n), "valid_mcc": best}
+
+
+def evaluate(model_dir: str, task: Task, cfg: FinetuneConfig, device="cpu") -> tuple[list[dict], dict]:
+    """-> (one row per seed, summary row with mean and std over seeds)."""
+    rows, cache = [], {}
+    for seed in cfg.seeds:
+        r = run_seed(model_dir, task, cfg, seed, device, cache)
+        rows.append({"task": task.name, "mode": cfg.mode, "seed": seed, **r})
+    majority = max(np.bincount([y for _, y in task.test])) / len(task.test)
+    summary = {"task": task.name, "mode": cfg.mode, "seeds": len(rows), "majority_accuracy": majority}
+    for k in ("mcc", "accuracy", "f1"):
+        vals = [r[k] for r in rows]
+        summary[k] = statistics.fmean(vals)
+        summary[f"{k}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return rows, summary

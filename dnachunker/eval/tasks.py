@@ -1,0 +1,271 @@
+"""Sequence-classification tasks from the benchmark formats we evaluate on.
+
+Every loader returns a `Task` with train/test (and, where the benchmark has one, valid) lists of
+(sequence, label). Malformed input is an `EvalDataError` naming the file and line.
+
+  gue      GUE (DNABERT-2): <dir>/{train,dev,test}.csv[.gz], header `sequence,label`
+  csv      a user's CSV/TSV: header with `sequence` (or `seq`) and `label` (+ optional `task`);
+           one file with a `split` column, or <dir>/{train,test}[,dev].{csv,tsv}[.gz]
+  nt       Nucleotide Transformer: TSV `sequence,name,label,task`; pick one task by name
+  gb       Genomic Benchmarks coordinates: <dir>/{train,test}/<class>.csv.gz rows
+           `id,region,start,end,strand` cut from a reference FASTA you supply (GRCh38)
+  janggu   janggu's Oct4 vs Mafk peaks: sample.fa (0) vs sample2.fa (1), *_test.fa for test
+"""
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..tokenizer import IUPAC
+
+
+class EvalDataError(ValueError):
+    pass
+
+
+@dataclass
+class Task:
+    name: str
+    train: list[tuple[str, int]]
+    test: list[tuple[str, int]]
+    valid: list[tuple[str, int]] = field(default_factory=list)
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def n_classes(self) -> int:
+        return max(2, len(self.labels) or 1 + max(y for _, y in self.train + self.test))
+
+    def split_valid(self, seed: int, fraction: float = 0.1) -> tuple[list, list]:
+        """(train, valid): the benchmark's own valid split, else a stratified split of train by seed."""
+        if self.valid:
+            return self.train, self.valid
+        rng = random.Random(seed)
+        train, valid = [], []
+        for label in sorted({y for _, y in self.train}):
+            items = [x for x in self.train if x[1] == label]
+            rng.shuffle(items)
+            k = max(1, round(len(items) * fraction))
+            valid += items[:k]
+            train += items[k:]
+        rng.shuffle(train)
+        return train, valid
+
+
+_VALID = set(IUPAC + IUPAC.lower())
+
+
+def _open_text(path: Path):
+    if not path.is_file():
+        raise EvalDataError(f"{path}: file not found")
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (EOFError, OSError) as e:
+            raise EvalDataError(f"{path}: corrupt or truncated gzip ({e})") from None
+    return io.StringIO(raw.decode("utf-8", "replace"))
+
+
+def _check_seq(path, line, seq: str) -> str:
+    seq = seq.strip()
+    if not seq:
+        raise EvalDataError(f"{path}:{line}: empty sequence")
+    bad = next((c for c in seq if c not in _VALID), None)
+    if bad is not None:
+        raise EvalDataError(f"{path}:{line}: invalid character {bad!r} in sequence")
+    return seq
+
+
+def read_table(path: Path, task: str | None = None) -> tuple[list[tuple[str, int]], list[str] | None]:
+    """Rows of a CSV/TSV with `sequence`|`seq` and `label` columns (+ `task` to filter on,
+    + `split` returned as the second value when present)."""
+    fh = _open_text(path)
+    first = fh.readline()
+    delim = "\t" if "\t" in first else ","
+    header = [h.strip().lower() for h in next(csv.reader([first], delimiter=delim))]
+    seq_col = "sequence" if "sequence" in header else "seq" if "seq" in header else None
+    if seq_col is None or "label" not in header:
+        raise EvalDataError(f"{path}:1: header needs a 'sequence' (or 'seq') and a 'label' column, got {header}")
+    if task is not None and "task" not in header:
+        raise EvalDataError(f"{path}:1: no 'task' column to select task {task!r}")
+    rows, splits = [], [] if "split" in header else None
+    for line, rec in enumerate(csv.reader(fh, delimiter=delim), start=2):
+        if not rec or not "".join(rec).strip():
+            continue
+        if len(rec) != len(header):
+            raise EvalDataError(f"{path}:{line}: {len(rec)} fields, the header has {len(header)}")
+        row = dict(zip(header, rec))
+        if task is not None and row["task"] != task:
+            continue
+        try:
+            label = int(row["label"])
+        except ValueError:
+            raise EvalDataError(f"{path}:{line}: label {row['label']!r} is not an integer") from None
+        if label < 0:
+            raise EvalDataError(f"{path}:{line}: negative label {label}")
+        rows.append((_check_seq(path, line, row[seq_col]), label))
+        if splits is not None:
+            splits.append(row["split"].strip().lower())
+    if not rows:
+        raise EvalDataError(f"{path}: no rows" + (f" for task {task!r}" if task else ""))
+    return rows, splits
+
+
+def _find(d: Path, stem: str) -> Path | None:
+    for ext in (".csv", ".csv.gz", ".tsv", ".tsv.gz"):
+        if (d / f"{stem}{ext}").is_file():
+            return d / f"{stem}{ext}"
+    return None
+
+
+def load_gue(path: str | Path) -> Task:
+    """A GUE task directory (train.csv, dev.csv, test.csv; .gz accepted)."""
+    return _load_split_dir(Path(path), "gue")
+
+
+def _load_split_dir(d: Path, kind: str) -> Task:
+    if not d.is_dir():
+        raise EvalDataError(f"{d}: not a {kind} task directory")
+    train, test, dev = _find(d, "train"), _find(d, "test"), _find(d, "dev")
+    if train is None or test is None:
+        missing = [s for s, f in (("train", train), ("test", test)) if f is None]
+        raise EvalDataError(f"{d}: missing {' and '.join(missing)} file (.csv/.tsv, optionally .gz)")
+    return Task(name=f"{d.parent.name}/{d.name}", train=read_table(train)[0], test=read_table(test)[0],
+                valid=read_table(dev)[0] if dev else [])
+
+
+def load_csv(path: str | Path) -> Task:
+    """A user's own data: one table with a `split` column (train/valid|dev/test), or a directory."""
+    path = Path(path)
+    if path.is_dir():
+        return _load_split_dir(path, "csv")
+    rows, splits = read_table(path)
+    if splits is None:
+        raise EvalDataError(f"{path}: a single table needs a 'split' column (train / valid / test)")
+    parts = {"train": [], "valid": [], "test": []}
+    for line, (row, split) in enumerate(zip(rows, splits), start=2):
+        split = "valid" if split == "dev" else split
+        if split not in parts:
+            raise EvalDataError(f"{path}: split {split!r} is not train, valid/dev or test")
+        parts[split].append(row)
+    if not parts["train"] or not parts["test"]:
+        raise EvalDataError(f"{path}: needs rows in both the train and the test split")
+    return Task(name=path.stem.split(".")[0], **parts)
+
+
+def load_nt(path: str | Path, task: str, test_fraction: float = 0.2, seed: int = 0) -> Task:
+    """One task of a Nucleotide Transformer TSV. Files without a test split (as the subset we
+    ship) are split into train/test by a fixed seed, stratified by label."""
+    rows, splits = read_table(Path(path), task=task)
+    full = Task(name=f"nt/{task}", train=rows, test=[])
+    train, test = full.split_valid(seed=seed, fraction=test_fraction)
+    return Task(name=f"nt/{task}", train=train, test=test)
+
+
+def load_gb_sequences(path: str | Path) -> Task:
+    """Genomic Benchmarks exported with full sequences: <dir>/{train,test}.tsv[.gz] (`seq,label`).
+    Only a test set: train is a stratified 80 % of it and test the rest (fixed seed)."""
+    d = Path(path)
+    train, test = _find(d, "train"), _find(d, "test")
+    if train and test:
+        return _load_split_dir(d, "gb")
+    only = train or test
+    if only is None:
+        raise EvalDataError(f"{d}: no train/test .tsv[.gz] file")
+    full = Task(name=f"gb/{d.name}", train=read_table(only)[0], test=[])
+    tr, te = full.split_valid(seed=0, fraction=0.2)
+    return Task(name=f"gb/{d.name}", train=tr, test=te)
+
+
+def load_genomic_benchmark(path: str | Path, fasta: str | Path) -> Task:
+    """Genomic Benchmarks coordinates (<dir>/{train,test}/<class>.csv.gz) cut from `fasta`."""
+    from omegaconf import OmegaConf
+
+    from data_pipeline.fasta import read_fasta
+    from ..tokenizer import decode
+
+    d = Path(path)
+    meta = d / "metadata.yaml"
+    if not meta.is_file():
+        raise EvalDataError(f"{d}: no metadata.yaml (not a Genomic Benchmarks task directory)")
+    classes = list(OmegaConf.load(meta)["classes"])
+    wanted: dict[str, list] = {}
+    coords = {}
+    for split in ("train", "test"):
+        for label, cls in enumerate(classes):
+            f = d / split / f"{cls}.csv.gz"
+            rows = []
+            fh = _open_text(f)
+            header = fh.readline().strip().split(",")
+            if header[:5] != ["id", "region", "start", "end", "strand"]:
+                raise EvalDataError(f"{f}:1: expected header id,region,start,end,strand, got {header}")
+            for line, rec in enumerate(csv.reader(fh), start=2):
+                if len(rec) < 5:
+                    raise EvalDataError(f"{f}:{line}: {len(rec)} fields, expected 5")
+                try:
+                    start, end = int(rec[2]), int(rec[3])
+                except ValueError:
+                    raise EvalDataError(f"{f}:{line}: start/end are not integers: {rec[2:4]}") from None
+                if rec[4] not in "+-" or not 0 <= start < end:
+                    raise EvalDataError(f"{f}:{line}: bad interval or strand: {rec[1:5]}")
+                chrom = rec[1] if rec[1].startswith("chr") else f"chr{rec[1]}"
+                rows.append((chrom, start, end, rec[4], label, f, line))
+                wanted.setdefault(chrom, [])
+            coords[split] = coords.get(split, []) + rows
+    seqs = {}
+    for name, codes, soft in read_fasta(fasta):
+        key = name if name.startswith("chr") else f"chr{name}"
+        if key in wanted:
+            seqs[key] = (codes, soft)
+    comp = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+    out = {}
+    for split, rows in coords.items():
+        out[split] = []
+        for chrom, start, end, strand, label, f, line in rows:
+            if chrom not in seqs:
+                raise EvalDataError(f"{f}:{line}: chromosome {chrom} is not in {fasta}")
+            codes, soft = seqs[chrom]
+            if end > len(codes):
+                raise EvalDataError(f"{f}:{line}: {chrom}:{start}-{end} runs past the chromosome end in {fasta}")
+            s = decode(codes[start:end], soft[start:end])
+            out[split].append((s.translate(comp)[::-1] if strand == "-" else s, label))
+    return Task(name=f"gb/{d.name}", train=out["train"], test=out["test"], labels=classes)
+
+
+def _read_fa(path: Path) -> list[str]:
+    from data_pipeline.fasta import read_fasta
+    from ..tokenizer import decode
+    return [decode(codes, soft) for _, codes, soft in read_fasta(path)]
+
+
+def load_janggu(path: str | Path) -> Task:
+    """Oct4 (label 0) vs Mafk (label 1) ChIP-seq peaks from janggu's sample data."""
+    from data_pipeline.errors import DataError
+    d = Path(path)
+    try:
+        train = [(s, 0) for s in _read_fa(d / "sample.fa")] + [(s, 1) for s in _read_fa(d / "sample2.fa")]
+        test = [(s, 0) for s in _read_fa(d / "sample_test.fa")] + [(s, 1) for s in _read_fa(d / "sample2_test.fa")]
+    except DataError as e:
+        raise EvalDataError(str(e)) from None
+    return Task(name="janggu/oct4_vs_mafk", train=train, test=test, labels=["Oct4", "Mafk"])
+
+
+LOADERS = {"gue": load_gue, "csv": load_csv, "gbseq": load_gb_sequences, "janggu": load_janggu}
+
+
+def load_task(kind: str, path: str, task: str | None = None, fasta: str | None = None) -> Task:
+    if kind == "nt":
+        if not task:
+            raise EvalDataError("--nt-task is required for the nt format")
+        return load_nt(path, task)
+    if kind == "gb":
+        if not fasta:
+            raise EvalDataError("the gb (coordinates) format needs --fasta (the GRCh38 reference)")
+        return load_genomic_benchmark(path, fasta)
+    if kind not in LOADERS:
+        raise EvalDataError(f"unknown task format {kind!r} (gue, csv, nt, gb, gbseq, janggu)")
+    return LOADERS[kind](path)

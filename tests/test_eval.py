@@ -1,0 +1,176 @@
+"""Evaluation: task loaders, fine-tuning / linear probing, baselines, segmentation analysis."""
+import gzip
+
+import numpy as np
+import pytest
+import torch
+
+from dnachunker import DNAChunker, DNAChunkerConfig
+from dnachunker.eval.__main__ import main as eval_cli
+from dnachunker.eval.analysis import boundary_agreement, lengths_by_region, robustness
+from dnachunker.eval.finetune import FinetuneConfig, _probe, evaluate
+from dnachunker.eval.metrics import accuracy, f1_macro, mcc
+from dnachunker.eval.segmenters import BPESegmenter, kmer, single_nucleotide
+from dnachunker.eval.tasks import EvalDataError, Task, load_genomic_benchmark, load_gue, load_janggu, load_nt
+from dnachunker.masking import bert_mask
+from dnachunker.tokenizer import batch_encode
+
+from .conftest import shared_file
+from .test_model import CONFIGS
+
+GUE_TATA = "gue_from_DeepGene/prom/prom_300_tata"
+FLY = "ncbi_softmasked_small_chroms/DmelanDM6_4_GCF_000001215.4_Release_6_plus_ISO1_MT_genomic.fna.gz"
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, chr20_windows):
+    """A tiny DNAChunker pretrained for a few minutes' worth of CPU on real chr20 windows."""
+    torch.manual_seed(0)
+    model = DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml"))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    windows = chr20_windows(512, 256)
+    g = torch.Generator().manual_seed(0)
+    for step in range(60):
+        batch = batch_encode(windows[(step * 8) % 256:(step * 8) % 256 + 8])
+        ids, labels = bert_mask(batch.input_ids, batch.valid, g)
+        loss = model(ids, batch.valid, labels, batch.weight()).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.save_pretrained(tmp_path_factory.mktemp("pretrained") / "tiny")
+
+
+def test_metrics_match_hand_computed_values():
+    y, p = [0, 0, 1, 1, 1, 0], [0, 1, 1, 1, 0, 0]
+    # TP=2 TN=2 FP=1 FN=1 -> MCC = (4 - 1) / sqrt(3*3*3*3) = 1/3
+    assert mcc(y, p) == pytest.approx(1 / 3)
+    assert accuracy(y, p) == pytest.approx(4 / 6)
+    assert f1_macro(y, p) == pytest.approx(2 / 3)
+    assert mcc([0, 1, 2, 2], [0, 1, 2, 2]) == pytest.approx(1.0)
+    assert mcc([0, 0, 1, 1], [0, 0, 0, 0]) == 0.0
+
+
+@pytest.mark.slow
+def test_finetuned_tiny_model_beats_majority_class_on_gue(pretrained):
+    task = load_gue(shared_file(GUE_TATA))
+    cfg = FinetuneConfig(mode="finetune", epochs=2, lr=2e-3, batch_size=32, seeds=[0], max_train=600)
+    rows, summary = evaluate(str(pretrained), task, cfg)
+    assert summary["accuracy"] > summary["majority_accuracy"] and summary["mcc"] > 0.1, summary
+
+
+def test_linear_probe_keeps_the_backbone_frozen(pretrained):
+    full = load_gue(shared_file(GUE_TATA))
+    task = Task(full.name, full.train[:300], full.test[:200], full.valid[:100])
+    model = DNAChunker.from_pretrained(pretrained)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    head = torch.nn.Linear(model.cfg.d_model[0], 2)
+    head0 = head.weight.detach().clone()
+    cfg = FinetuneConfig(mode="probe", epochs=1, seeds=[0])
+    train, valid = task.split_valid(0)
+    result = _probe(model, head, task, train, valid, cfg, 0, "cpu", 2, {})
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert not any(p.requires_grad for p in model.parameters())
+    assert not torch.equal(head.weight, head0)
+    assert set(result) >= {"mcc", "accuracy", "f1"}
+
+
+def test_robustness_metric():
+    ref = np.array([0, 3, 7, 12])
+    assert boundary_agreement(ref, ref, "snv", 5) == 1.0
+    assert boundary_agreement(ref, np.array([0, 3, 6, 11]), "deletion", 5) == 1.0  # shifted by the deletion
+    seqs = [s for s in ["ACGT" * 50, "TTGACA" * 40]]
+    batch = lambda f: (lambda ss: [f(s) for s in ss])  # noqa: E731
+    for kind in ("insertion", "deletion"):
+        single = robustness(batch(single_nucleotide), seqs, kind)
+        six = robustness(batch(kmer), seqs, kind)
+        assert single > 0.98 and six < 0.8 * single
+
+
+def test_bpe_on_shards_and_model_robustness(train_shards, pretrained, chr20_windows):
+    bpe = BPESegmenter.train_on_shards(train_shards, vocab_size=512, max_samples=500)
+    seqs = chr20_windows(400, 12)
+    starts = bpe(seqs[0])
+    assert starts[0] == 0 and np.all(np.diff(starts) > 0) and len(seqs[0]) / len(starts) > 2
+    model = DNAChunker.from_pretrained(pretrained)
+    learned = robustness(lambda ss: [s[0] for s in model.segment(ss)], seqs, "deletion")
+    assert 0.0 < learned <= 1.0
+    assert robustness(lambda ss: [s[0] for s in model.segment(ss)], seqs, "snv") > 0.5
+
+
+def test_fixed_tokenization_baselines_share_the_backbone(chr20_windows):
+    seqs = chr20_windows(300, 2)
+    for kind, expected in (("kmer", np.arange(0, 300, 6)), ("single", np.arange(300))):
+        model = DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml", f"tokenization={kind}",
+                                                 "mask_protection=false"))
+        s0, s1 = model.segment(seqs)[0]
+        assert np.array_equal(s0, expected) and np.array_equal(s1, expected)
+    model = DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml", "tokenization=given", "mask_protection=false"))
+    batch = batch_encode(seqs)
+    given = torch.zeros_like(batch.valid)
+    given[:, [0, 5, 17, 100]] = True
+    out = model(batch.input_ids, batch.valid, boundaries=given)
+    assert out.stages[0].chunk_start[0].tolist() == [0, 5, 17, 100]
+    tiny = DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml"))
+    assert model.num_parameters() == tiny.num_parameters()  # same backbone budget
+
+
+def test_task_loaders_on_real_data_and_malformed_rows(tmp_path, chr20_prefix):
+    task = load_gue(shared_file(GUE_TATA))
+    assert len(task.train) == 4904 and len(task.test) == 613 and task.valid and task.n_classes == 2
+    jg = load_janggu(shared_file("janggu_hg19_oct4_mafk"))
+    assert len(jg.train) == 3897 + 3900 and len(jg.test) == 200 and len(jg.train[0][0]) == 200
+    nt = load_nt(shared_file("ai4h_hub_gb_nt/nucleotide_transformer/train.tsv.gz"), "promoter_all")
+    assert len(nt.train) + len(nt.test) == 71
+    d = tmp_path / "gue"
+    d.mkdir()
+    (d / "test.csv").write_text("sequence,label\nACGT,0\n")
+    for body, msg in (("sequence,label\nACGT,0\nACXT,1\n", r"train\.csv:3: invalid character 'X'"),
+                      ("sequence,label\nACGT,zero\n", r"train\.csv:2: label 'zero' is not an integer"),
+                      ("sequence,label\nACGT,0,7\n", r"train\.csv:2: 3 fields, the header has 2"),
+                      ("seq_x,label\nACGT,0\n", r"train\.csv:1: header needs a 'sequence'"),
+                      ("sequence,label\n,1\n", r"train\.csv:2: empty sequence")):
+        (d / "train.csv").write_text(body)
+        with pytest.raises(EvalDataError, match=msg):
+            load_gue(d)
+    with pytest.raises(EvalDataError, match="no rows for task 'nope'"):
+        load_nt(shared_file("ai4h_hub_gb_nt/nucleotide_transformer/train.tsv.gz"), "nope")
+    # Genomic Benchmarks coordinates, cut from a reference FASTA (here: hg19 chr20)
+    gb = tmp_path / "gb"
+    (gb / "train").mkdir(parents=True)
+    (gb / "test").mkdir()
+    (gb / "metadata.yaml").write_text("classes:\n  negative: {}\n  positive: {}\n")
+    rows = {"negative": "a,chr20,1000000,1000050,+\n", "positive": "b,20,1000100,1000150,-\n"}
+    for split in ("train", "test"):
+        for cls, row in rows.items():
+            (gb / split / f"{cls}.csv.gz").write_bytes(gzip.compress(f"id,region,start,end,strand\n{row}".encode()))
+    fasta = shared_file("hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz")
+    t = load_genomic_benchmark(gb, fasta)
+    comp = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+    assert t.train[0] == (chr20_prefix[1000000:1000050], 0)
+    assert t.train[1] == (chr20_prefix[1000100:1000150].translate(comp)[::-1], 1)
+    (gb / "test" / "positive.csv.gz").write_bytes(gzip.compress(b"id,region,start,end,strand\nb,chr20,5,9,*\n"))
+    with pytest.raises(EvalDataError, match=r"positive\.csv\.gz:2: bad interval or strand"):
+        load_genomic_benchmark(gb, fasta)
+
+
+@pytest.mark.slow
+def test_cli_segment_views_and_region_table(pretrained, tmp_path):
+    fly = shared_file(FLY)
+    gtf = shared_file("ncbi_softmasked_small_chroms/DmelanDM6_4.gtf.gz")
+    assert eval_cli(["segment", "--model", str(pretrained), "--fasta", str(fly), "--gtf", str(gtf),
+                     "--length", "1024", "--count", "24", "--out", str(tmp_path)]) == 0
+    import csv
+    rows = list(csv.DictReader(open(tmp_path / "chunk_lengths.csv")))
+    assert {r["region"] for r in rows} == {"repeat", "non-repeat", "exon", "non-exon"}
+    assert all(float(r["mean_bp"]) >= 1 for r in rows if int(r["chunks"]) > 0)
+    assert (tmp_path / "segmentation.png").stat().st_size > 2000
+    assert "stage 1" in (tmp_path / "segmentation.html").read_text()
+    assert eval_cli(["finetune", "--model", str(pretrained), "--format", "gue", "--path", str(tmp_path),
+                     "--mode", "probe"]) == 2  # not a task directory: a clear error, exit code 2
+
+
+def test_lengths_by_region():
+    starts = np.array([0, 4, 6])
+    region = np.array([1, 1, 1, 0, 0, 0, 0, 0, 1, 1], dtype=bool)
+    out = lengths_by_region(starts, region)
+    assert out["in"].tolist() == [4] and out["out"].tolist() == [2, 4]
