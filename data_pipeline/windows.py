@@ -67,8 +67,12 @@ def build_windows(cfg: PipelineConfig) -> Path:
             if end - start < L:
                 continue
             s = np.arange(start, end - L + 1, stride, dtype=np.int64)
-            n_cum = np.concatenate([[0], np.cumsum(store.seq(chrom, start, end) == N, dtype=np.int64)])
-            n_count = n_cum[s - start + L] - n_cum[s - start]
+            is_n = store.seq(chrom, start, end) == N
+            if stride == L:  # non-overlapping: count per window directly
+                n_count = is_n[: len(s) * L].reshape(len(s), L).sum(1)
+            else:
+                n_cum = np.concatenate([[0], np.cumsum(is_n, dtype=np.int64)])
+                n_count = n_cum[s - start + L] - n_cum[s - start]
             keep = n_count <= cfg.window.max_n_fraction * L
             dropped += int((~keep).sum())
             starts.append(s[keep])

@@ -31,6 +31,7 @@ class DNAChunkerConfig:
     rope_base: float = 10000.0
     mamba: MambaConfig = field(default_factory=MambaConfig)
     max_len: int = 8192
+    activation_checkpointing: bool = False  # recompute every block in backward: less memory, ~30% more time
     # dynamic chunking
     target_ratio: list[float] = field(default_factory=lambda: [0.5, 0.5])  # alpha per stage
     ratio_loss_weight: float = 0.03  # lambda

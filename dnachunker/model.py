@@ -79,12 +79,12 @@ class ChunkingStage(nn.Module):
         super().__init__()
         d, d_next = cfg.d_model[s], cfg.d_model[s + 1]
         self.cfg, self.s = cfg, s
-        self.encoder = BiMambaStack(d, cfg.encoder_layers[s], cfg.mamba)
+        self.encoder = BiMambaStack(d, cfg.encoder_layers[s], cfg.mamba, cfg.activation_checkpointing)
         self.router = Router(d)
         self.down_proj = nn.Linear(d, d_next)
         self.up_proj = nn.Linear(d_next, d)
         self.residual_proj = nn.Linear(d, d)
-        self.decoder = BiMambaStack(d, cfg.decoder_layers[s], cfg.mamba)
+        self.decoder = BiMambaStack(d, cfg.decoder_layers[s], cfg.mamba, cfg.activation_checkpointing)
 
     def fixed_boundaries(self, valid: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
         """Baseline tokenizations: stage 0 cuts single bases, k-mers or given (e.g. BPE) token
@@ -138,7 +138,8 @@ class DNAChunker(nn.Module):
         self.cfg = cfg.validate()
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model[0])
         self.stages = nn.ModuleList(ChunkingStage(cfg, s) for s in range(cfg.n_stages))
-        self.main = MainNetwork(cfg.d_model[-1], cfg.main_layers, cfg.n_heads, cfg.mlp_ratio, cfg.rope_base)
+        self.main = MainNetwork(cfg.d_model[-1], cfg.main_layers, cfg.n_heads, cfg.mlp_ratio, cfg.rope_base,
+                                cfg.activation_checkpointing)
         self.norm = RMSNorm(cfg.d_model[0])
         self.head = nn.Linear(cfg.d_model[0], cfg.vocab_size)
         self.apply(self._init_weights)

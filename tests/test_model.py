@@ -180,3 +180,16 @@ def test_segment_returns_nested_boundaries(chr20_windows):
         assert np.all(np.diff(s0) > 0) and s0[-1] < len(seq)
         assert set(s1.tolist()) <= set(s0.tolist())  # stage 1 merges stage-0 chunks
         assert len(s1) < len(s0) < len(seq)
+
+
+def test_activation_checkpointing_gives_identical_loss_and_gradients(chr20_windows):
+    _, ids, labels = masked_batch(chr20_windows(256, 2), seed=6)
+    grads = []
+    for flag in (False, True):
+        model = tiny(f"activation_checkpointing={flag}").train()
+        out = model(ids, labels=labels)
+        out.loss.backward()
+        grads.append((out.loss.detach(), [p.grad.clone() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0])
+    for a, b in zip(grads[0][1], grads[1][1]):
+        torch.testing.assert_close(a, b)

@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..config import MambaConfig
 from ..ops import kernels
@@ -80,13 +81,17 @@ class BiMamba(nn.Module):
 class BiMambaStack(nn.Module):
     """n pre-norm residual BiMamba blocks and a final norm (identity when n == 0)."""
 
-    def __init__(self, d_model: int, n_layers: int, cfg: MambaConfig):
+    def __init__(self, d_model: int, n_layers: int, cfg: MambaConfig, checkpointing: bool = False):
         super().__init__()
+        self.checkpointing = checkpointing
         self.norms = nn.ModuleList(RMSNorm(d_model) for _ in range(n_layers))
         self.mixers = nn.ModuleList(BiMamba(d_model, cfg) for _ in range(n_layers))
         self.final_norm = RMSNorm(d_model) if n_layers else nn.Identity()
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         for norm, mixer in zip(self.norms, self.mixers):
-            x = x + mixer(norm(x), valid)
+            if self.checkpointing and torch.is_grad_enabled():  # keep only the block input; recompute
+                x = x + checkpoint(lambda y, n=norm, m=mixer: m(n(y), valid), x, use_reentrant=False)
+            else:
+                x = x + mixer(norm(x), valid)
         return self.final_norm(x)

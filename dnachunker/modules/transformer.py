@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from ..ops import kernels
 from .norm import RMSNorm
@@ -82,13 +83,18 @@ class TransformerBlock(nn.Module):
 
 
 class MainNetwork(nn.Module):
-    def __init__(self, d: int, n_layers: int, n_heads: int, mlp_ratio: float, rope_base: float):
+    def __init__(self, d: int, n_layers: int, n_heads: int, mlp_ratio: float, rope_base: float,
+                 checkpointing: bool = False):
         super().__init__()
+        self.checkpointing = checkpointing
         self.blocks = nn.ModuleList(TransformerBlock(d, n_heads, mlp_ratio, rope_base) for _ in range(n_layers))
         self.final_norm = RMSNorm(d)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """x: (b, l, d); pos: (b, l) float base-pair centres; valid: (b, l) bool -> (b, l, d)."""
         for block in self.blocks:
-            x = block(x, pos, valid)
+            if self.checkpointing and torch.is_grad_enabled():
+                x = checkpoint(block, x, pos, valid, use_reentrant=False)
+            else:
+                x = block(x, pos, valid)
         return self.final_norm(x)

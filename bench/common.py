@@ -1,0 +1,69 @@
+"""Shared benchmark helpers: isolated measurements (time + peak RSS), tables, power-law fits."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import resource
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+
+def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
+    """Median wall time of fn() in seconds (after warm-up runs)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))
+
+
+def _rss_kb() -> int:
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * resource.getpagesize() // 1024
+
+
+def _child(target, args, queue):
+    try:
+        fn, repeats = target(*args)       # build inputs/model: returns the step to measure
+        baseline = _rss_kb()              # resident memory before the first step
+        seconds = timed(fn, repeats=repeats, warmup=1)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline
+        extra = dict(getattr(fn, "extra", {}))
+        if hasattr(fn, "flops"):          # counted after the timing so it cannot affect it
+            extra["gflop"] = fn.flops() / 1e9
+        queue.put({"seconds": seconds, "peak_mb": max(peak, 0) / 1024, **extra})
+    except Exception as e:  # report, do not hang the parent
+        queue.put({"error": f"{type(e).__name__}: {e}"})
+
+
+def isolated(target, *args) -> dict:
+    """Run target(*args) -> (step, repeats) in a fresh process; time the step and measure the
+    peak resident memory it adds over what was resident before it (CPU). A fresh process per
+    point keeps peaks independent. The setup should receive its data from the parent so that
+    loading it does not raise the peak."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(target, args, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
+
+
+def fit_exponent(lengths, values) -> float:
+    """Slope of log(value) against log(length): cost ~ length^k."""
+    return float(np.polyfit(np.log(lengths), np.log(values), 1)[0])
+
+
+def table(rows: list[dict], columns: list[str]) -> str:
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.3e}"
+        return str(v)
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
+    return "\n".join(lines)

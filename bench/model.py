@@ -1,0 +1,122 @@
+"""Training-step cost: DNAChunker vs single-nucleotide Transformer and BiMamba baselines of the
+same depth and width (its main network's), on real chr20 windows.
+
+    python -m bench.model [--sizes tiny mid] [--lengths 1024 4096 8192] [--device cpu|cuda]
+                          [--peak-tflops 989]   # device peak, to report MFU
+
+One step = forward + backward + AdamW update, batch 1, BERT masking. Models with "+ckpt" use
+activation checkpointing (DNAChunkerConfig.activation_checkpointing), compared with each other. Peak memory is the increase of
+peak RSS (CPU) or of max allocated memory (CUDA) over the warm-up. Ratios are baseline /
+DNAChunker in this run; cost exponents come from a log-log fit over the lengths.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .common import fit_exponent, isolated, table
+
+ROOT = Path(__file__).resolve().parent.parent
+CHR20 = ROOT.parent / "shared" / "data" / "hg19_chr20_softmasked" / "chr20.hg19.softmasked.fa.gz"
+# "+ckpt": activation checkpointing (every block recomputed in backward)
+MODELS = ("dnachunker", "transformer", "bimamba", "dnachunker+ckpt", "transformer+ckpt")
+SIZES = {
+    "tiny": [],
+    "mid": ["d_model=[128,192,256]", "main_layers=4", "n_heads=4", "mamba.headdim=32", "mamba.d_state=32"],
+}
+
+
+def real_window(length: int) -> str:
+    from data_pipeline.fasta import read_fasta
+    from dnachunker.tokenizer import N, decode
+    _, codes, soft = next(iter(read_fasta(CHR20)))
+    start = 5_000_000
+    while (codes[start:start + length] == N).any():
+        start += length
+    return decode(codes[start:start + length], soft[start:start + length])
+
+
+def _setup(model_name: str, size: str, seq: str, device: str):
+    from dnachunker import DNAChunker, DNAChunkerConfig
+    from dnachunker.masking import bert_mask
+    from dnachunker.tokenizer import batch_encode
+    from .baselines import SingleNucleotideMLM
+
+    torch.manual_seed(0)
+    base, _, ckpt = model_name.partition("+")
+    cfg = DNAChunkerConfig.load(ROOT / "configs" / "model" / "tiny.yaml", *SIZES[size], f"max_len={len(seq)}",
+                                f"activation_checkpointing={bool(ckpt)}")
+    model = (DNAChunker(cfg) if base == "dnachunker" else SingleNucleotideMLM(cfg, base)).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    batch = batch_encode([seq])
+    ids, labels = bert_mask(batch.input_ids, batch.valid, torch.Generator().manual_seed(0))
+    ids, valid, labels = ids.to(device), batch.valid.to(device), labels.to(device)
+    extra = {"params": sum(p.numel() for p in model.parameters())}
+
+    def step():
+        out = model(ids, valid, labels)
+        loss = out if torch.is_tensor(out) else out.loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        if base == "dnachunker":
+            extra.update({f"compression_{s}": st.compression.item() for s, st in enumerate(out.stages)})
+    step.extra = extra
+
+    def flops() -> float:
+        from torch.utils.flop_counter import FlopCounterMode
+        with FlopCounterMode(display=False) as fc:
+            step()
+        return fc.get_total_flops()
+    step.flops = flops
+    return step, 2
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", nargs="+", default=["tiny", "mid"], choices=list(SIZES))
+    ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 8192])
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--peak-tflops", type=float, default=None)
+    a = ap.parse_args(argv)
+    rows, fits = [], []
+    windows = {L: real_window(L) for L in a.lengths}
+    for size in a.sizes:
+        for name in MODELS:
+            series = []
+            for L in a.lengths:
+                r = isolated(_setup, name, size, windows[L], a.device)
+                if "error" in r:
+                    print(f"{size} {name} {L}: {r['error']}", flush=True)
+                    continue
+                row = {"size": size, "model": name, "length": L, "params": r["params"], "step_s": r["seconds"],
+                       "bp_per_s": L / r["seconds"], "peak_MB": r["peak_mb"],
+                       "comp_0": r.get("compression_0", 1.0), "comp_1": r.get("compression_1", 1.0)}
+                if "gflop" in r:
+                    row["GFLOP/s"] = r["gflop"] / r["seconds"]
+                    if a.peak_tflops:
+                        row["MFU"] = row["GFLOP/s"] / (a.peak_tflops * 1e3)
+                rows.append(row)
+                series.append((L, r["seconds"], r["peak_mb"]))
+                print(f"{size} {name} {L}: {r['seconds']:.3f}s {r['peak_mb']:.0f}MB", flush=True)
+            if len(series) > 1:
+                fits.append({"size": size, "model": name,
+                             "time_exponent": fit_exponent([s[0] for s in series], [s[1] for s in series]),
+                             "memory_exponent": fit_exponent([s[0] for s in series], [max(s[2], 1e-3) for s in series])})
+    for r in rows:  # ratios against DNAChunker of the same size and length (and checkpointing)
+        ref_name = "dnachunker+ckpt" if r["model"].endswith("+ckpt") else "dnachunker"
+        ref = next(x for x in rows if x["model"] == ref_name and x["size"] == r["size"] and x["length"] == r["length"])
+        r["time_vs_dnachunker"] = r["step_s"] / ref["step_s"]
+        r["mem_vs_dnachunker"] = r["peak_MB"] / max(ref["peak_MB"], 1e-3)
+    print(table(rows, list(dict.fromkeys(k for r in rows for k in r))))
+    print()
+    print(table(fits, ["size", "model", "time_exponent", "memory_exponent"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""Scan kernels: SSD chunked form vs the sequential reference, forward + backward.
+
+    python -m bench.scans [--lengths 1024 4096 8192] [--device cpu|cuda]
+
+Both scans of the model: the BiMamba selective scan (tiny-model shapes: 4 heads x 16, state 16)
+and the dechunk p-gated scan (width 64). Ratios are reference / fast, measured in this run.
+"""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from .common import isolated, table
+
+
+def _setup(kind: str, impl: str, length: int, device: str):
+    from dnachunker.ops import gated_scan, gated_scan_ref, selective_scan, selective_scan_ref
+    torch.manual_seed(0)
+    b = 2
+    if kind == "selective":
+        h, p, n = 4, 16, 16
+        x = torch.randn(b, length, h, p, device=device, requires_grad=True)
+        dt = torch.randn(b, length, h, device=device, requires_grad=True)
+        A = -torch.rand(h, device=device) - 0.5
+        B = torch.randn(b, length, 1, n, device=device, requires_grad=True)
+        C = torch.randn(b, length, 1, n, device=device, requires_grad=True)
+        D, bias = torch.ones(h, device=device), torch.zeros(h, device=device)
+        f = (lambda: selective_scan(x, dt, A, B, C, D, bias)) if impl == "ssd" else \
+            (lambda: selective_scan_ref(x, dt, A, B, C, D, bias))
+    else:
+        u = torch.randn(b, length, 64, device=device, requires_grad=True)
+        p = torch.rand(b, length, device=device).requires_grad_(True)
+        f = (lambda: gated_scan(u, p)) if impl == "ssd" else (lambda: gated_scan_ref(u, p))
+
+    def step():
+        f().square().mean().backward()
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return step, (1 if impl == "sequential" else 3)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 8192])
+    ap.add_argument("--device", default="cpu")
+    a = ap.parse_args(argv)
+    rows = []
+    for kind in ("selective", "dechunk"):
+        for L in a.lengths:
+            fast = isolated(_setup, kind, "ssd", L, a.device)
+            ref = isolated(_setup, kind, "sequential", L, a.device)
+            rows.append({"scan": kind, "length": L, "ssd_ms": 1e3 * fast["seconds"], "sequential_ms": 1e3 * ref["seconds"],
+                         "speedup": ref["seconds"] / fast["seconds"], "ssd_peak_MB": fast["peak_mb"],
+                         "sequential_peak_MB": ref["peak_mb"],
+                         "memory_ratio": ref["peak_mb"] / max(fast["peak_mb"], 1e-3)})
+            print(f"{kind} {L}: {rows[-1]['speedup']:.1f}x", flush=True)
+    print(table(rows, list(rows[0])))
+
+
+if __name__ == "__main__":
+    main()
