@@ -7,8 +7,6 @@ never leaves a store that looks usable; a re-run with the same inputs reuses a c
 """
 from __future__ import annotations
 
-import os
-import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,6 +14,8 @@ import numpy as np
 import zarr
 from tqdm import tqdm
 from zarr.codecs import BloscCodec
+
+from dnachunker.fileio import atomic_directory
 
 from .annotations import check_against, read_repeats
 from .config import PipelineConfig, file_sha256
@@ -53,12 +53,10 @@ def build_genome(cfg: PipelineConfig) -> Path:
             pass
         print(f"genome store {out} is stale or incomplete: rebuilding")
     repeats = read_repeats(cfg.repeats) if cfg.repeats else None
-    tmp = out.with_name(f"genome.zarr.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    root = zarr.open_group(str(tmp), mode="w")
     names, lengths = [], {}
     size = Path(cfg.fasta).stat().st_size
-    try:
+    with atomic_directory(out) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
         with ThreadPoolExecutor(max_workers=2) as pool, \
                 tqdm(total=size, unit="B", unit_scale=True, desc="FASTA -> zarr") as bar:
             jobs = []
@@ -85,12 +83,6 @@ def build_genome(cfg: PipelineConfig) -> Path:
             check_against(cfg.repeats, repeats, lengths)
         root.attrs.update(format=FORMAT, names=names, lengths=[lengths[n] for n in names],
                           source=source, complete=True)
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     print(f"genome store {out}: {len(names)} sequences, {sum(lengths.values()):,} bp")
     return out
 

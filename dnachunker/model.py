@@ -10,9 +10,6 @@ residual is zeroed on every chunk that contains one.
 """
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +20,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from .config import DNAChunkerConfig
+from .fileio import atomic_directory
 from .masking import IGNORE
 from .modules.bimamba import BiMambaStack
 from .modules.chunking import Chunks, dechunk
@@ -215,20 +213,11 @@ class DNAChunker(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write config.yaml + model.safetensors atomically (temp dir, then rename)."""
-        directory = Path(directory)
-        directory.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-        try:
+        with atomic_directory(directory) as tmp:
             (tmp / "config.yaml").write_text(self.cfg.to_yaml())
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-            if directory.exists():
-                shutil.rmtree(directory)
-            os.replace(tmp, directory)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        return directory
+        return Path(directory)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "DNAChunker":

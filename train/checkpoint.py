@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from dnachunker.fileio import atomic_directory
+
 STATE = "trainer_state.json"
 UNIVERSAL = "universal"
 
@@ -112,19 +114,15 @@ def prepare_load(path: Path, world_size: int) -> tuple[Path, str, bool]:
 
 def convert_universal(path: Path) -> None:
     out = path / UNIVERSAL
-    if (out / ".complete").exists():
+    if out.is_dir():  # only ever present complete (atomic rename)
         return
-    tmp = path / f".{UNIVERSAL}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(path),
-           "--output_folder", str(tmp), "--inject_missing_state", "--num_extract_workers", "1",
-           "--num_merge_workers", "1"]
-    result = subprocess.run(cmd, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise RuntimeError(f"{path}: conversion to a universal checkpoint failed:\n{result.stderr[-3000:]}")
-    (tmp / ".complete").write_text("")
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    with atomic_directory(out) as tmp:
+        cmd = [sys.executable, "-m", "deepspeed.checkpoint.ds_to_universal", "--input_folder", str(path),
+               "--output_folder", str(tmp), "--inject_missing_state", "--num_extract_workers", "1",
+               "--num_merge_workers", "1"]
+        result = subprocess.run(cmd, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"{path}: conversion to a universal checkpoint failed:\n{result.stderr[-3000:]}")
 
 
 def load_rng(path: Path, rank: int) -> bool:
