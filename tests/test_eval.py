@@ -174,3 +174,17 @@ def test_lengths_by_region():
     region = np.array([1, 1, 1, 0, 0, 0, 0, 0, 1, 1], dtype=bool)
     out = lengths_by_region(starts, region)
     assert out["in"].tolist() == [4] and out["out"].tolist() == [2, 4]
+
+
+def test_user_csv_with_split_column(tmp_path, chr20_windows):
+    seqs = chr20_windows(100, 6)
+    rows = [f"{s},{i % 2},{split}" for i, (s, split) in enumerate(zip(seqs, ["train"] * 4 + ["test", "dev"]))]
+    f = tmp_path / "mine.csv"
+    f.write_text("sequence,label,split\n" + "\n".join(rows) + "\n")
+    from dnachunker.eval.tasks import load_csv
+    task = load_csv(f)
+    assert len(task.train) == 4 and len(task.test) == 1 and len(task.valid) == 1
+    assert task.train[0] == (seqs[0], 0)
+    f.write_text("sequence,label,split\n" + rows[0] + "\n" + rows[1].replace(",train", ",holdout") + "\n")
+    with pytest.raises(EvalDataError, match=r"mine\.csv:3: split 'holdout'"):
+        load_csv(f)

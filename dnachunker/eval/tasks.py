@@ -150,7 +150,7 @@ def load_csv(path: str | Path) -> Task:
     for line, (row, split) in enumerate(zip(rows, splits), start=2):
         split = "valid" if split == "dev" else split
         if split not in parts:
-            raise EvalDataError(f"{path}: split {split!r} is not train, valid/dev or test")
+            raise EvalDataError(f"{path}:{line}: split {split!r} is not train, valid/dev or test")
         parts[split].append(row)
     if not parts["train"] or not parts["test"]:
         raise EvalDataError(f"{path}: needs rows in both the train and the test split")
