@@ -29,7 +29,6 @@ class Tracker:
         t = cfg.tracking
         uri = t.tracking_uri or f"sqlite:///{Path(cfg.out_dir).resolve() / 'mlflow.db'}"
         self.client = MlflowClient(tracking_uri=uri)
-        self.uri = uri
         if run_id is not None:  # resume after preemption: same run, append
             self.client.update_run(run_id, status="RUNNING")
             history = self.client.get_metric_history(run_id, "train/loss")
