@@ -1,4 +1,4 @@
-"""Shared benchmark helpers: isolated measurements (time + peak RSS), tables, power-law fits."""
+"""Shared benchmark helpers: isolated measurements (time + peak RSS), power-law fits."""
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -57,13 +57,3 @@ def isolated(target, *args) -> dict:
 def fit_exponent(lengths, values) -> float:
     """Slope of log(value) against log(length): cost ~ length^k."""
     return float(np.polyfit(np.log(lengths), np.log(values), 1)[0])
-
-
-def table(rows: list[dict], columns: list[str]) -> str:
-    def fmt(v):
-        if isinstance(v, float):
-            return f"{v:.3g}" if abs(v) < 1e4 else f"{v:.3e}"
-        return str(v)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(fmt(r.get(c, "")) for c in columns) + " |" for r in rows]
-    return "\n".join(lines)

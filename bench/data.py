@@ -17,7 +17,8 @@ from pathlib import Path
 
 import torch
 
-from .common import table
+from dnachunker.fileio import markdown_table
+
 from .model import CHR20, ROOT
 
 
@@ -87,9 +88,9 @@ def main(argv=None):
         loader_rows.append({"consumer": "tiny model training step", "samples_per_s": train_rate})
         for r in loader_rows:
             r["vs_training"] = r["samples_per_s"] / train_rate
-    print(table(rows, ["stage", "seconds", "Mbp_per_s", "vs_gzip"]))
+    print(markdown_table(rows, ["stage", "seconds", "Mbp_per_s", "vs_gzip"]))
     print()
-    print(table(loader_rows, ["consumer", "samples_per_s", "vs_training"]))
+    print(markdown_table(loader_rows, ["consumer", "samples_per_s", "vs_training"]))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,9 @@ from pathlib import Path
 
 import torch
 
-from .common import fit_exponent, isolated, table
+from dnachunker.fileio import markdown_table
+
+from .common import fit_exponent, isolated
 
 ROOT = Path(__file__).resolve().parent.parent
 CHR20 = ROOT.parent / "shared" / "data" / "hg19_chr20_softmasked" / "chr20.hg19.softmasked.fa.gz"
@@ -112,9 +114,9 @@ def main(argv=None):
         ref = next(x for x in rows if x["model"] == ref_name and x["size"] == r["size"] and x["length"] == r["length"])
         r["time_vs_dnachunker"] = r["step_s"] / ref["step_s"]
         r["mem_vs_dnachunker"] = r["peak_MB"] / max(ref["peak_MB"], 1e-3)
-    print(table(rows, list(dict.fromkeys(k for r in rows for k in r))))
+    print(markdown_table(rows, list(dict.fromkeys(k for r in rows for k in r))))
     print()
-    print(table(fits, ["size", "model", "time_exponent", "memory_exponent"]))
+    print(markdown_table(fits, ["size", "model", "time_exponent", "memory_exponent"]))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,9 @@ import argparse
 
 import torch
 
-from .common import isolated, table
+from dnachunker.fileio import markdown_table
+
+from .common import isolated
 
 
 def _setup(kind: str, impl: str, length: int, device: str):
@@ -55,7 +57,7 @@ def main(argv=None):
                          "sequential_peak_MB": ref["peak_mb"],
                          "memory_ratio": ref["peak_mb"] / max(fast["peak_mb"], 1e-3)})
             print(f"{kind} {L}: {rows[-1]['speedup']:.1f}x", flush=True)
-    print(table(rows, list(rows[0])))
+    print(markdown_table(rows, list(rows[0])))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Each sample <key> has three members: <key>.bases (uint8 token ids, dnachunker.tokenizer codes),
 <key>.weight (float16 little-endian per-base MLM weight: repeat_weight on repeats, else 1) and
 <key>.json (chrom, start, end, split, index). Tars are plain USTAR with fixed metadata, so the same
-input and config give byte-identical shards. A shard is written as <name>.tmp, renamed, then its
+input and config give byte-identical shards. A shard is written under a hidden temporary name, renamed, then its
 record <name>.json (checksum, sample count, byte offset of each sample) is written the same way.
 A re-run keeps a shard only if its record matches the current config and its checksum verifies.
 The manifest (written last) lists every shard with its record: its presence marks a complete set.
@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 from tqdm import tqdm
+
+from dnachunker.fileio import atomic_file, write_text
 
 from .config import PipelineConfig, digest, file_sha256
 from .errors import DataError
@@ -48,31 +50,28 @@ def _write_shard(job: dict) -> dict:
         lo, hi = spans.get(chrom, (start, start + L))
         spans[chrom] = (min(lo, start), max(hi, start + L))
     loaded = {c: (lo, store.seq(c, lo, hi), store.repeat(c, lo, hi)) for c, (lo, hi) in spans.items()}
-    tmp = path.with_name(path.name + ".tmp")
-    with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-        for k, (chrom, start) in enumerate(zip(job["chroms"], job["starts"])):
-            index = job["first_index"] + k
-            key = f"{job['split']}-{index:09d}"
-            lo, seq, rep = loaded[chrom]
-            bases = seq[start - lo:start - lo + L]
-            weight = np.where(rep[start - lo:start - lo + L], rw, np.float16(1)).astype("<f2")
-            meta = json.dumps({"chrom": chrom, "start": int(start), "end": int(start + L),
-                               "split": job["split"], "index": index}, sort_keys=True).encode()
-            offsets.append(tar.offset)
-            for ext, data in (("bases", bases.tobytes()), ("weight", weight.tobytes()), ("json", meta)):
-                tar.addfile(*_member(f"{key}.{ext}", data))
-    record = {"name": path.name, "split": job["split"], "samples": len(offsets),
-              "first_index": job["first_index"], "bytes": tmp.stat().st_size,
-              "sha256": file_sha256(tmp), "offsets": offsets, "config_key": job["config_key"]}
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for k, (chrom, start) in enumerate(zip(job["chroms"], job["starts"])):
+                index = job["first_index"] + k
+                key = f"{job['split']}-{index:09d}"
+                lo, seq, rep = loaded[chrom]
+                bases = seq[start - lo:start - lo + L]
+                weight = np.where(rep[start - lo:start - lo + L], rw, np.float16(1)).astype("<f2")
+                meta = json.dumps({"chrom": chrom, "start": int(start), "end": int(start + L),
+                                   "split": job["split"], "index": index}, sort_keys=True).encode()
+                offsets.append(tar.offset)
+                for ext, data in (("bases", bases.tobytes()), ("weight", weight.tobytes()), ("json", meta)):
+                    tar.addfile(*_member(f"{key}.{ext}", data))
+        record = {"name": path.name, "split": job["split"], "samples": len(offsets),
+                  "first_index": job["first_index"], "bytes": tmp.stat().st_size,
+                  "sha256": file_sha256(tmp), "offsets": offsets, "config_key": job["config_key"]}
     _write_json(path.with_name(path.name + ".json"), record)
     return record
 
 
 def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    write_text(path, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def _finished(path: Path, config_key: str) -> dict | None:

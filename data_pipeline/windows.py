@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
+from dnachunker.fileio import atomic_file, write_text
 from dnachunker.tokenizer import N
 
 from .annotations import check_against, read_bed
@@ -82,9 +82,7 @@ def build_windows(cfg: PipelineConfig) -> Path:
         stats[split] = {"windows": len(arrays[f"{split}_start"]), "dropped_mostly_n": dropped,
                         "regions": len(regions)}
         print(f"windows {split}: {stats[split]['windows']:,} kept, {dropped:,} dropped (mostly N)")
-    tmp = out / f".windows.tmp-{os.getpid()}.npz"
-    np.savez(tmp, names=np.array(store.names), **arrays)
-    (out / ".windows.json.tmp").write_text(json.dumps({"length": L, "stride": stride, "splits": stats}, indent=1))
-    os.replace(tmp, out / "windows.npz")
-    os.replace(out / ".windows.json.tmp", out / "windows.json")
+    with atomic_file(out / "windows.npz") as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, names=np.array(store.names), **arrays)
+    write_text(out / "windows.json", json.dumps({"length": L, "stride": stride, "splits": stats}, indent=1))
     return out / "windows.npz"

@@ -14,16 +14,16 @@ resumes: every run continues from its newest checkpoint (finished runs just repo
 from __future__ import annotations
 
 import argparse
-import csv
 import itertools
 import json
-import os
 import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
+
+from dnachunker.fileio import atomic_file, markdown_table, write_csv, write_text
 
 
 @dataclass
@@ -177,18 +177,10 @@ COLUMNS = ["valid/mlm_loss", "valid/mlm_accuracy", "valid/compression_0", "valid
 def write_results(rows: list[dict], out: Path, points: list[dict]) -> None:
     keys = list(dict.fromkeys(k for p in points for k in p))
     header = ["point", *keys, *COLUMNS]
-    with open(out / ".results.csv.tmp", "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=header, extrasaction="ignore")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(out / ".results.csv.tmp", out / "results.csv")
-
-    def fmt(v):
-        return f"{v:.4g}" if isinstance(v, float) else str(v if v is not None else "")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(fmt(r.get(h)) for h in header) + " |" for r in rows]
-    (out / "results.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_csv(rows, out / "results.csv", header)
+    md = markdown_table(rows, header)
+    write_text(out / "results.md", md + "\n")
+    print(md)
     ok = [r for r in rows if r.get("status") == "ok"]
     if ok:
         plot(ok, keys, out / "loss_vs_alpha_depth.png")
@@ -214,9 +206,9 @@ def plot(rows: list[dict], keys: list[str], path: Path) -> None:
     ax.set_ylabel("final valid MLM loss")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path.with_name(path.name + ".tmp.png"), dpi=120)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=120, format="png")
     plt.close(fig)
-    os.replace(path.with_name(path.name + ".tmp.png"), path)
 
 
 def main(argv: list[str] | None = None) -> int:

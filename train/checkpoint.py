@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from dnachunker.fileio import atomic_directory
+from dnachunker.fileio import atomic_directory, write_text
 
 STATE = "trainer_state.json"
 UNIVERSAL = "universal"
@@ -94,8 +94,7 @@ def save(engine, root: Path, step: int, trainer_state: dict, keep: int) -> Path:
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        (root / ".latest.tmp").write_text(final.name)
-        os.replace(root / ".latest.tmp", root / "latest")
+        write_text(root / "latest", final.name)
         complete = [p for p in sorted(root.glob("step_*")) if is_complete(p)]
         for old in complete[:-keep] if keep > 0 else []:
             shutil.rmtree(old, ignore_errors=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import signal
 import sys
 import time
@@ -22,6 +21,7 @@ import torch
 from data_pipeline.errors import DataError
 from data_pipeline.loader import PretrainLoader
 from dnachunker import DNAChunker
+from dnachunker.fileio import write_text
 
 from . import checkpoint, distributed
 from .config import TrainConfig, load_config, to_yaml
@@ -291,8 +291,7 @@ class Trainer:
             path = export(cfg, final, self.out / "export")
             summary = {"step": self.step, **valid, **run_avg.pop(), "tokens_seen": c["tokens_seen"],
                        "nonfinite_steps": c["nonfinite_total"], "mlflow_run_id": self.tracker.run_id}
-            (self.out / ".summary.json.tmp").write_text(json.dumps(summary, indent=1))
-            os.replace(self.out / ".summary.json.tmp", self.out / "summary.json")
+            write_text(self.out / "summary.json", json.dumps(summary, indent=1))
             print(f"finished {self.step} steps; weights exported to {path}", file=sys.stderr)
         self.tracker.finish("FINISHED")
         return 0

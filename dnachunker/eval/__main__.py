@@ -20,29 +20,12 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import csv
-import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
-
-def _table(rows: list[dict], path: Path) -> None:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=keys)
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
-
-
-def _md(rows: list[dict]) -> str:
-    keys = list(dict.fromkeys(k for r in rows for k in r))
-    fmt = lambda v: f"{v:.4f}" if isinstance(v, float) else str(v)  # noqa: E731
-    return "\n".join(["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)] +
-                     ["| " + " | ".join(fmt(r.get(k, "")) for k in keys) + " |" for r in rows]) + "\n"
+from ..fileio import markdown_table, write_csv
 
 
 def _windows(fasta: str, length: int, count: int, seed: int = 0):
@@ -66,10 +49,10 @@ def cmd_finetune(a) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = task.name.replace("/", "_") + f"_{a.mode}"
-    _table(rows, out / f"{stem}.csv")
+    write_csv(rows, out / f"{stem}.csv")
     with open(out / "results.md", "a") as fh:
-        fh.write(f"\n{a.model} · {task.name} · {a.mode}\n\n" + _md([summary]))
-    print(_md(rows) + "\n" + _md([summary]))
+        fh.write(f"\n{a.model} · {task.name} · {a.mode}\n\n" + markdown_table([summary]) + "\n")
+    print(markdown_table(rows) + "\n\n" + markdown_table([summary]))
     return 0
 
 
@@ -108,10 +91,10 @@ def cmd_segment(a) -> int:
                              "median_bp": float(np.median(lens)) if len(lens) else float("nan")})
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    _table(rows, out / "chunk_lengths.csv")
+    write_csv(rows, out / "chunk_lengths.csv")
     (out / "segmentation.html").write_text(html_view(seqs[0], segs[0], f"{chrom}:{starts[0]}"))
     png_view(seqs[0], segs[0], out / "segmentation.png", regions["repeat"][0])
-    print(_md(rows))
+    print(markdown_table(rows))
     print(f"views: {out / 'segmentation.html'}, {out / 'segmentation.png'}")
     return 0
 
@@ -128,9 +111,9 @@ def cmd_robustness(a) -> int:
         batch = {"DNAChunker (stage 0)": _model_segmenter(a.model)[1], **batch}
     rows = [{"tokenization": name, **{k: robustness(seg, seqs, k, a.seed) for k in ("snv", "insertion", "deletion")}}
             for name, seg in batch.items()]
-    print(_md(rows))
+    print(markdown_table(rows))
     if a.out:
-        _table(rows, Path(a.out))
+        write_csv(rows, Path(a.out))
     return 0
 
 

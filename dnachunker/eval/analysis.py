@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..fileio import atomic_file
+
 Segmenter = Callable[[str], np.ndarray]  # sequence -> chunk start positions (bp), sorted, starts at 0
 
 
@@ -99,10 +101,9 @@ def png_view(seq: str, stage_starts: list[np.ndarray], path: Path, region: np.nd
     axes[-1, 0].set_xlim(0, len(seq))
     axes[-1, 0].set_xlabel("position (bp)")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def exon_mask(gtf: str | Path, chrom: str, length: int) -> np.ndarray:

@@ -54,15 +54,6 @@ def _batches(data, batch_size, max_len, shuffle_rng=None):
         yield b.input_ids, b.valid, torch.tensor([y for _, y in chunk])
 
 
-@torch.no_grad()
-def _predict(model, head, data, cfg, device) -> np.ndarray:
-    model.eval()
-    preds = []
-    for ids, valid, _ in _batches(data, cfg.batch_size, cfg.max_len):
-        preds.append(head(pooled(model, ids.to(device), valid.to(device))).argmax(-1).cpu())
-    return torch.cat(preds).numpy()
-
-
 def _features(model, data, cfg, device) -> tuple[torch.Tensor, torch.Tensor]:
     model.eval()
     feats, ys = [], []
@@ -71,6 +62,11 @@ def _features(model, data, cfg, device) -> tuple[torch.Tensor, torch.Tensor]:
             feats.append(pooled(model, ids.to(device), valid.to(device)).cpu())
             ys.append(y)
     return torch.cat(feats), torch.cat(ys)
+
+
+@torch.no_grad()
+def _predict(model, head, data, cfg, device) -> np.ndarray:
+    return head(_features(model, data, cfg, device)[0].to(device)).argmax(-1).cpu().numpy()
 
 
 def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device="cpu",
