@@ -74,11 +74,11 @@ def test_linear_probe_keeps_the_backbone_frozen(pretrained):
     assert set(result) >= {"mcc", "accuracy", "f1"}
 
 
-def test_robustness_metric():
+def test_robustness_metric(chr20_windows):
     ref = np.array([0, 3, 7, 12])
     assert boundary_agreement(ref, ref, "snv", 5) == 1.0
     assert boundary_agreement(ref, np.array([0, 3, 6, 11]), "deletion", 5) == 1.0  # shifted by the deletion
-    seqs = [s for s in ["ACGT" * 50, "TTGACA" * 40]]
+    seqs = chr20_windows(240, 4)
     batch = lambda f: (lambda ss: [f(s) for s in ss])  # noqa: E731
     for kind in ("insertion", "deletion"):
         single = robustness(batch(single_nucleotide), seqs, kind)
