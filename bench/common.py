@@ -1,4 +1,4 @@
-"""Shared benchmark helpers: isolated measurements (time + peak RSS), power-law fits."""
+"""Shared benchmark helpers: isolated measurements (time + peak memory), power-law fits."""
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import numpy as np
+import torch
 
 
 def timed(fn: Callable[[], object], repeats: int = 3, warmup: int = 1) -> float:
@@ -29,9 +30,16 @@ def _rss_kb() -> int:
 def _child(target, args, queue):
     try:
         fn, repeats = target(*args)       # build inputs/model: returns the step to measure
-        baseline = _rss_kb()              # resident memory before the first step
+        cuda = torch.cuda.is_initialized()
+        if cuda:                          # device memory: allocated on top of the model and inputs
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            baseline = torch.cuda.memory_allocated() // 1024
+        else:
+            baseline = _rss_kb()          # resident memory before the first step
         seconds = timed(fn, repeats=repeats, warmup=1)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline
+        peak = (torch.cuda.max_memory_allocated() // 1024 if cuda
+                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) - baseline
         extra = dict(getattr(fn, "extra", {}))
         if hasattr(fn, "flops"):          # counted after the timing so it cannot affect it
             extra["gflop"] = fn.flops() / 1e9
@@ -42,7 +50,8 @@ def _child(target, args, queue):
 
 def isolated(target, *args) -> dict:
     """Run target(*args) -> (step, repeats) in a fresh process; time the step and measure the
-    peak resident memory it adds over what was resident before it (CPU). A fresh process per
+    peak memory it adds over what was held before it (resident memory on CPU, allocated device
+    memory on CUDA). A fresh process per
     point keeps peaks independent. The setup should receive its data from the parent so that
     loading it does not raise the peak."""
     ctx = mp.get_context("spawn")

@@ -1,8 +1,8 @@
 """Training-step cost: DNAChunker vs single-nucleotide Transformer and BiMamba baselines of the
 same depth and width (its main network's), on real chr20 windows.
 
-    python -m bench.model [--sizes tiny mid] [--lengths 1024 4096 8192] [--device cpu|cuda]
-                          [--peak-tflops 989]   # device peak, to report MFU
+    python -m bench.model [--sizes tiny mid paper] [--lengths 1024 4096 8192] [--device cpu|cuda]
+                          [--precision fp32|bf16] [--peak-tflops 989]   # device peak, to report MFU
 
 One step = forward + backward + AdamW update, batch 1, BERT masking. Models with "+ckpt" use
 activation checkpointing (DNAChunkerConfig.activation_checkpointing), compared with each other. Peak memory is the increase of
@@ -24,9 +24,10 @@ ROOT = Path(__file__).resolve().parent.parent
 CHR20 = ROOT.parent / "shared" / "data" / "hg19_chr20_softmasked" / "chr20.hg19.softmasked.fa.gz"
 # "+ckpt": activation checkpointing (every block recomputed in backward)
 MODELS = ("dnachunker", "transformer", "bimamba", "dnachunker+ckpt", "transformer+ckpt")
-SIZES = {
-    "tiny": [],
-    "mid": ["d_model=[128,192,256]", "main_layers=4", "n_heads=4", "mamba.headdim=32", "mamba.d_state=32"],
+SIZES = {  # model config file + overrides
+    "tiny": ("tiny", []),
+    "mid": ("tiny", ["d_model=[128,192,256]", "main_layers=4", "n_heads=4", "mamba.headdim=32", "mamba.d_state=32"]),
+    "paper": ("paper", []),
 }
 
 
@@ -40,7 +41,7 @@ def real_window(length: int) -> str:
     return decode(codes[start:start + length], soft[start:start + length])
 
 
-def _setup(model_name: str, size: str, seq: str, device: str):
+def _setup(model_name: str, size: str, seq: str, device: str, precision: str = "fp32"):
     from dnachunker import DNAChunker, DNAChunkerConfig
     from dnachunker.masking import bert_mask
     from dnachunker.tokenizer import batch_encode
@@ -48,7 +49,8 @@ def _setup(model_name: str, size: str, seq: str, device: str):
 
     torch.manual_seed(0)
     base, _, ckpt = model_name.partition("+")
-    cfg = DNAChunkerConfig.load(ROOT / "configs" / "model" / "tiny.yaml", *SIZES[size], f"max_len={len(seq)}",
+    name, overrides = SIZES[size]
+    cfg = DNAChunkerConfig.load(ROOT / "configs" / "model" / f"{name}.yaml", *overrides, f"max_len={len(seq)}",
                                 f"activation_checkpointing={bool(ckpt)}")
     model = (DNAChunker(cfg) if base == "dnachunker" else SingleNucleotideMLM(cfg, base)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -57,8 +59,11 @@ def _setup(model_name: str, size: str, seq: str, device: str):
     ids, valid, labels = ids.to(device), batch.valid.to(device), labels.to(device)
     extra = {"params": sum(p.numel() for p in model.parameters())}
 
+    autocast = torch.autocast(device.split(":")[0], dtype=torch.bfloat16, enabled=precision == "bf16")
+
     def step():
-        out = model(ids, valid, labels)
+        with autocast:
+            out = model(ids, valid, labels)
         loss = out if torch.is_tensor(out) else out.loss
         opt.zero_grad()
         loss.backward()
@@ -83,7 +88,8 @@ def main(argv=None):
     ap.add_argument("--sizes", nargs="+", default=["tiny", "mid"], choices=list(SIZES))
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 8192])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--peak-tflops", type=float, default=None)
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast")
+    ap.add_argument("--peak-tflops", type=float, default=None, help="device peak at that precision, for MFU")
     a = ap.parse_args(argv)
     rows, fits = [], []
     windows = {L: real_window(L) for L in a.lengths}
@@ -91,7 +97,7 @@ def main(argv=None):
         for name in MODELS:
             series = []
             for L in a.lengths:
-                r = isolated(_setup, name, size, windows[L], a.device)
+                r = isolated(_setup, name, size, windows[L], a.device, a.precision)
                 if "error" in r:
                     print(f"{size} {name} {L}: {r['error']}", flush=True)
                     continue

@@ -3,6 +3,12 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# The kernel tier (tests/test_kernels.py) runs mamba-ssm's Triton kernels on CPU through the Triton
+# interpreter, which has to be chosen before triton is first imported (DeepSpeed imports it).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("DNACHUNKER_SHARED_DATA", ROOT.parent / "shared" / "data"))

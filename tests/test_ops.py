@@ -66,3 +66,11 @@ def test_flip_valid_is_an_involution_that_leaves_padding_in_place():
     assert f[1, :, 0].tolist() == [8, 7, 6, 9, 10, 11]
     assert f[0, :, 0].tolist() == [5, 4, 3, 2, 1, 0]
     assert torch.equal(flip_valid(f, valid), x)
+
+
+def test_gated_scan_backward_passes_gradcheck():
+    """The hand-written backward (one reverse scan) against finite differences, fp64."""
+    g = torch.Generator().manual_seed(2)
+    u = torch.randn(2, 21, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    p = (torch.rand(2, 21, generator=g, dtype=torch.float64) * 0.9 + 0.05).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda a, b: gated_scan(a, b, 8), (u, p))

@@ -20,6 +20,18 @@ from ..ops.scan import selective_scan
 from .norm import RMSNorm
 
 
+def _conv_layout(xBC: torch.Tensor) -> torch.Tensor:
+    """(b, l, c) -> a (b, c, l) view that causal-conv1d accepts (csrc/causal_conv1d.cpp).
+
+    xBC is a slice of in_proj's output, so transposing it gives a channel-last view whose
+    stride(2) is in_proj's width; the kernel needs channel-last strides to be multiples of 8 (and
+    c % 8 == 0), else a channel-first (contiguous (b, c, l)) tensor. mamba-ssm's `ensure_stride`
+    makes the same repair."""
+    if xBC.size(-1) % 8:
+        return xBC.transpose(1, 2).contiguous()
+    return (xBC if xBC.stride(1) % 8 == 0 and xBC.stride(0) % 8 == 0 else xBC.contiguous()).transpose(1, 2)
+
+
 class MambaDirection(nn.Module):
     """Everything of a Mamba-2 mixer after the input projection, for one direction."""
 
@@ -42,7 +54,7 @@ class MambaDirection(nn.Module):
         """Causal depthwise conv + SiLU. xBC: (b, l, c) -> (b, l, c)."""
         fn = kernels.get("conv1d", xBC)
         if fn is not None:
-            return fn(xBC.transpose(1, 2), self.conv_weight, self.conv_bias, activation="silu").transpose(1, 2)
+            return fn(_conv_layout(xBC), self.conv_weight, self.conv_bias, activation="silu").transpose(1, 2)
         k = self.cfg.d_conv
         y = F.conv1d(xBC.transpose(1, 2), self.conv_weight.unsqueeze(1), self.conv_bias,
                      padding=k - 1, groups=xBC.size(-1))[..., : xBC.size(1)]

@@ -1,15 +1,21 @@
 """Optional CUDA kernels (the `[cuda]` extra), imported only when CUDA is present.
 
 mamba-ssm, causal-conv1d and flash-attn cannot be imported on a machine without CUDA, so nothing
-here is imported at module load. `available(name)` answers whether a kernel may be used for a
-tensor; every caller has a pure-PyTorch twin that is used otherwise and that the tests compare
-against. Set DNACHUNKER_KERNELS=torch to force the PyTorch path on a GPU (for comparisons).
+here is imported at module load. `get(name, tensor)` returns the kernel a call site may use for
+that tensor, or None; every call site has a pure-PyTorch twin that is used otherwise and that the
+tests compare against. DNACHUNKER_KERNELS=torch forces the PyTorch path (for comparisons).
+
+`installed(...)` puts given implementations in place of the CUDA ones, on any device: the CPU
+kernel tier of the tests runs the model's CUDA branch with mamba-ssm's real Triton SSD kernel
+under the Triton interpreter and with checked stand-ins for causal-conv1d and flash-attn.
 """
 from __future__ import annotations
 
 import functools
 import importlib
 import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -18,6 +24,7 @@ _KERNELS = {
     "conv1d": ("causal_conv1d", "causal_conv1d_fn"),
     "flash_varlen": ("flash_attn", "flash_attn_varlen_func"),
 }
+_installed: dict[str, Callable] = {}
 
 
 @functools.cache
@@ -32,10 +39,27 @@ def _load(name: str):
 
 
 def get(name: str, like: torch.Tensor):
-    """The CUDA kernel `name` if it can run on `like`'s device, else None."""
-    if not like.is_cuda or os.environ.get("DNACHUNKER_KERNELS", "auto") == "torch":
+    """The kernel `name` if it can run on `like`'s device (or was installed), else None."""
+    if os.environ.get("DNACHUNKER_KERNELS", "auto") == "torch":
         return None
-    return _load(name)
+    if name in _installed:
+        return _installed[name]
+    return _load(name) if like.is_cuda else None
+
+
+@contextmanager
+def installed(**kernels: Callable) -> Iterator[None]:
+    """Use these implementations (keyword = kernel name) on every device inside the block."""
+    unknown = set(kernels) - set(_KERNELS)
+    if unknown:
+        raise ValueError(f"unknown kernels {sorted(unknown)}; known: {sorted(_KERNELS)}")
+    saved = dict(_installed)
+    _installed.update(kernels)
+    try:
+        yield
+    finally:
+        _installed.clear()
+        _installed.update(saved)
 
 
 def status() -> dict[str, bool]:

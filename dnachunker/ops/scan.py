@@ -4,7 +4,8 @@
   Fast: mamba-ssm's fused Triton kernel on CUDA, else the chunked SSD form (`ssd_chunked`).
   Reference: `selective_scan_ref` (sequential).
 * `gated_scan` — the dechunk smoothing h_t = (1 - p_t) h_{t-1} + p_t u_t.
-  Fast: the same SSD kernels with one state per channel. Reference: `gated_scan_ref`.
+  Fast: the same SSD kernel, the channels grouped into heads of `dechunk_headdim` that share one
+  decay (dstate 1). Reference: `gated_scan_ref`.
 """
 from __future__ import annotations
 
@@ -13,14 +14,6 @@ import torch.nn.functional as F
 
 from . import kernels
 from .ssd import ssd_chunked, ssd_sequential, upcast
-
-
-
-def _log_keep(p: torch.Tensor) -> torch.Tensor:
-    """log(1 - p), finite at p = 1: 1 - p is floored at 1e-6 (a 1e-6 leak) with a straight-through
-    gradient, so d(1 - p)/dp stays exactly -1 there, as in the reference recurrence."""
-    keep = 1 - upcast(p)
-    return torch.log(keep + (keep.clamp(min=1e-6) - keep).detach())
 
 
 def _ssm_inputs(x, dt, A, B, C, dt_bias):
@@ -52,25 +45,68 @@ def selective_scan_ref(x, dt, A, B, C, D, dt_bias):
     return (ssd_sequential(xd, a, Bh, Ch) + upcast(x) * upcast(D)[:, None]).to(x.dtype)
 
 
+def dechunk_headdim(d: int) -> int:
+    """Head size of the gated scan on the SSD kernel. Every channel has the same decay, so a few
+    wide heads (64 or 32 channels, as in H-Net's dechunk) do the work of d heads of size 1 with a
+    fraction of the kernel's tiles; a width divisible by neither is one head."""
+    return next((h for h in (64, 32) if d % h == 0), d)
+
+
+def _linear_scan(x: torch.Tensor, log_a: torch.Tensor, chunk_size: int) -> torch.Tensor:
+    """h_t = exp(log_a_t) h_{t-1} + x_t, h_{-1} = 0, without autograd.
+
+    x: (b, l, d) fp32/fp64; log_a: (b, l) <= 0, one decay shared by all channels -> (b, l, d).
+    On the SSD kernel, which computes h_t = exp(-dt_t) h_{t-1} + dt_t x'_t: dt = -log_a (floored
+    at 1e-6, a decay of 1 - 1e-6 where log_a = 0) and x' = x / dt. Otherwise the chunked SSD form
+    with one head of size d.
+    """
+    b, l, d = x.shape
+    ones = x.new_ones(b, l, 1, 1)
+    kernel = kernels.get("ssd", x)
+    if kernel is not None:
+        hd = dechunk_headdim(d)
+        dt = (-log_a).clamp(min=1e-6).float()
+        xk = (x / dt[..., None]).float().view(b, l, d // hd, hd)
+        y = kernel(xk, dt[..., None].expand(b, l, d // hd).contiguous(), -dt.new_ones(d // hd),
+                   ones.float(), ones.float(), chunk_size=max(chunk_size, 128))
+        return y.view(b, l, d).to(x.dtype)
+    return ssd_chunked(x.unsqueeze(2), log_a.unsqueeze(-1), ones, ones, chunk_size).squeeze(2)
+
+
+class _GatedScan(torch.autograd.Function):
+    """Forward: one scan. Backward: one reverse scan for the adjoint, then closed forms; only u, p
+    and the output are saved (no per-chunk intermediates), and no gradient flows through the
+    kernel's dt, whose x / dt parametrisation would cancel terms of size 1 / (1 - p)."""
+
+    @staticmethod
+    def forward(ctx, u, p, chunk_size):
+        uf, pf = upcast(u), upcast(p)
+        keep = (1 - pf).clamp(min=1e-6)  # a 1e-6 leak at p = 1 keeps log finite
+        h = _linear_scan(uf * pf[..., None], keep.log(), chunk_size)
+        ctx.save_for_backward(u, p, h)
+        ctx.chunk_size = chunk_size
+        return h.to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        u, p, h = ctx.saved_tensors
+        uf, pf, g = upcast(u), upcast(p), upcast(grad)
+        keep = (1 - pf).clamp(min=1e-6)
+        # adjoint: lam_t = g_t + keep_{t+1} lam_{t+1}, a forward scan over reversed time
+        log_next = torch.cat([keep[:, 1:].log(), keep.new_zeros(keep.size(0), 1)], dim=1)
+        lam = _linear_scan(g.flip(1), log_next.flip(1), ctx.chunk_size).flip(1)
+        h_prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
+        du = pf[..., None] * lam                        # dh_t / du_t = p_t
+        dp = (lam * (uf - h_prev)).sum(-1)               # dh_t / dp_t = u_t - h_{t-1}
+        return du.to(u.dtype), dp.to(p.dtype), None
+
+
 def gated_scan(u: torch.Tensor, p: torch.Tensor, chunk_size: int = 64) -> torch.Tensor:
     """h_t = (1 - p_t) h_{t-1} + p_t u_t with h_{-1} = 0.
 
-    u: (b, l, d); p: (b, l) in [0, 1] -> (b, l, d). Computed in fp32.
+    u: (b, l, d); p: (b, l) in [0, 1] -> (b, l, d). Computed in fp32 (fp64 stays fp64).
     """
-    b, l, d = u.shape
-    log_decay = _log_keep(p)  # (b, l)
-    kernel = kernels.get("ssd", u)
-    if kernel is not None:  # h_t = exp(-dt) h + dt * x with dt = -log(1-p), x = p u / dt
-        dt = (-log_decay).clamp(min=1e-6)
-        x = (upcast(u) * (upcast(p) / dt)[..., None]).view(b, l, d, 1)
-        ones = u.new_ones(b, l, 1, 1, dtype=torch.float32)
-        y = kernel(x, dt[..., None].expand(b, l, d).contiguous(), -u.new_ones(d, dtype=torch.float32),
-                   ones, ones, chunk_size=max(chunk_size, 128))
-        return y.view(b, l, d).to(u.dtype)
-    # the decay is shared by all channels: one head of dimension d with a scalar state
-    x = (upcast(u) * upcast(p)[..., None]).unsqueeze(2)  # (b, l, 1, d)
-    ones = x.new_ones(b, l, 1, 1)
-    return ssd_chunked(x, log_decay.unsqueeze(-1), ones, ones, chunk_size).squeeze(2).to(u.dtype)
+    return _GatedScan.apply(u, p, chunk_size)
 
 
 def gated_scan_ref(u: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
