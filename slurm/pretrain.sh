@@ -5,10 +5,16 @@
 #   sbatch --nodes=4 --time=48:00:00 slurm/pretrain.sh configs/pretrain/paper_hg38.yaml max_steps=200000
 #   sbatch --gres=none --ntasks-per-node=2 --cpus-per-task=1 slurm/pretrain.sh   # CPU-only test
 #
-# Any #SBATCH default below can be overridden on the sbatch command line. Before the time limit
-# (or when preempted with a signal) the training saves a checkpoint and exits with code 75; this
-# script then requeues the job, which resumes from the newest complete checkpoint and continues
-# the same MLflow run. The log of all restarts is appended to one file.
+# Any #SBATCH default below can be overridden on the sbatch command line. What each signal does:
+#   time limit (--signal=B:USR1@300, to this script) or `scancel --batch --signal=USR1 JOB`:
+#       the training checkpoints and exits 75, and this script requeues the job; it resumes from
+#       the newest complete checkpoint and continues the same MLflow run. One log for all restarts.
+#   `scancel JOB` (SIGTERM to every task and this script), or a preemption that Slurm requeues
+#       itself (PreemptMode=REQUEUE): checkpoint and stop, no requeue from here. The checkpoint
+#       must finish within the cluster's KillWait (scontrol show config), else the previous one stays.
+#   `scancel --signal=USR1 JOB` (to the tasks only) or SIGUSR2: checkpoint and stop (exit 75), no requeue.
+# Ranks and the rendezvous (first node of the step, a port derived from the job id) come from
+# Slurm's variables in train/distributed.py: nothing is exported here.
 #SBATCH --job-name=dnachunker
 #SBATCH --nodes=1
 #SBATCH --ntasks-per-node=8
@@ -26,32 +32,40 @@ CONFIG=${1:-configs/pretrain/tiny_chr20.yaml}
 cd "${SLURM_SUBMIT_DIR:-.}"
 PYTHON=${DNACHUNKER_PYTHON:-$PWD/.venv/bin/python}
 EXIT_REQUEUE=75
-
-export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
-export MASTER_PORT=${MASTER_PORT:-$((20000 + SLURM_JOB_ID % 20000))}
+RESTART=${SLURM_RESTART_COUNT:-0}
+# A restarted job resumes from its newest checkpoint, whatever checkpoint.resume the submission
+# named (an explicit rollback path applies to the first start only).
+[ "$RESTART" -gt 0 ] && set -- "$@" checkpoint.resume=auto
 export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}
-echo "[pretrain.sh $(date -Is)] job $SLURM_JOB_ID restart ${SLURM_RESTART_COUNT:-0}:" \
-     "$SLURM_JOB_NUM_NODES node(s) x $SLURM_NTASKS_PER_NODE task(s), master $MASTER_ADDR:$MASTER_PORT," \
-     "config $CONFIG $*"
+log() { echo "[pretrain.sh $(date -Is)] $*"; }
+log "job $SLURM_JOB_ID restart $RESTART: $SLURM_JOB_NUM_NODES node(s) ($SLURM_JOB_NODELIST) x" \
+    "${SLURM_NTASKS_PER_NODE:-?} task(s), config $CONFIG $*"
 
-# Signals reach this batch shell (--signal=B:..., scancel --batch, preemption's SIGTERM).
-# Forward them to srun, which passes them on to every training task; the tasks agree on the
-# stop at the next step, checkpoint, and exit with code 75.
 srun_pid=
+requeue=0
 forward() {
-  echo "[pretrain.sh $(date -Is)] received SIG$1: asking the training to checkpoint and stop"
   [ -n "$srun_pid" ] && kill -s "$1" "$srun_pid" 2>/dev/null
 }
-trap 'forward USR1' USR1
-trap 'forward USR2' USR2
-trap 'forward TERM' TERM
+on_time_limit() {
+  requeue=1
+  log "received SIGUSR1 (time limit ahead): asking the training to checkpoint; the job will be requeued"
+  forward USR1
+}
+on_stop() {
+  log "received SIG$1: asking the training to checkpoint and stop (no requeue)"
+  forward "$1"
+}
+trap on_time_limit USR1
+trap 'on_stop TERM' TERM
+trap 'on_stop USR2' USR2
 
-# One task per GPU, no launcher in between (a launcher could swallow the signals). When one task
-# exits, the others get 120 s to follow (all ranks stop together after a signal; after a crash
-# the survivors, stuck in a collective, are then killed) instead of --kill-on-bad-exit, which
-# would kill ranks still finishing their part of the checkpoint.
-srun --wait=120 \
-  "$PYTHON" -m train.pretrain --config "$CONFIG" checkpoint.resume=auto "$@" &
+# One task per GPU, no launcher in between (a launcher could swallow the signals). srun does not
+# inherit --cpus-per-task since Slurm 22.05: pass it, or the data-loader workers share one CPU.
+# When one task exits, the others get 120 s to follow (all ranks stop together after a signal;
+# after a crash the survivors, stuck in a collective, are then killed) instead of
+# --kill-on-bad-exit, which would kill ranks still finishing their part of the checkpoint.
+srun --wait=120 --cpus-per-task="${SLURM_CPUS_PER_TASK:-1}" \
+  "$PYTHON" -m train.pretrain --config "$CONFIG" "$@" &
 srun_pid=$!
 rc=0
 while true; do
@@ -59,10 +73,10 @@ while true; do
   kill -0 "$srun_pid" 2>/dev/null || break   # wait also returns when a trapped signal arrives
 done
 
-if [ "$rc" -eq "$EXIT_REQUEUE" ]; then
-  echo "[pretrain.sh $(date -Is)] checkpoint saved: requeueing job $SLURM_JOB_ID"
+if [ "$rc" -eq "$EXIT_REQUEUE" ] && [ "$requeue" = 1 ]; then
+  log "checkpoint saved: requeueing job $SLURM_JOB_ID"
   scontrol requeue "$SLURM_JOB_ID" && exit 0
   echo "[pretrain.sh] scontrol requeue failed: resubmit with the same command to resume" >&2
 fi
-echo "[pretrain.sh $(date -Is)] training exited with code $rc"
+log "training exited with code $rc"
 exit "$rc"

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from slurm.sweep import main as sweep
+from train import checkpoint
 
 from .conftest import ROOT
 from .test_train import losses, mlflow_runs, tiny_run
@@ -67,6 +68,88 @@ def test_usr1_checkpoints_requeues_and_reproduces_uninterrupted_losses(tmp_path,
     a, b = losses(tmp_path / "ref"), losses(out)  # one MLflow run, continuous steps
     assert sorted(a) == sorted(b) == list(range(1, 13))
     np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=1e-5)
+
+
+def _job_state(job_id: str) -> str:
+    """Final state of a job from accounting (the batch step excluded)."""
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        r = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True)
+        state = r.stdout.strip().split("\n")[0].split()[0] if r.stdout.strip() else ""
+        if state and state not in ("RUNNING", "PENDING", "REQUEUED", "COMPLETING"):
+            return state
+        time.sleep(1)
+    return state
+
+
+def _wait_for_steps(out, n, timeout=300):
+    deadline = time.time() + timeout
+    path = out / "metrics.jsonl"
+    while time.time() < deadline:
+        if path.is_file() and sum("train/loss" in line for line in path.read_text().splitlines()) >= n:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"{out}: fewer than {n} logged steps after {timeout} s")
+
+
+@needs_slurm
+@pytest.mark.parametrize("how", ["scancel", "usr1-to-tasks"])
+def test_scancel_stops_the_job_for_good_after_a_checkpoint(tmp_path, train_shards, how):
+    """Plain `scancel` (SIGTERM) and a USR1 that only the tasks receive both mean: checkpoint and
+    stop. Only the time-limit signal to the batch script requeues."""
+    out = tmp_path / "run"
+    proc = sbatch(out, train_shards, "max_steps=500", "checkpoint.every=500", "val_every=0")
+    job_id = proc.stdout.readline().strip()
+    _wait_for_steps(out, 3)
+    subprocess.run(["scancel", job_id] if how == "scancel" else ["scancel", "--signal=USR1", job_id], check=True)
+    proc.wait(timeout=300)
+    assert _job_state(job_id) == ("CANCELLED" if how == "scancel" else "FAILED")
+    log = (tmp_path / "run.log").read_text()
+    assert "restart 1" not in log and "requeueing" not in log
+    if how == "usr1-to-tasks":
+        assert "training exited with code 75" in log
+    latest = (out / "checkpoints" / "latest").read_text()
+    assert checkpoint.is_complete(out / "checkpoints" / latest)
+    assert checkpoint.read_state(out / "checkpoints" / latest)["step"] >= 3
+    time.sleep(3)
+    queued = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout
+    assert not {"PENDING", "RUNNING", "REQUEUED"} & set(queued.split())
+
+
+@needs_slurm
+def test_a_requeue_loop_without_progress_is_stopped(tmp_path, train_shards):
+    """A job signalled for its time limit before it can do a step, restart after restart (a time
+    limit shorter than the signal's lead): after 3 such stops it refuses to start, and the job ends."""
+    out = tmp_path / "run"
+    proc = sbatch(out, train_shards, "max_steps=500", "max_stops_without_progress=3")
+    job_id = proc.stdout.readline().strip()
+    log = tmp_path / "run.log"
+    for restart in range(3):
+        deadline = time.time() + 300
+        while f"restart {restart}:" not in (log.read_text() if log.is_file() else "") and time.time() < deadline:
+            time.sleep(0.2)
+        time.sleep(2)  # the training has started (its handlers are in place), no step can be done yet
+        subprocess.run(["scancel", "--batch", "--signal=USR1", job_id], check=True)
+    proc.wait(timeout=600)
+    text = log.read_text()
+    assert text.count("requeueing job") == 3 and "restart 3:" in text
+    assert "the last 3 runs stopped before completing a step (SIGUSR1 at step 0" in text
+    assert "training exited with code 4" in text and _job_state(job_id) == "FAILED"
+
+
+@needs_slurm
+def test_srun_without_master_addr_is_one_job_not_separate_trainings(tmp_path, train_shards):
+    out = tmp_path / "run"
+    script = tmp_path / "job.sh"
+    args = " ".join(f"'{a}'" for a in tiny_run(out, train_shards))
+    script.write_text(f"#!/bin/bash\nsrun -c 1 {ROOT / '.venv/bin/python'} -m train.pretrain --config "
+                      f"configs/pretrain/tiny_chr20.yaml {args} max_steps=2 checkpoint.every=2\n")
+    r = subprocess.run(["sbatch", "--wait", "--parsable", *CPU_JOB, f"--output={tmp_path}/job.log", str(script)],
+                       cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, (tmp_path / "job.log").read_text()[-3000:]
+    state = checkpoint.read_state(out / "checkpoints" / "step_00000002")
+    assert state["world_size"] == 2 and state["data"]["position"] == 2 * 2 * 4
+    assert "rendezvous" in (tmp_path / "job.log").read_text()
 
 
 def _sweep(tmp_path, shards, cluster, *extra):

@@ -161,22 +161,42 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_after_k(tmp_path, train_sh
     assert "3 non-finite steps in a row" in (out / "rank0.log").read_text()
 
 
-def test_resume_auto_ignores_truncated_and_unfinished_checkpoints(tmp_path):
+def _fake_checkpoint(root, step, world=1, shards=None):
+    d = checkpoint.step_dir(root, step)
+    d.mkdir(parents=True)
+    files = {f"rng_rank{r:05d}.pt": 10 for r in range(world)}
+    files.update({f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt": 100 for r in range(world if shards is None else shards)})
+    for name, size in files.items():
+        (d / name).write_bytes(b"x" * size)
+    (d / checkpoint.STATE).write_text(json.dumps({"step": step, "seq": step, "world_size": world, "files": files}))
+    return d
+
+
+def test_resume_auto_ignores_truncated_unfinished_and_partial_checkpoints(tmp_path):
     root = tmp_path / "checkpoints"
     for step in (5, 10):
-        d = checkpoint.step_dir(root, step)
-        d.mkdir(parents=True)
-        (d / "model.pt").write_bytes(b"x" * 100)
-        (d / checkpoint.STATE).write_text(json.dumps({"step": step, "files": {"model.pt": 100}}))
+        _fake_checkpoint(root, step)
+    _fake_checkpoint(root, 20, world=4, shards=2)  # 2 of 4 optimizer shards, all listed files present
     (root / ".tmp-step_00000015").mkdir()  # interrupted while saving
     assert checkpoint.find_resume(root, "auto") == checkpoint.step_dir(root, 10)
-    with open(checkpoint.step_dir(root, 10) / "model.pt", "r+b") as fh:
-        fh.truncate(50)
+    with open(checkpoint.step_dir(root, 10) / "rng_rank00000.pt", "r+b") as fh:
+        fh.truncate(5)
     assert checkpoint.find_resume(root, "auto") == checkpoint.step_dir(root, 5)
     (checkpoint.step_dir(root, 5) / checkpoint.STATE).unlink()
     assert checkpoint.find_resume(root, "auto") is None
     with pytest.raises(ValueError, match="not a complete checkpoint"):
         checkpoint.find_resume(root, str(checkpoint.step_dir(root, 10)))
+
+
+def test_retention_follows_write_order_and_spares_latest(tmp_path):
+    root = tmp_path / "checkpoints"
+    for step, seq in ((6, 1), (2, 2), (4, 3)):  # step 2 and 4 written after a rollback from 6
+        d = _fake_checkpoint(root, step)
+        state = json.loads((d / checkpoint.STATE).read_text())
+        (d / checkpoint.STATE).write_text(json.dumps({**state, "seq": seq}))
+    (root / "latest").write_text("step_00000002")
+    assert [p.name for p in checkpoint.retain(root, keep=1)] == ["step_00000006"]
+    assert sorted(p.name for p in root.glob("step_*")) == ["step_00000002", "step_00000004"]
 
 
 def test_bad_config_is_a_clear_error(tmp_path):

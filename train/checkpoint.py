@@ -1,13 +1,20 @@
 """Atomic, self-validating checkpoints on top of DeepSpeed's.
 
 <root>/step_00001000/   DeepSpeed files (model, ZeRO optimizer shards), rng_rank*.pt and
-                        trainer_state.json (step, data position, MLflow run id, world size, the
-                        resolved config, and the size of every file: the completeness check)
+                        trainer_state.json (step, write order `seq`, data position, MLflow run id,
+                        world size, the resolved config, and the size of every file as *every*
+                        rank saw it: the completeness check)
 <root>/latest           name of the newest checkpoint, written last
+<root>/set_aside/<time>-from-<name>/   checkpoints newer than a rollback point (never deleted)
 
-A checkpoint is saved under .tmp-step_N, the trainer state written once every rank has finished,
-and the directory renamed; `latest` is replaced after that. resume=auto takes the newest
-directory that passes the completeness check, so a truncated or half-copied one is skipped.
+A checkpoint is saved under .tmp-step_N by all ranks; each rank then lists what it sees there,
+rank 0 checks that the views agree and that every rank's optimizer shard and RNG state is
+present, writes the trainer state and renames the directory; `latest` is replaced after that.
+A complete checkpoint is never removed before its replacement is complete. Retention keeps the
+newest `keep` by write order, and never the one `latest` names or the only complete one.
+resume=auto takes the newest complete checkpoint (a truncated or half-copied one is skipped).
+Resuming from an older checkpoint (rollback), or starting afresh in a directory that has
+checkpoints, moves the newer ones to set_aside/ and says so, so two histories never mix.
 A checkpoint written by W ranks is loaded on W' != W ranks through DeepSpeed's universal format
 (converted once with ds_to_universal --inject_missing_state, kept in <ckpt>/universal).
 """
@@ -19,6 +26,7 @@ import random
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,8 +35,12 @@ import torch.distributed as dist
 
 from dnachunker.fileio import atomic_directory, write_text
 
+from . import distributed
+
 STATE = "trainer_state.json"
 UNIVERSAL = "universal"
+SET_ASIDE = "set_aside"
+TMP_PREFIX = ".tmp-step_"
 
 
 def step_dir(root: Path, step: int) -> Path:
@@ -40,12 +52,39 @@ def _sizes(path: Path) -> dict[str, int]:
             if p.is_file() and UNIVERSAL not in p.relative_to(path).parts}
 
 
+def _missing_rank_files(files, world: int) -> list[str]:
+    """Per-rank files a checkpoint of `world` ranks must have: one ZeRO optimizer shard and one
+    RNG state per rank."""
+    shards = [f for f in files if f.endswith("optim_states.pt")]
+    missing = [f"rng_rank{r:05d}.pt" for r in range(world) if f"rng_rank{r:05d}.pt" not in files]
+    if len(shards) != world:
+        missing.append(f"{world - len(shards)} of {world} ZeRO optimizer shards")
+    return missing
+
+
 def is_complete(path: Path) -> bool:
     try:
         state = json.loads((path / STATE).read_text())
-        return all((path / f).is_file() and (path / f).stat().st_size == n for f, n in state["files"].items())
+        files = state["files"]
+        return (all((path / f).is_file() and (path / f).stat().st_size == n for f, n in files.items())
+                and not _missing_rank_files(files, state["world_size"]))
     except (OSError, ValueError, KeyError):
         return False
+
+
+def read_state(path: Path) -> dict:
+    return json.loads((path / STATE).read_text())
+
+
+def _seq(path: Path) -> int:
+    """Write order (checkpoints from before it was recorded: their step)."""
+    state = read_state(path)
+    return state.get("seq", state["step"])
+
+
+def complete_checkpoints(root: Path) -> list[Path]:
+    """Complete checkpoints under root, oldest written first."""
+    return sorted((p for p in root.glob("step_*") if is_complete(p)), key=_seq)
 
 
 def find_resume(root: Path, resume: str) -> Path | None:
@@ -58,14 +97,55 @@ def find_resume(root: Path, resume: str) -> Path | None:
             raise ValueError(f"{path}: not a complete checkpoint (missing or truncated files)")
         return path
     for path in sorted(root.glob("step_*"), reverse=True):
-        if is_complete(path):
-            return path
-        print(f"warning: skipping incomplete checkpoint {path}", file=sys.stderr)
-    return None
+        if not is_complete(path):
+            print(f"warning: skipping incomplete checkpoint {path}", file=sys.stderr)
+    complete = complete_checkpoints(root)
+    return complete[-1] if complete else None
 
 
-def read_state(path: Path) -> dict:
-    return json.loads((path / STATE).read_text())
+def prepare_root(root: Path, resume: Path | None) -> list[Path]:
+    """Rank 0, at start-up, with the out_dir lock held: remove the temporary directories of
+    interrupted saves, and set aside every checkpoint written after `resume` (all of them when
+    starting afresh). Returns the checkpoints set aside."""
+    for old in root.glob(".replaced-step_*"):  # a save stopped between its two renames
+        final = root / old.name[len(".replaced-"):]
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(old, final)
+    for tmp in root.glob(f"{TMP_PREFIX}*"):
+        shutil.rmtree(tmp, ignore_errors=True)
+        print(f"removed {tmp} (a save that did not finish)", file=sys.stderr)
+    if not root.is_dir():
+        return []
+    if resume is not None and resume.resolve().parent == root.resolve():
+        newer = [p for p in complete_checkpoints(root) if _seq(p) > _seq(resume)]
+    else:  # afresh, or from another run's checkpoint: everything here belongs to another history
+        newer = [p for p in root.glob("step_*") if p.is_dir()]
+    if not newer:
+        return []
+    dest = root / SET_ASIDE / f"{time.strftime('%Y%m%dT%H%M%S')}-from-{resume.name if resume else 'scratch'}"
+    dest.mkdir(parents=True)
+    for p in sorted(newer):
+        os.replace(p, dest / p.name)
+    if resume is not None:
+        write_text(root / "latest", resume.name)
+    else:
+        (root / "latest").unlink(missing_ok=True)
+    print(f"rollback: {'resuming from ' + resume.name if resume else 'starting afresh'}; {len(newer)} newer "
+          f"checkpoint(s) ({', '.join(p.name for p in sorted(newer))}) moved to {dest} (not deleted)", file=sys.stderr)
+    return newer
+
+
+def retain(root: Path, keep: int) -> list[Path]:
+    """Delete all but the newest `keep` complete checkpoints by write order; never the one
+    `latest` names, never the newest. Returns what was deleted."""
+    complete = complete_checkpoints(root)
+    latest = (root / "latest").read_text().strip() if (root / "latest").is_file() else None
+    doomed = [p for p in complete[:-max(keep, 1)] if p.name != latest]
+    for p in doomed:
+        shutil.rmtree(p, ignore_errors=True)
+    return doomed
 
 
 def _rng_state() -> dict:
@@ -78,27 +158,36 @@ def _rng_state() -> dict:
 def save(engine, root: Path, step: int, trainer_state: dict, keep: int) -> Path:
     """Collective: every rank calls it. Returns the final checkpoint directory."""
     rank, world = dist.get_rank(), dist.get_world_size()
-    tmp_tag = f".tmp-step_{step:08d}"
+    tmp = root / f"{TMP_PREFIX}{step:08d}"
     if rank == 0:
         root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(root / tmp_tag, ignore_errors=True)
+        shutil.rmtree(tmp, ignore_errors=True)
     dist.barrier()
-    engine.save_checkpoint(str(root), tag=tmp_tag, save_latest=False)
-    torch.save(_rng_state(), root / tmp_tag / f"rng_rank{rank:05d}.pt")
+    engine.save_checkpoint(str(root), tag=tmp.name, save_latest=False)
+    torch.save(_rng_state(), tmp / f"rng_rank{rank:05d}.pt")
     dist.barrier()
+    views = distributed.gather(_sizes(tmp))  # what every rank sees of the checkpoint
     final = step_dir(root, step)
+    error = None
     if rank == 0:
-        tmp = root / tmp_tag
-        state = {**trainer_state, "step": step, "world_size": world, "files": _sizes(tmp)}
-        (tmp / STATE).write_text(json.dumps(state, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-        write_text(root / "latest", final.name)
-        complete = [p for p in sorted(root.glob("step_*")) if is_complete(p)]
-        for old in complete[:-keep] if keep > 0 else []:
+        differ = [r for r, v in enumerate(views) if v != views[0]]
+        missing = _missing_rank_files(views[0], world)
+        if differ or missing:
+            error = (f"{tmp}: incomplete checkpoint: " + (f"ranks {differ} see other files than rank 0" if differ
+                     else "missing " + ", ".join(missing)) + "; out_dir must be one directory shared by all ranks")
+        else:
+            seqs = [_seq(p.parent) for p in root.rglob(STATE)]  # set-aside checkpoints included
+            state = {**trainer_state, "step": step, "seq": max(seqs, default=0) + 1, "world_size": world,
+                     "files": views[0]}
+            (tmp / STATE).write_text(json.dumps(state, indent=1))
+            old = root / f".replaced-{final.name}"
+            if final.exists():  # keep the complete one until its replacement is in place
+                os.replace(final, old)
+            os.replace(tmp, final)
             shutil.rmtree(old, ignore_errors=True)
-    dist.barrier()
+            write_text(root / "latest", final.name)
+            retain(root, keep)
+    distributed.raise_if_any(error)
     return final
 
 

@@ -34,8 +34,8 @@ class OptimConfig:
 @dataclass
 class CheckpointConfig:
     every: int = 1000                # steps between checkpoints (also saved on a stop signal and at the end)
-    keep: int = 3                    # retention: the newest K checkpoints
-    resume: str = "auto"             # auto | none | <path to a checkpoint directory>
+    keep: int = 3                    # retention: the newest K checkpoints by write order
+    resume: str = "auto"             # auto | none | <path to a checkpoint directory> (older: a rollback)
 
 
 @dataclass
@@ -57,12 +57,14 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     max_steps: int = 10000
-    grad_accum: int = 1
+    grad_accum: int = 1              # micro-batches per optimizer step (derived when global_batch_size is set)
+    global_batch_size: int | None = None  # windows per optimizer step, fixed whatever the number of ranks
     zero_stage: int = 2
     precision: str = "bf16"          # bf16 (fp32 master weights and gradient accumulation) | fp32
     val_every: int = 500
     val_batches: int = 20
     max_nonfinite: int = 5           # stop after this many non-finite steps in a row
+    max_stops_without_progress: int = 3  # refuse to start after this many stops in a row with no step done
     seed: int = 0                    # model initialisation
 
     def model_config(self) -> DNAChunkerConfig:

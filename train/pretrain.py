@@ -3,33 +3,15 @@
     python -m train.pretrain --config configs/pretrain/tiny_chr20.yaml [key=value ...]
     torchrun --nproc-per-node 2 -m train.pretrain --config ...       # or: srun python -m train.pretrain ...
 
-Exit codes: 0 finished; 75 stopped on SIGTERM/SIGUSR1/SIGUSR2 after saving a checkpoint (requeue
-and resume); 3 stopped after `max_nonfinite` non-finite steps in a row; 2 bad config or data.
+Exit codes: 0 finished; 75 stopped by SIGTERM/SIGUSR1/SIGUSR2 with the newest step checkpointed
+(resumable); 4 refused to start after `max_stops_without_progress` stops in a row that completed no
+step (a requeue loop); 3 stopped after `max_nonfinite` non-finite steps in a row; 2 bad config or
+data, out_dir in use by another run, or out_dir not shared by all ranks.
 """
 from __future__ import annotations
 
-import argparse
-import json
-import math
 import signal
-import sys
-import time
-from pathlib import Path
 
-import torch
-
-from data_pipeline.errors import DataError
-from data_pipeline.loader import PretrainLoader
-from dnachunker import DNAChunker
-from dnachunker.fileio import write_text
-
-from . import checkpoint, distributed
-from .config import TrainConfig, load_config, to_yaml
-from .tracking import Tracker
-
-EXIT_REQUEUE = 75
-EXIT_NONFINITE = 3
-EXIT_BAD_INPUT = 2
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
@@ -43,6 +25,41 @@ class StopFlag:
 
     def _handle(self, signum, frame):
         self.signum = signum
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else "a stop signal on another rank"
+
+
+# Run as a program: catch stop signals before torch and DeepSpeed load (seconds during which a
+# signal's default action would kill the process without a checkpoint).
+EARLY_STOP = StopFlag() if __name__ == "__main__" else None
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import math  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+
+from data_pipeline.errors import DataError  # noqa: E402
+from data_pipeline.loader import PretrainLoader  # noqa: E402
+from dnachunker import DNAChunker  # noqa: E402
+from dnachunker.fileio import write_text  # noqa: E402
+
+from . import checkpoint, distributed  # noqa: E402
+from .config import TrainConfig, load_config, to_yaml  # noqa: E402
+from .distributed import SetupError  # noqa: E402
+from .lock import LockError, RunLock  # noqa: E402
+from .tracking import Tracker  # noqa: E402
+
+EXIT_REQUEUE = 75
+EXIT_NO_PROGRESS = 4
+EXIT_NONFINITE = 3
+EXIT_BAD_INPUT = 2
+RESTARTS = "restarts.json"
 
 
 def lr_lambda(cfg: TrainConfig):
@@ -132,20 +149,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. max_steps=100 data.micro_batch_size=4")
     args = parser.parse_intermixed_args(argv)
+    stop = EARLY_STOP or StopFlag()
     try:
         cfg = load_config(args.config, args.overrides)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    stop = StopFlag()
     d = distributed.setup()
+    lock = None
     try:
+        lock = _claim_out_dir(cfg, d)
         return _train(cfg, d, stop)
-    except DataError as e:
+    except (DataError, SetupError, LockError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+        return EXIT_NO_PROGRESS if isinstance(e, NoProgress) else EXIT_BAD_INPUT
     finally:
+        if lock is not None:
+            lock.release()
         distributed.teardown()
+
+
+class NoProgress(SetupError):
+    pass
+
+
+def _claim_out_dir(cfg: TrainConfig, d: distributed.Dist) -> RunLock | None:
+    """Collective start-up checks: one run per out_dir (rank 0 takes the lock), one directory
+    shared by every rank, and no requeue loop."""
+    out = Path(cfg.out_dir)
+    lock, error = None, None
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+        try:
+            lock = RunLock(out).acquire()
+        except LockError as e:
+            error = str(e)
+    distributed.raise_if_any(error)
+    distributed.check_shared_dir(out)
+    if d.main:
+        stops = _restarts(out).get("stops_without_progress", 0)
+        if stops >= cfg.max_stops_without_progress:
+            error = (f"{out / RESTARTS}: the last {stops} runs stopped before completing a step "
+                     f"({_restarts(out).get('last')}); not starting again. Usually the job's time limit is "
+                     f"shorter than the time-limit signal's lead (--signal=B:USR1@N) plus start-up, or the job "
+                     f"is preempted as soon as it starts. Fix that, delete {out / RESTARTS} and resubmit")
+    errors = [e for e in distributed.gather(error) if e]
+    if errors:
+        if lock is not None:
+            lock.release()
+        raise NoProgress(errors[0])
+    return lock
+
+
+def _restarts(out: Path) -> dict:
+    path = out / RESTARTS
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def _train(cfg: TrainConfig, d: distributed.Dist, stop: StopFlag) -> int:
@@ -166,10 +224,14 @@ class Trainer:
         self.cfg, self.d = cfg, d
         self.out = Path(cfg.out_dir)
         self.ckpt_root = self.out / "checkpoints"
+        resume, set_aside = None, []
         if d.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "config.yaml").write_text(to_yaml(cfg))
-        resume = _broadcast(checkpoint.find_resume(self.ckpt_root, cfg.checkpoint.resume) if d.main else None, d)
+            resume = checkpoint.find_resume(self.ckpt_root, cfg.checkpoint.resume)
+            set_aside = checkpoint.prepare_root(self.ckpt_root, resume)
+        resume, rollback = distributed.broadcast((resume, bool(set_aside)))
+        cfg.grad_accum = _grad_accum(cfg, d.world_size)
+        if d.main:
+            write_text(self.out / "config.yaml", to_yaml(cfg))
         state, universal = {}, False
         if resume is not None:
             state = checkpoint.read_state(resume)
@@ -197,7 +259,7 @@ class Trainer:
                                            rc_augment=dc.rc_augment, segmenter=segmenter)
         self.val_loader = PretrainLoader(dc.root, "valid", dc.micro_batch_size, d.rank, d.world_size, dc.seed,
                                          0, train=False, mask_prob=dc.mask_prob, segmenter=segmenter)
-        self.step, self.last_saved = 0, -1
+        self.step = self.last_saved = 0  # step 0 needs no checkpoint: it is the seeded initialisation
         self.counters = {"nonfinite_total": 0, "nonfinite_in_a_row": 0, "tokens_seen": 0}
         if resume is not None:
             self.engine.load_checkpoint(str(load_dir), tag=tag, load_module_strict=True)
@@ -208,7 +270,13 @@ class Trainer:
                 checkpoint.load_rng(resume, d.rank)
             if d.main:
                 print(f"resumed from {resume} at step {self.step}", file=sys.stderr)
-        self.tracker = Tracker(d.main, cfg, run_id=state.get("mlflow_run_id"))
+        self.start_step = self.step
+        # a rollback starts a new MLflow run (tagged with the one it branches from): steps after the
+        # rollback point are a new history, and would otherwise be skipped as already logged
+        run_id = None if rollback else state.get("mlflow_run_id")
+        tags = {"dnachunker.rollback_of": state.get("mlflow_run_id") or "",
+                "dnachunker.resumed_from": resume.name if resume else "scratch"} if rollback else None
+        self.tracker = Tracker(d.main, cfg, run_id=run_id, tags=tags)
         self.bp_per_step = self.train_loader.global_batch * cfg.grad_accum * self.train_loader.split.length
         self.bar = tqdm(total=cfg.max_steps, initial=self.step, desc="pretrain", disable=not d.main,
                         dynamic_ncols=True)
@@ -216,7 +284,7 @@ class Trainer:
     def save(self) -> Path:
         state = {"data": self.train_loader.state_dict(), "counters": self.counters,
                  "mlflow_run_id": self.tracker.run_id, "config": to_yaml(self.cfg)}
-        state = _broadcast(state, self.d)  # rank 0 holds the MLflow run id
+        state = distributed.broadcast(state)  # rank 0 holds the MLflow run id
         self.last_saved = self.step
         return checkpoint.save(self.engine, self.ckpt_root, self.step, state, self.cfg.checkpoint.keep)
 
@@ -244,13 +312,7 @@ class Trainer:
         t_last = time.perf_counter()
         while self.step < cfg.max_steps:
             if distributed.any_flag(stop.signum is not None, d.device):
-                path = self.save()
-                if d.main:
-                    self.bar.close()
-                    print(f"stop signal received: checkpoint {path} saved at step {self.step}; exiting "
-                          f"with code {EXIT_REQUEUE} (requeue to resume)", file=sys.stderr)
-                self.tracker.finish("KILLED")
-                return EXIT_REQUEUE
+                return self.stop(stop)
             m = self.train_step(data)
             finite = math.isfinite(distributed.mean(m["loss"], d.device)) and math.isfinite(m["grad_norm"])
             if finite and self.engine.was_step_applied():
@@ -293,14 +355,41 @@ class Trainer:
                        "nonfinite_steps": c["nonfinite_total"], "mlflow_run_id": self.tracker.run_id}
             write_text(self.out / "summary.json", json.dumps(summary, indent=1))
             print(f"finished {self.step} steps; weights exported to {path}", file=sys.stderr)
+            (self.out / RESTARTS).unlink(missing_ok=True)
         self.tracker.finish("FINISHED")
         return 0
 
+    def stop(self, stop: StopFlag) -> int:
+        """On a stop signal: make sure the newest step is checkpointed (skipping a save of a step
+        already saved), count a stop that completed no step, and exit 75."""
+        saved = self.step == self.last_saved
+        path = checkpoint.step_dir(self.ckpt_root, self.step) if saved else self.save()
+        if self.d.main:
+            self.bar.close()
+            progress = self.step > self.start_step
+            record = _restarts(self.out)
+            stops = 0 if progress else record.get("stops_without_progress", 0) + 1
+            last = f"{stop.name} at step {self.step}, {time.strftime('%Y-%m-%d %H:%M:%S')}"
+            write_text(self.out / RESTARTS, json.dumps({"stops_without_progress": stops, "last": last}))
+            where = (f"checkpoint {path} saved" if not saved else
+                     f"step {self.step} was already checkpointed ({path})" if self.step else "no step to checkpoint yet")
+            print(f"{stop.name}: {where}; exiting with code {EXIT_REQUEUE} (a restart resumes from here)"
+                  + ("" if progress else f"; no step completed since start ({stops} such stop(s) in a row)"),
+                  file=sys.stderr, flush=True)
+        self.tracker.finish("KILLED")
+        return EXIT_REQUEUE
 
-def _broadcast(obj, d: distributed.Dist):
-    box = [obj]
-    torch.distributed.broadcast_object_list(box, src=0)
-    return box[0]
+
+def _grad_accum(cfg: TrainConfig, world: int) -> int:
+    """Micro-batches per optimizer step: `grad_accum`, or derived from `global_batch_size` so that
+    the global batch stays the same whatever the number of nodes and ranks."""
+    if cfg.global_batch_size is None:
+        return cfg.grad_accum
+    per_pass = world * cfg.data.micro_batch_size
+    if cfg.global_batch_size % per_pass:
+        raise SetupError(f"global_batch_size={cfg.global_batch_size} is not a multiple of ranks x "
+                         f"data.micro_batch_size = {world} x {cfg.data.micro_batch_size} = {per_pass}")
+    return cfg.global_batch_size // per_pass
 
 
 if __name__ == "__main__":

@@ -1,7 +1,19 @@
-"""MLflow tracking from rank 0 (a no-op elsewhere). A resumed run continues the same MLflow run
-(its id is stored in every checkpoint); steps it already logged are not logged twice."""
+"""Metrics from rank 0: MLflow, and a local JSONL copy of everything logged.
+
+A resumed run continues the same MLflow run (its id is stored in every checkpoint); steps it had
+already logged are not logged twice. Tracking never stops training: every MLflow call is
+retried (`retries` times, with backoff), and when it still fails the run goes on with MLflow
+switched off and a warning. <out_dir>/metrics.jsonl gets every logged metric either way
+({"step", "time", metrics...} per line, appended; after a resume a step may appear again with
+the same values: take the last).
+
+sqlite (the default, <out_dir>/mlflow.db) is for one run on a local disk. On a shared filesystem,
+or for sweeps whose points write at once, use a tracking server: tracking.tracking_uri=http://host:5000.
+"""
 from __future__ import annotations
 
+import json
+import sys
 import time
 from pathlib import Path
 
@@ -20,15 +32,22 @@ def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
 
 
 class Tracker:
-    def __init__(self, enabled: bool, cfg, run_id: str | None = None):
+    def __init__(self, enabled: bool, cfg, run_id: str | None = None, tags: dict | None = None,
+                 retries: int = 3, backoff: float = 1.0):
         self.enabled, self.run_id, self.logged_until = enabled, run_id, -1
+        self.retries, self.backoff, self.degraded = retries, backoff, False
         if not enabled:
             return
+        t = cfg.tracking
+        self.uri = t.tracking_uri or f"sqlite:///{Path(cfg.out_dir).resolve() / 'mlflow.db'}"
+        self.jsonl = open(Path(cfg.out_dir) / "metrics.jsonl", "a")
+        self._call("connect", self._start, cfg, run_id, tags or {})
+
+    def _start(self, cfg, run_id, tags):
         from mlflow.entities import Param
         from mlflow.tracking import MlflowClient
         t = cfg.tracking
-        uri = t.tracking_uri or f"sqlite:///{Path(cfg.out_dir).resolve() / 'mlflow.db'}"
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
         if run_id is not None:  # resume after preemption: same run, append
             self.client.update_run(run_id, status="RUNNING")
             history = self.client.get_metric_history(run_id, "train/loss")
@@ -36,7 +55,8 @@ class Tracker:
             return
         exp = self.client.get_experiment_by_name(t.experiment)
         exp_id = exp.experiment_id if exp else self.client.create_experiment(t.experiment)
-        tags = {"mlflow.parentRunId": t.parent_run_id} if t.parent_run_id else {}
+        if t.parent_run_id:
+            tags = {**tags, "mlflow.parentRunId": t.parent_run_id}
         run = self.client.create_run(exp_id, run_name=t.run_name or Path(cfg.out_dir).name, tags=tags)
         self.run_id = run.info.run_id
         params = _flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
@@ -44,14 +64,37 @@ class Tracker:
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i:i + 100])
 
+    def _call(self, what: str, fn, *args):
+        """fn(*args), retried; after the last failure MLflow is switched off for this run."""
+        if self.degraded:
+            return None
+        for attempt in range(self.retries):
+            try:
+                return fn(*args)
+            except Exception as e:  # any store error (locked sqlite, server down) must not stop training
+                error = e
+                if attempt + 1 < self.retries:
+                    time.sleep(self.backoff * 2 ** attempt)
+        self.degraded = True
+        print(f"warning: MLflow tracking failed {self.retries} times ({what}: {type(error).__name__}: "
+              f"{str(error).strip()[:300]}); training continues without MLflow, metrics still go to "
+              f"{self.jsonl.name}", file=sys.stderr, flush=True)
+        return None
+
     def log(self, metrics: dict[str, float], step: int) -> None:
-        if not self.enabled or step <= self.logged_until:
+        if not self.enabled:
+            return
+        self.jsonl.write(json.dumps({"step": step, "time": time.time(), **metrics}) + "\n")
+        self.jsonl.flush()
+        if step <= self.logged_until:
             return
         from mlflow.entities import Metric
         ts = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()])
+        self._call("log", lambda: self.client.log_batch(
+            self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()]))
 
     def finish(self, status: str) -> None:
-        """status: FINISHED, FAILED or KILLED (preempted; the run is resumed later)."""
+        """status: FINISHED, FAILED or KILLED (stopped by a signal; resumed later)."""
         if self.enabled:
-            self.client.set_terminated(self.run_id, status=status)
+            self._call("finish", lambda: self.client.set_terminated(self.run_id, status=status))
+            self.jsonl.close()
