@@ -6,7 +6,9 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING
+
+from dnachunker.config import ConfigError, load_structured, to_dict
 
 from .errors import DataError
 
@@ -50,23 +52,17 @@ class PipelineConfig:
     @classmethod
     def load(cls, path: str | None = None, overrides: list[str] = ()) -> "PipelineConfig":
         try:
-            base = OmegaConf.structured(cls)
-            if path:
-                if not Path(path).is_file():
-                    raise DataError(f"{path}: pipeline config not found")
-                base = OmegaConf.merge(base, OmegaConf.load(path))
-            cfg = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
-            obj = OmegaConf.to_object(cfg)
-        except DataError:
-            raise
-        except Exception as e:
-            raise DataError(f"{path or 'pipeline config'}: {e}") from None
-        if obj.window.length <= 0 or obj.stride <= 0 or obj.samples_per_shard <= 0:
-            raise DataError("window.length, window.stride and samples_per_shard must be positive")
-        return obj
+            return load_structured(cls, path, overrides, what="pipeline config")
+        except ConfigError as e:  # the pipeline reports every bad input as a DataError
+            raise DataError(str(e)) from None
+
+    def validate(self) -> "PipelineConfig":
+        if self.window.length <= 0 or self.stride <= 0 or self.samples_per_shard <= 0:
+            raise ConfigError("window.length, window.stride and samples_per_shard must be positive")
+        return self
 
     def to_dict(self) -> dict:
-        return OmegaConf.to_container(OmegaConf.structured(self))
+        return to_dict(self)
 
 
 def file_sha256(path: str | Path, block: int = 1 << 24) -> str:

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import numpy as np
 
-from dnachunker.tokenizer import _ENCODE
+from dnachunker.tokenizer import ENCODE_TABLE
 
 from .errors import DataError
 
 BLOCK = 1 << 23
-_CODES = _ENCODE.tobytes()  # byte -> token id, 255 for anything that is not an IUPAC code
+_CODES = ENCODE_TABLE.tobytes()  # byte -> token id, 255 for anything that is not an IUPAC code
 _SOFT = bytes(int(ord("a") <= b <= ord("z")) for b in range(256))  # lowercase -> 1
 
 
@@ -121,7 +121,7 @@ def _parse_block(path, work: bytes, line_no: int, rec: _Record | None, seen: dic
 def _raise_bad_char(path, seg: bytes, first_line: int, name: str):
     for i, line in enumerate(seg.split(b"\n")):
         raw = np.frombuffer(line.rstrip(b"\r"), dtype=np.uint8)
-        bad = np.flatnonzero(_ENCODE[raw] == 255)
+        bad = np.flatnonzero(ENCODE_TABLE[raw] == 255)
         if bad.size:
             ch = chr(raw[bad[0]])
             raise DataError(f"{path}:{first_line + i}: invalid character {ch!r} in record '{name}' "

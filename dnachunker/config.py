@@ -1,10 +1,88 @@
-"""Model configuration: a dataclass schema, loaded and validated through OmegaConf."""
+"""Configuration: the model's dataclass schema, and the one loader every config of the project
+goes through (model, data pipeline, pretraining, sweeps): a dataclass schema, then a YAML file,
+then `key=value` overrides in OmegaConf dot-list form, checked against the schema and validated."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from omegaconf import OmegaConf
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A bad config: the message names the file (or override) and the key."""
+
+
+def load_structured(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
+                    what: str = "config", sections: dict[str, type] | None = None) -> T:
+    """schema defaults <- YAML file at `path` <- each override in order -> a validated `schema`.
+
+    `sections` names keys whose value may instead be the path of a YAML file with that section
+    (e.g. model: configs/model/tiny.yaml). The file is read here, once, and replaces the whole
+    section (the section's schema gives what the file omits); later `key.sub=value` overrides
+    apply on top. Unknown keys and wrong types are errors naming the file.
+    """
+    sections = sections or {}
+    try:
+        cfg = OmegaConf.structured(schema)
+        layers = []
+        if path is not None:
+            if not Path(path).is_file():
+                raise ConfigError(f"{path}: {what} file not found")
+            layers.append((str(path), OmegaConf.load(path)))
+        layers += [(f"override {o!r}", OmegaConf.from_dotlist([o])) for o in overrides]
+        for source, layer in layers:
+            for key, section in sections.items():
+                if isinstance(layer.get(key), str):
+                    cfg[key] = _section_file(layer.pop(key), section)
+            try:
+                cfg = OmegaConf.merge(cfg, layer)
+            except Exception as e:  # OmegaConf's errors name the key but not where it came from
+                raise ConfigError(f"{source}: {e}") from None
+        obj = OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except Exception as e:
+        raise ConfigError(f"{path or what}: {e}") from None
+    if not hasattr(obj, "validate"):
+        return obj
+    try:
+        return obj.validate()
+    except ValueError as e:
+        raise ConfigError(f"{path or what}: {e}") from None
+
+
+def _section_file(file: str, section: type):
+    if not Path(file).is_file():
+        raise ConfigError(f"{file}: config file not found")
+    try:
+        return OmegaConf.merge(OmegaConf.structured(section), OmegaConf.load(file))
+    except Exception as e:
+        raise ConfigError(f"{file}: {e}") from None
+
+
+def to_yaml(obj) -> str:
+    """A config dataclass (nested sections included) as YAML: what every run records."""
+    return OmegaConf.to_yaml(OmegaConf.structured(obj))
+
+
+def to_dict(obj) -> dict:
+    return OmegaConf.to_container(OmegaConf.structured(obj))
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """{'a': {'b': 1}} -> {'a.b': 1}"""
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
 
 
 @dataclass
@@ -28,6 +106,8 @@ class DNAChunkerConfig:
     main_layers: int = 30
     n_heads: int = 12
     mlp_ratio: float = 4.0
+    main_norm: str = "layernorm"     # layernorm (the paper's Pre-LN block) | rmsnorm
+    main_mlp: str = "gelu"           # gelu (the paper's FFN) | swiglu (hidden 2/3 as wide: same parameters)
     rope_base: float = 10000.0
     mamba: MambaConfig = field(default_factory=MambaConfig)
     max_len: int = 8192
@@ -41,6 +121,12 @@ class DNAChunkerConfig:
     mask_protection: bool = True
     residual_gating: bool = True
     ratio_loss: bool = True
+    # which decisions the ratio loss averages: the router's own (what inference produces; the
+    # boundaries forced around [MASK] come on top during training) or those used after protection
+    ratio_loss_on: str = "router"    # router | protected
+    # H-Net's confidence term: the upsampled output times the probability of each position's
+    # decision, through a straight-through estimator (forward x1): a second gradient path to the router
+    upsample_confidence: bool = False
 
     @property
     def n_stages(self) -> int:
@@ -61,28 +147,19 @@ class DNAChunkerConfig:
         for w in self.d_model[:-1]:
             if (self.mamba.expand * w) % self.mamba.headdim:
                 problems.append(f"expand*width {self.mamba.expand * w} not divisible by headdim {self.mamba.headdim}")
-        if self.tokenization not in ("learned", "single", "kmer", "given"):
-            problems.append(f"tokenization must be learned, single, kmer or given, got {self.tokenization!r}")
+        for key, allowed in (("tokenization", ("learned", "single", "kmer", "given")),
+                             ("main_norm", ("layernorm", "rmsnorm")), ("main_mlp", ("gelu", "swiglu")),
+                             ("ratio_loss_on", ("router", "protected"))):
+            if getattr(self, key) not in allowed:
+                problems.append(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         if problems:
-            raise ValueError("invalid DNAChunker config: " + "; ".join(problems))
+            raise ConfigError("invalid DNAChunker config: " + "; ".join(problems))
         return self
 
     @classmethod
     def load(cls, path: str | Path, *overrides: str) -> "DNAChunkerConfig":
-        """Load a YAML file (keys checked against this schema) plus `key=value` overrides."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"model config not found: {path}")
-        try:
-            merged = OmegaConf.merge(OmegaConf.structured(cls), OmegaConf.load(path),
-                                     OmegaConf.from_dotlist(list(overrides)))
-        except Exception as e:  # OmegaConf's errors name the key but not the file
-            raise ValueError(f"{path}: {e}") from None
-        return OmegaConf.to_object(merged).validate()
-
-    @classmethod
-    def from_dict(cls, d) -> "DNAChunkerConfig":
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), d)).validate()
+        """A model YAML (keys checked against this schema) plus `key=value` overrides."""
+        return load_structured(cls, path, overrides, what="model config")
 
     def to_yaml(self) -> str:
-        return OmegaConf.to_yaml(OmegaConf.structured(self))
+        return to_yaml(self)

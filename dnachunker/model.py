@@ -35,17 +35,24 @@ class StageOutput:
     """What one chunking stage decided, at that stage's input resolution (b, l_s)."""
     p: torch.Tensor              # router probabilities (before mask protection)
     router_boundary: torch.Tensor  # 1[p >= 0.5] (before mask protection)
+    p_used: torch.Tensor         # probabilities used by dechunking (1 at protected boundaries)
     boundary: torch.Tensor       # boundaries used (after mask protection)
     valid: torch.Tensor          # real positions of this stage's input
     residual_gate: torch.Tensor  # 0 where the position's chunk contains a [MASK], else 1
-    residual: torch.Tensor       # (b, l_s, d_s) gated encoder->decoder residual
+    residual: torch.Tensor       # (b, l_s, d_s) gated encoder->decoder residual, fp32
     chunk_start: torch.Tensor    # (b, m) first base pair of each chunk
     chunk_valid: torch.Tensor    # (b, m)
 
     @property
     def compression(self) -> torch.Tensor:
-        """Achieved ratio (chunks / positions) over the batch's real positions."""
+        """Achieved ratio (chunks / positions) over the batch's real positions, what the next
+        stage and the main network process (with the boundaries forced around [MASK])."""
         return self.boundary.sum() / self.valid.sum().clamp(min=1)
+
+    @property
+    def router_compression(self) -> torch.Tensor:
+        """The router's own ratio: what inference, which has no [MASK], produces."""
+        return self.router_boundary.sum() / self.valid.sum().clamp(min=1)
 
 
 @dataclass
@@ -70,6 +77,14 @@ def ratio_loss(p: torch.Tensor, boundary: torch.Tensor, valid: torch.Tensor, alp
     return F_ * G / alpha + (1 - F_) * (1 - G) / (1 - alpha)
 
 
+class FP32Linear(nn.Linear):
+    """A linear layer computed in fp32 whatever the dtype of its weights (bf16 under DeepSpeed) and
+    input: H-Net's residual projection. A module call, so ZeRO-3 gathers its partitioned weights."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.float(), self.weight.float(), None if self.bias is None else self.bias.float())
+
+
 class ChunkingStage(nn.Module):
     """Encoder, router and the down/up projections of one stage, plus its decoder."""
 
@@ -81,7 +96,7 @@ class ChunkingStage(nn.Module):
         self.router = Router(d)
         self.down_proj = nn.Linear(d, d_next)
         self.up_proj = nn.Linear(d_next, d)
-        self.residual_proj = nn.Linear(d, d)
+        self.residual_proj = FP32Linear(d, d)
         self.decoder = BiMambaStack(d, cfg.decoder_layers[s], cfg.mamba, cfg.activation_checkpointing)
 
     def fixed_boundaries(self, valid: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
@@ -95,7 +110,9 @@ class ChunkingStage(nn.Module):
             return valid & (t % self.cfg.kmer_size == 0)
         if given is None:
             raise ValueError("tokenization='given' needs the `boundaries` argument (e.g. BPE token starts)")
-        return given & valid
+        first = torch.zeros_like(valid)
+        first[:, 0] = True  # every sequence starts a chunk, whatever the given cuts say
+        return (given | first) & valid
 
     def down(self, x, valid, has_mask, start, end, given=None):
         """x: (b, l, d) at this stage; has_mask: (b, l) position contains a [MASK];
@@ -116,9 +133,9 @@ class ChunkingStage(nn.Module):
         chunks = Chunks.from_boundaries(boundary)
         chunk_has_mask = chunks.max(has_mask.float(), valid) > 0
         gate = (~chunks.up(chunk_has_mask)).float() if self.cfg.residual_gating else torch.ones_like(p)
-        residual = self.residual_proj(h) * gate.unsqueeze(-1).to(h.dtype)
-        stage = StageOutput(p_router, b_router, boundary, valid, gate, residual,
-                            chunks.down(start), chunks.valid)
+        # fp32 even when the model runs in bf16 (as H-Net): the residual carries base-level detail
+        residual = self.residual_proj(h) * gate.unsqueeze(-1)
+        stage = StageOutput(p_router, b_router, p, boundary, valid, gate, residual, chunks.down(start), chunks.valid)
         ctx = (chunks, p, valid, stage)
         return (self.down_proj(chunks.down(h)), chunks.valid, chunk_has_mask, stage.chunk_start,
                 chunks.max(end, valid), ctx)
@@ -126,8 +143,11 @@ class ChunkingStage(nn.Module):
     def up(self, z: torch.Tensor, ctx) -> torch.Tensor:
         """z: (b, m, d_next) chunk outputs -> (b, l, d) decoder output at this stage."""
         chunks, p, valid, stage = ctx
-        y = dechunk(self.up_proj(z), p.to(z.dtype), chunks, valid)
-        return self.decoder(y + stage.residual, valid)
+        y = dechunk(self.up_proj(z), p, chunks, valid)  # p stays fp32: bf16 would round 0.999 to 1
+        if self.cfg.upsample_confidence:  # straight-through: x1 forward, d/dp of the chosen decision
+            confidence = torch.where(stage.boundary, p, 1 - p)
+            y = y * (confidence + (1 - confidence).detach()).unsqueeze(-1).to(y.dtype)
+        return self.decoder((y.float() + stage.residual).to(y.dtype), valid)
 
 
 class DNAChunker(nn.Module):
@@ -137,12 +157,13 @@ class DNAChunker(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model[0])
         self.stages = nn.ModuleList(ChunkingStage(cfg, s) for s in range(cfg.n_stages))
         self.main = MainNetwork(cfg.d_model[-1], cfg.main_layers, cfg.n_heads, cfg.mlp_ratio, cfg.rope_base,
-                                cfg.activation_checkpointing)
+                                cfg.activation_checkpointing, cfg.main_norm, cfg.main_mlp)
         self.norm = RMSNorm(cfg.d_model[0])
         self.head = nn.Linear(cfg.d_model[0], cfg.vocab_size)
         self.apply(self._init_weights)
         for stage in self.stages:
             stage.router.reset_parameters()
+            nn.init.zeros_(stage.residual_proj.weight)  # H-Net: the decoder starts from the main network's output
 
     @staticmethod
     def _init_weights(m: nn.Module):
@@ -185,8 +206,9 @@ class DNAChunker(nn.Module):
         w = weight[target]
         out.mlm_loss = (ce * w).sum() / w.sum().clamp(min=1e-6)
         out.mlm_accuracy = (logits.argmax(-1) == labels[target]).float().mean() if target.any() else ce.sum()
-        out.ratio_losses = [ratio_loss(st.p, st.router_boundary, st.valid, a)
-                            for st, a in zip(out.stages, cfg.target_ratio)]
+        own = cfg.ratio_loss_on == "router"
+        out.ratio_losses = [ratio_loss(st.p if own else st.p_used, st.router_boundary if own else st.boundary,
+                                       st.valid, a) for st, a in zip(out.stages, cfg.target_ratio)]
         out.loss = out.mlm_loss
         if cfg.ratio_loss and cfg.tokenization == "learned":
             out.loss = out.loss + cfg.ratio_loss_weight * sum(out.ratio_losses)

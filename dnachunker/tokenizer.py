@@ -15,10 +15,10 @@ VOCAB = ["[PAD]", "[MASK]", "A", "C", "G", "T", "N"]
 BASES = (A, C, G, T)  # targets of BERT's random replacement
 IUPAC = "ACGTNRYSWKMBDHV"
 
-_ENCODE = np.full(256, 255, dtype=np.uint8)  # 255 = not a nucleotide
+ENCODE_TABLE = np.full(256, 255, dtype=np.uint8)  # byte -> token id; 255 = not an IUPAC nucleotide code
 for _ch in IUPAC:
     _code = {"A": A, "C": C, "G": G, "T": T}.get(_ch, N)
-    _ENCODE[ord(_ch)] = _ENCODE[ord(_ch.lower())] = _code
+    ENCODE_TABLE[ord(_ch)] = ENCODE_TABLE[ord(_ch.lower())] = _code
 _DECODE = np.frombuffer(b"_?ACGTN", dtype=np.uint8)
 
 
@@ -29,7 +29,7 @@ class TokenizerError(ValueError):
 def encode(seq: str | bytes, *, name: str = "sequence") -> tuple[np.ndarray, np.ndarray]:
     """-> (ids uint8 (L,), repeat bool (L,)). Raises TokenizerError naming the bad character."""
     raw = np.frombuffer(seq.encode("ascii", "replace") if isinstance(seq, str) else seq, dtype=np.uint8)
-    ids = _ENCODE[raw]
+    ids = ENCODE_TABLE[raw]
     bad = np.flatnonzero(ids == 255)
     if bad.size:
         i = int(bad[0])

@@ -73,10 +73,15 @@ while true; do
   kill -0 "$srun_pid" 2>/dev/null || break   # wait also returns when a trapped signal arrives
 done
 
-if [ "$rc" -eq "$EXIT_REQUEUE" ] && [ "$requeue" = 1 ]; then
-  log "checkpoint saved: requeueing job $SLURM_JOB_ID"
-  scontrol requeue "$SLURM_JOB_ID" && exit 0
-  echo "[pretrain.sh] scontrol requeue failed: resubmit with the same command to resume" >&2
+if [ "$requeue" = 1 ]; then
+  if [ "$rc" -eq "$EXIT_REQUEUE" ]; then
+    log "checkpoint saved: requeueing job $SLURM_JOB_ID"
+    scontrol requeue "$SLURM_JOB_ID" && exit 0
+    echo "[pretrain.sh] scontrol requeue failed: resubmit with the same command to resume" >&2
+  else
+    log "the time-limit signal came before the training could stop cleanly (exit code $rc): not" \
+        "requeueing. Is the time limit shorter than the signal's lead (--signal=B:USR1@N) plus start-up?"
+  fi
 fi
 log "training exited with code $rc"
 exit "$rc"

@@ -3,8 +3,8 @@
     python -m slurm.sweep --sweep configs/sweep/alpha_depth.yaml [key=value ...]
     python -m slurm.sweep --sweep configs/sweep/alpha_depth.yaml cluster=slurm slurm.gpus_per_node=8
 
-Points are the cartesian product of `grid` plus any explicit `points`. Keys starting with
-`model.` go to the model config (`model_overrides`); any other key is a pretraining override.
+Points are the cartesian product of `grid` plus any explicit `points`; every key is a
+pretraining override (`model.target_ratio`, `model.main_layers`, `optim.lr`, ...).
 Each point trains in <out_dir>/<point>/ and logs an MLflow child run under one parent run
 (<out_dir>/mlflow.db by default). When all jobs are done the results are gathered into
 <out_dir>/results.csv and results.md (final valid loss, achieved compression per stage,
@@ -21,8 +21,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
+from dnachunker.config import ConfigError, load_structured, to_yaml
 from dnachunker.fileio import atomic_file, markdown_table, write_csv, write_text
 
 
@@ -70,9 +69,7 @@ def point_name(i: int, point: dict) -> str:
 
 def point_overrides(point: dict) -> list[str]:
     """{'model.target_ratio': [0.3, 0.5], 'optim.lr': 1e-3} -> pretraining overrides."""
-    model = [f"{k[len('model.'):]}={json.dumps(v)}" for k, v in point.items() if k.startswith("model.")]
-    train = [f"{k}={json.dumps(v)}" for k, v in point.items() if not k.startswith("model.")]
-    return train + ([f"model_overrides={json.dumps(model)}"] if model else [])
+    return [f"{k}={json.dumps(v)}" for k, v in point.items()]
 
 
 class PretrainJob:
@@ -136,7 +133,7 @@ def _parent_run(cfg: SweepConfig, out: Path, uri: str, experiment: str) -> str:
 def run_sweep(cfg: SweepConfig) -> list[dict]:
     out = Path(cfg.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
-    (out / "sweep.yaml").write_text(OmegaConf.to_yaml(OmegaConf.structured(cfg)))
+    write_text(out / "sweep.yaml", to_yaml(cfg))
     uri = cfg.tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
     experiment = f"dnachunker-sweep-{cfg.name}"
     parent = _parent_run(cfg, out, uri, experiment)
@@ -218,14 +215,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the sweep config")
     args = parser.parse_intermixed_args(argv)
     try:
-        base = OmegaConf.structured(SweepConfig)
-        if args.sweep:
-            if not Path(args.sweep).is_file():
-                raise ValueError(f"{args.sweep}: sweep config not found")
-            base = OmegaConf.merge(base, OmegaConf.load(args.sweep))
-        cfg = OmegaConf.to_object(OmegaConf.merge(base, OmegaConf.from_dotlist(args.overrides)))
-    except Exception as e:  # OmegaConf errors name the bad key
-        print(f"error: {args.sweep or 'sweep config'}: {e}", file=sys.stderr)
+        cfg = load_structured(SweepConfig, args.sweep, args.overrides, what="sweep config")
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     try:
         rows = run_sweep(cfg)

@@ -6,12 +6,12 @@ import pytest
 import torch
 
 from dnachunker import DNAChunker, DNAChunkerConfig
-from dnachunker.eval.__main__ import main as eval_cli
-from dnachunker.eval.analysis import boundary_agreement, lengths_by_region, robustness
-from dnachunker.eval.finetune import FinetuneConfig, _probe, evaluate
-from dnachunker.eval.metrics import accuracy, f1_macro, mcc
-from dnachunker.eval.segmenters import BPESegmenter, kmer, single_nucleotide
-from dnachunker.eval.tasks import EvalDataError, Task, load_genomic_benchmark, load_gue, load_janggu, load_nt
+from evaluation.__main__ import main as eval_cli
+from evaluation.analysis import boundary_agreement, lengths_by_region, robustness
+from evaluation.finetune import FinetuneConfig, _probe, evaluate
+from evaluation.metrics import accuracy, f1_macro, mcc
+from dnachunker.segmenters import BPESegmenter, kmer, single_nucleotide
+from evaluation.tasks import EvalDataError, Task, load_genomic_benchmark, load_gue, load_janggu, load_nt
 from dnachunker.masking import bert_mask
 from dnachunker.tokenizer import batch_encode
 
@@ -86,8 +86,10 @@ def test_robustness_metric(chr20_windows):
         assert single > 0.98 and six < 0.8 * single
 
 
-def test_bpe_on_shards_and_model_robustness(train_shards, pretrained, chr20_windows):
-    bpe = BPESegmenter.train_on_shards(train_shards, vocab_size=512, max_samples=500)
+def test_bpe_on_shards_and_model_robustness(tmp_path, train_shards, pretrained, chr20_windows):
+    assert eval_cli(["bpe", "--shards", str(train_shards), "--vocab-size", "512", "--max-samples", "500",
+                     "--out", str(tmp_path / "bpe.json")]) == 0
+    bpe = BPESegmenter.load(tmp_path / "bpe.json")
     seqs = chr20_windows(400, 12)
     starts = bpe(seqs[0])
     assert starts[0] == 0 and np.all(np.diff(starts) > 0) and len(seqs[0]) / len(starts) > 2
@@ -181,7 +183,7 @@ def test_user_csv_with_split_column(tmp_path, chr20_windows):
     rows = [f"{s},{i % 2},{split}" for i, (s, split) in enumerate(zip(seqs, ["train"] * 4 + ["test", "dev"]))]
     f = tmp_path / "mine.csv"
     f.write_text("sequence,label,split\n" + "\n".join(rows) + "\n")
-    from dnachunker.eval.tasks import load_csv
+    from evaluation.tasks import load_csv
     task = load_csv(f)
     assert len(task.train) == 4 and len(task.test) == 1 and len(task.valid) == 1
     assert task.train[0] == (seqs[0], 0)

@@ -62,8 +62,11 @@ def test_rollback_sets_newer_checkpoints_aside_and_retains_by_write_order(tmp_pa
 
 def _signal_at_start(out, shards, *overrides, sig=signal.SIGTERM):
     """Start one rank and signal it before it can complete a step (during start-up)."""
+    log = out / "rank0.log"
+    seen = log.read_text().count("rendezvous") if log.is_file() else 0
     procs = launch(out, shards, 1, *overrides)
-    time.sleep(2.0)  # handlers are installed within a fraction of a second; a step takes much longer
+    # once the rank reports its rendezvous its handlers are in place, and no step can be done yet
+    _wait_for(lambda: log.read_text().count("rendezvous") > seen, what="the rendezvous")
     procs[0].send_signal(sig)
     return wait(procs, out)[0]
 
@@ -98,8 +101,11 @@ def test_ranks_that_see_different_out_dirs_are_refused(tmp_path, train_shards):
     (tmp_path / "node0").mkdir()
     (tmp_path / "node1").mkdir()
     port = str(_port())
-    args = [sys.executable, "-m", "train.pretrain", "--config", str(ROOT / "configs/pretrain/tiny_chr20.yaml"),
-            *tiny_run("runs/x", train_shards), f"model={ROOT / 'configs/model/tiny.yaml'}", "max_steps=2"]
+    config = tmp_path / "pretrain.yaml"  # relative paths in a config are relative to the working directory
+    config.write_text((ROOT / "configs/pretrain/tiny_chr20.yaml").read_text().replace(
+        "model: configs/model/tiny.yaml", f"model: {ROOT / 'configs/model/tiny.yaml'}"))
+    args = [sys.executable, "-m", "train.pretrain", "--config", str(config), *tiny_run("runs/x", train_shards),
+            "max_steps=2"]
     procs = []
     for rank in range(2):
         env = {**os.environ, "RANK": str(rank), "WORLD_SIZE": "2", "LOCAL_RANK": str(rank), "MASTER_ADDR": "127.0.0.1",
@@ -180,3 +186,19 @@ def test_slurm_variables_give_ranks_devices_and_a_rendezvous():
     assert device_index(3, visible=8) == 3
     with pytest.raises(RuntimeError, match="only 2 CUDA devices"):
         device_index(3, visible=2)
+
+
+def test_resolved_model_is_recorded_and_a_changed_model_is_refused_on_resume(tmp_path, train_shards):
+    out = tmp_path / "run"
+    assert train(out, train_shards, 1, "max_steps=2", "checkpoint.every=2", "model.target_ratio=[0.4,0.5]") == [0]
+    for text in ((out / "config.yaml").read_text(),
+                 checkpoint.read_state(out / "checkpoints" / "step_00000002")["config"]):
+        assert "target_ratio:\n  - 0.4\n  - 0.5" in text and "max_len: 512" in text and "configs/model" not in text
+    client, runs = mlflow_runs(out)
+    assert runs[0].data.params["model.target_ratio"] == "[0.4, 0.5]"
+    procs = launch(out, train_shards, 1, "max_steps=4", "model.target_ratio=[0.4,0.5]", "model.ratio_loss_weight=0.1")
+    assert procs[0].wait(timeout=300) == 2
+    assert "model.ratio_loss_weight: 0.03 -> 0.1" in (out / "rank0.log").read_text()
+    assert train(out, train_shards, 1, "max_steps=4", "model.target_ratio=[0.4,0.5]", "model.ratio_loss_weight=0.1",
+                 "checkpoint.allow_model_change=true") == [0]
+    assert "warning: model changed on resume: model.ratio_loss_weight: 0.03 -> 0.1" in (out / "rank0.log").read_text()

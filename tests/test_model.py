@@ -7,6 +7,7 @@ import torch
 
 from dnachunker import DNAChunker, DNAChunkerConfig, ratio_loss
 from dnachunker.masking import IGNORE, bert_mask
+from dnachunker.modules.norm import RMSNorm
 from dnachunker.tokenizer import MASK, PAD, batch_encode
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "model"
@@ -15,6 +16,14 @@ CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "model"
 def tiny(*overrides: str) -> DNAChunker:
     torch.manual_seed(0)
     return DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml", *overrides)).eval()
+
+
+def with_residual(model: DNAChunker) -> DNAChunker:
+    """The residual projection starts at zero (H-Net); give it trained-like weights."""
+    with torch.no_grad():
+        for stage in model.stages:
+            stage.residual_proj.weight.normal_(0, 0.02)
+    return model
 
 
 def masked_batch(seqs, seed=0):
@@ -67,7 +76,7 @@ def _chunk_contains_mask(is_mask: np.ndarray, starts: np.ndarray, pos_bp: np.nda
 
 @pytest.mark.parametrize("protect", [True, False])
 def test_residual_is_zero_exactly_where_chunks_contain_masks(chr20_windows, protect):
-    model = tiny(f"mask_protection={protect}")
+    model = with_residual(tiny(f"mask_protection={protect}"))
     _, ids, _ = masked_batch(chr20_windows(400, 2), seed=5)
     with torch.no_grad():
         out = model(ids)
@@ -87,7 +96,7 @@ def test_residual_is_zero_exactly_where_chunks_contain_masks(chr20_windows, prot
 
 
 def test_residual_gating_switch(chr20_windows):
-    model = tiny("residual_gating=false")
+    model = with_residual(tiny("residual_gating=false"))
     _, ids, _ = masked_batch(chr20_windows(300, 1), seed=1)
     with torch.no_grad():
         out = model(ids)
@@ -193,3 +202,82 @@ def test_activation_checkpointing_gives_identical_loss_and_gradients(chr20_windo
     torch.testing.assert_close(grads[0][0], grads[1][0])
     for a, b in zip(grads[0][1], grads[1][1]):
         torch.testing.assert_close(a, b)
+
+
+def test_paper_block_is_pre_ln_layernorm_mhsa_gelu_with_rmsnorm_swiglu_as_options():
+    from dnachunker.modules.transformer import GELUMLP, SwiGLU
+    model = tiny()
+    block = model.main.blocks[0]
+    assert isinstance(block.norm1, torch.nn.LayerNorm) and isinstance(block.mlp, GELUMLP)
+    assert isinstance(model.main.final_norm, torch.nn.LayerNorm)
+    x = torch.randn(2, 10, 64)
+    h = block.norm1(x)  # Pre-LN: the residual stream itself is never normalised
+    attn = block.attn(h, torch.arange(10.0).expand(2, 10), torch.ones(2, 10, dtype=torch.bool))
+    y = x + attn
+    torch.testing.assert_close(block(x, torch.arange(10.0).expand(2, 10), torch.ones(2, 10, dtype=torch.bool)),
+                               y + block.mlp.down(torch.nn.functional.gelu(block.mlp.up(block.norm2(y)))))
+    other = tiny("main_norm=rmsnorm", "main_mlp=swiglu").main.blocks[0]
+    assert isinstance(other.norm1, RMSNorm) and isinstance(other.mlp, SwiGLU)
+
+
+def test_residual_projection_starts_at_zero_and_runs_in_fp32(chr20_windows):
+    model = tiny()
+    assert all(bool((st.residual_proj.weight == 0).all()) for st in model.stages)
+    _, ids, _ = masked_batch(chr20_windows(200, 2))
+    model = with_residual(model).bfloat16()  # as DeepSpeed runs it with bf16 on
+    seen = {}
+    for s, stage in enumerate(model.stages):
+        stage.encoder.register_forward_hook(lambda m, i, o, s=s: seen.__setitem__(s, o))
+    with torch.no_grad():
+        out = model(ids)
+    for s, (stage, st) in enumerate(zip(model.stages, out.stages)):
+        assert st.residual.dtype == torch.float32
+        w = stage.residual_proj
+        expected = torch.nn.functional.linear(seen[s].float(), w.weight.float(), w.bias.float()) * st.residual_gate[..., None]
+        torch.testing.assert_close(st.residual, expected, rtol=0, atol=0)
+
+
+def test_dechunk_gate_stays_fp32_under_bf16(chr20_windows, monkeypatch):
+    import dnachunker.modules.chunking as chunking
+    dtypes = []
+    real = chunking.gated_scan
+    monkeypatch.setattr(chunking, "gated_scan", lambda u, p: dtypes.append(p.dtype) or real(u, p))
+    _, ids, _ = masked_batch(chr20_windows(200, 1))
+    with torch.no_grad():
+        tiny().bfloat16()(ids)
+    assert dtypes and set(dtypes) == {torch.float32}
+
+
+def test_ratio_loss_sees_router_or_protected_decisions(chr20_windows):
+    _, ids, labels = masked_batch(chr20_windows(400, 2), seed=4)
+    with torch.no_grad():
+        own, protected = (tiny(f"ratio_loss_on={w}")(ids, labels=labels) for w in ("router", "protected"))
+    for s, (a, b) in enumerate(zip(own.stages, protected.stages)):
+        assert a.router_compression < a.compression  # protection adds boundaries around [MASK]
+        torch.testing.assert_close(own.ratio_losses[s], ratio_loss(a.p, a.router_boundary, a.valid, 0.5))
+        torch.testing.assert_close(protected.ratio_losses[s], ratio_loss(b.p_used, b.boundary, b.valid, 0.5))
+        assert protected.ratio_losses[s] != own.ratio_losses[s]
+
+
+def test_confidence_term_is_identity_forward_and_a_gradient_path_to_the_router(chr20_windows):
+    _, ids, labels = masked_batch(chr20_windows(300, 2), seed=2)
+
+    def run(*overrides):
+        model = with_residual(tiny("ratio_loss=false", *overrides))
+        out = model(ids, labels=labels)
+        out.loss.backward()
+        return out, torch.cat([st.router.q.weight.grad.flatten() for st in model.stages])
+    plain, g_plain = run()
+    conf, g_conf = run("upsample_confidence=true")
+    torch.testing.assert_close(conf.logits, plain.logits)  # the straight-through factor is 1
+    assert g_plain.abs().sum() > 0 and (g_conf - g_plain).abs().sum() > 1e-3 * g_plain.abs().sum()
+
+
+def test_given_tokenization_always_starts_a_chunk_at_position_zero():
+    model = tiny("tokenization=given", "mask_protection=false")
+    ids = batch_encode(["ACGTACGTACGTACGT"]).input_ids
+    given = torch.zeros_like(ids, dtype=torch.bool)
+    given[0, [5, 9]] = True  # no boundary at 0
+    with torch.no_grad():
+        out = model(ids, boundaries=given)
+    assert out.stages[0].chunk_start[0][out.stages[0].chunk_valid[0]].long().tolist() == [0, 5, 9]

@@ -28,19 +28,46 @@ def test_ssd_chunked_matches_sequential(l, chunk):
         torch.testing.assert_close(u, v, rtol=1e-4, atol=1e-4)
 
 
-def test_selective_scan_matches_reference():
+TOLERANCE = {torch.float32: dict(rtol=1e-4, atol=1e-4), torch.bfloat16: dict(rtol=2e-2, atol=2e-2)}
+GRAD_TOLERANCE = {torch.float32: dict(rtol=1e-3, atol=1e-3), torch.bfloat16: dict(rtol=5e-2, atol=5e-2)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("ngroups", [1, 2])
+def test_selective_scan_matches_reference(dtype, ngroups):
+    """bf16 inputs are upcast inside both (fp32 compute, bf16 out); B/C groups expand to heads."""
     g = torch.Generator().manual_seed(0)
-    b, l, h, p, gr, n = 2, 150, 4, 8, 1, 16
-    x = torch.randn(b, l, h, p, generator=g)
-    dt = torch.randn(b, l, h, generator=g)
+    b, l, h, p, n = 2, 150, 4, 8, 16
+    x = torch.randn(b, l, h, p, generator=g).to(dtype)
+    dt = torch.randn(b, l, h, generator=g).to(dtype)
     A = -torch.rand(h, generator=g) * 4 - 0.5
-    B, C = torch.randn(b, l, gr, n, generator=g), torch.randn(b, l, gr, n, generator=g)
+    B, C = (torch.randn(b, l, ngroups, n, generator=g).to(dtype) for _ in range(2))
     D, dt_bias = torch.randn(h, generator=g), torch.randn(h, generator=g) * 0.1
     y1, g1 = _grads(lambda *t: selective_scan(*t, chunk_size=32), x, dt, A, B, C, D, dt_bias)
     y2, g2 = _grads(selective_scan_ref, x, dt, A, B, C, D, dt_bias)
-    torch.testing.assert_close(y1, y2, rtol=1e-4, atol=1e-4)
+    assert y1.dtype == dtype
+    torch.testing.assert_close(y1.float(), y2.float(), **TOLERANCE[dtype])
     for u, v in zip(g1, g2):
-        torch.testing.assert_close(u, v, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(u.float(), v.float(), **GRAD_TOLERANCE[dtype])
+    if ngroups > 1:  # heads 0-1 read group 0, heads 2-3 group 1: a group's B moves only its heads
+        B2 = B.clone()
+        B2[:, :, 1] += 1
+        y3 = selective_scan(x, dt, A, B2, C, D, dt_bias, chunk_size=32)
+        assert torch.equal(y3[:, :, :2], y1[:, :, :2]) and not torch.equal(y3[:, :, 2:], y1[:, :, 2:])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_gated_scan_matches_reference_in_each_dtype(dtype):
+    g = torch.Generator().manual_seed(3)
+    u = torch.randn(2, 130, 8, generator=g).to(dtype)
+    p = torch.rand(2, 130, generator=g)
+    p[:, 0] = 1.0
+    y1, g1 = _grads(gated_scan, u, p)
+    y2, g2 = _grads(gated_scan_ref, u, p)
+    assert y1.dtype == dtype
+    torch.testing.assert_close(y1.float(), y2.float(), **TOLERANCE[dtype])
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a.float(), b.float(), **GRAD_TOLERANCE[dtype])
 
 
 def test_gated_scan_matches_reference_including_hard_gates():

@@ -125,10 +125,9 @@ def test_a_requeue_loop_without_progress_is_stopped(tmp_path, train_shards):
     job_id = proc.stdout.readline().strip()
     log = tmp_path / "run.log"
     for restart in range(3):
-        deadline = time.time() + 300
-        while f"restart {restart}:" not in (log.read_text() if log.is_file() else "") and time.time() < deadline:
-            time.sleep(0.2)
-        time.sleep(2)  # the training has started (its handlers are in place), no step can be done yet
+        deadline = time.time() + 300  # the ranks have met (their handlers are in place), no step is done yet
+        while (log.read_text() if log.is_file() else "").count("rendezvous") <= restart and time.time() < deadline:
+            time.sleep(0.1)
         subprocess.run(["scancel", "--batch", "--signal=USR1", job_id], check=True)
     proc.wait(timeout=600)
     text = log.read_text()

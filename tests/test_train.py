@@ -24,7 +24,7 @@ def tiny_run(out: Path, shards: Path) -> list[str]:
     """Overrides for a fast, fully logged tiny run on the test shards."""
     return [f"out_dir={out}", f"data.root={shards}", "data.micro_batch_size=4", "data.num_workers=1",
             "optim.warmup_steps=3", "val_every=5", "val_batches=2", "tracking.log_every=1",
-            "model_overrides=[max_len=512]"]
+            "model.max_len=512"]
 
 
 def _port() -> int:
@@ -205,4 +205,4 @@ def test_bad_config_is_a_clear_error(tmp_path):
     assert r.returncode == 2 and "zero_stage must be 1, 2 or 3" in r.stderr
     r = subprocess.run([sys.executable, "-m", "train.pretrain", "--config", "nope.yaml"], cwd=ROOT,
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "nope.yaml: config file not found" in r.stderr
+    assert r.returncode == 2 and "nope.yaml: pretraining config file not found" in r.stderr

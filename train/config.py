@@ -1,4 +1,6 @@
-"""Pretraining configuration: one OmegaConf dataclass, loaded from YAML plus key=value overrides."""
+"""Pretraining configuration: one dataclass with the model as a section, loaded once (YAML plus
+key=value overrides, dnachunker.config.load_structured) and recorded whole: <out_dir>/config.yaml,
+every checkpoint, the MLflow params."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import MISSING, OmegaConf
 
-from dnachunker.config import DNAChunkerConfig
+from dnachunker.config import DNAChunkerConfig, flatten, load_structured, to_dict
 
 
 @dataclass
@@ -27,7 +29,7 @@ class OptimConfig:
     warmup_steps: int = 1000
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     eps: float = 1e-8
-    weight_decay: float = 0.1        # not applied to norms, biases and embeddings
+    weight_decay: float = 0.1        # on every matrix (embeddings included); not on norms, biases, A_log, D, dt_bias
     grad_clip: float = 1.0
 
 
@@ -36,6 +38,7 @@ class CheckpointConfig:
     every: int = 1000                # steps between checkpoints (also saved on a stop signal and at the end)
     keep: int = 3                    # retention: the newest K checkpoints by write order
     resume: str = "auto"             # auto | none | <path to a checkpoint directory> (older: a rollback)
+    allow_model_change: bool = False # resume although the model section differs from the checkpoint's
 
 
 @dataclass
@@ -50,8 +53,9 @@ class TrackingConfig:
 @dataclass
 class TrainConfig:
     out_dir: str = MISSING
-    model: str = "configs/model/tiny.yaml"       # a model YAML, overridden by model_overrides
-    model_overrides: list[str] = field(default_factory=list)
+    # the model: a section (model.target_ratio=[0.3,0.5] on the command line), or the path of a
+    # model YAML (model=configs/model/tiny.yaml), read once at load; defaults: the paper's model
+    model: DNAChunkerConfig = field(default_factory=DNAChunkerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -67,32 +71,30 @@ class TrainConfig:
     max_stops_without_progress: int = 3  # refuse to start after this many stops in a row with no step done
     seed: int = 0                    # model initialisation
 
-    def model_config(self) -> DNAChunkerConfig:
-        return DNAChunkerConfig.load(self.model, *self.model_overrides)
-
     def validate(self) -> "TrainConfig":
         if self.zero_stage not in (1, 2, 3):
             raise ValueError(f"zero_stage must be 1, 2 or 3, got {self.zero_stage}")
         if self.precision not in ("bf16", "fp32"):
             raise ValueError(f"precision must be bf16 or fp32, got {self.precision!r}")
-        self.model_config()  # fails early, naming the model file
+        self.model.validate()
         return self
 
 
-def load_config(path: str | None, overrides: list[str]) -> TrainConfig:
-    base = OmegaConf.structured(TrainConfig)
-    try:
-        if path:
-            if not Path(path).is_file():
-                raise ValueError(f"{path}: config file not found")
-            base = OmegaConf.merge(base, OmegaConf.load(path))
-        merged = OmegaConf.merge(base, OmegaConf.from_dotlist(overrides))
-        return OmegaConf.to_object(merged).validate()
-    except ValueError:
-        raise
-    except Exception as e:
-        raise ValueError(f"{path or 'config'}: {e}") from None
+def load_config(path: str | Path | None, overrides: list[str]) -> TrainConfig:
+    return load_structured(TrainConfig, path, overrides, what="pretraining config",
+                           sections={"model": DNAChunkerConfig})
 
 
-def to_yaml(cfg: TrainConfig) -> str:
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+# keys of the model section that change how it runs, not what it computes: free to differ on resume
+RUNTIME_MODEL_KEYS = {"activation_checkpointing"}
+
+
+def model_changes(cfg: TrainConfig, checkpoint_config: str) -> list[str]:
+    """'model.key: checkpoint -> now' for every model key that differs from a checkpoint's config
+    (its resolved YAML)."""
+    saved = OmegaConf.to_container(OmegaConf.create(checkpoint_config)).get("model")
+    if not isinstance(saved, dict):  # written before the model was a section: nothing to compare
+        return []
+    a, b = flatten(saved), flatten(to_dict(cfg.model))
+    return [f"model.{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b))
+            if a.get(k) != b.get(k) and k not in RUNTIME_MODEL_KEYS]

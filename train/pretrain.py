@@ -50,7 +50,9 @@ from dnachunker import DNAChunker  # noqa: E402
 from dnachunker.fileio import write_text  # noqa: E402
 
 from . import checkpoint, distributed  # noqa: E402
-from .config import TrainConfig, load_config, to_yaml  # noqa: E402
+from dnachunker.config import to_yaml  # noqa: E402
+
+from .config import TrainConfig, load_config, model_changes  # noqa: E402
 from .distributed import SetupError  # noqa: E402
 from .lock import LockError, RunLock  # noqa: E402
 from .tracking import Tracker  # noqa: E402
@@ -126,7 +128,8 @@ def validate(engine, loader: PretrainLoader, batches: int, d: distributed.Dist) 
         b = _to(batch, d.device)
         out = engine(b["input_ids"], b["valid"], b["labels"], b["weight"], b.get("boundaries"))
         sums.add({"valid/mlm_loss": out.mlm_loss.item(), "valid/mlm_accuracy": out.mlm_accuracy.item(),
-                  **{f"valid/compression_{s}": st.compression.item() for s, st in enumerate(out.stages)}})
+                  **{f"valid/compression_{s}": st.compression.item() for s, st in enumerate(out.stages)},
+                  **{f"valid/router_compression_{s}": st.router_compression.item() for s, st in enumerate(out.stages)}})
         if sums.n >= batches:
             break
     engine.train()
@@ -137,7 +140,7 @@ def export(cfg: TrainConfig, ckpt: Path, out: Path) -> Path:
     """fp32 master weights of a checkpoint -> save_pretrained directory (rank 0)."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt.parent), tag=ckpt.name)
-    model = DNAChunker(cfg.model_config())
+    model = DNAChunker(cfg.model)
     model.load_state_dict(state, strict=True)
     return model.save_pretrained(out)
 
@@ -224,10 +227,19 @@ class Trainer:
         self.cfg, self.d = cfg, d
         self.out = Path(cfg.out_dir)
         self.ckpt_root = self.out / "checkpoints"
-        resume, set_aside = None, []
+        resume, set_aside, error = None, [], None
         if d.main:
             resume = checkpoint.find_resume(self.ckpt_root, cfg.checkpoint.resume)
-            set_aside = checkpoint.prepare_root(self.ckpt_root, resume)
+            changes = model_changes(cfg, checkpoint.read_state(resume)["config"]) if resume else []
+            if changes and not cfg.checkpoint.allow_model_change:
+                error = (f"{resume}: the model section differs from the checkpoint's ({'; '.join(changes)}). "
+                         "Resume with the checkpoint's model (drop those overrides), or set "
+                         "checkpoint.allow_model_change=true to continue with the new values")
+            else:
+                if changes:
+                    print(f"warning: model changed on resume: {'; '.join(changes)}", file=sys.stderr)
+                set_aside = checkpoint.prepare_root(self.ckpt_root, resume)
+        distributed.raise_if_any(error)
         resume, rollback = distributed.broadcast((resume, bool(set_aside)))
         cfg.grad_accum = _grad_accum(cfg, d.world_size)
         if d.main:
@@ -243,7 +255,7 @@ class Trainer:
             torch.distributed.barrier()
 
         torch.manual_seed(cfg.seed)
-        model = DNAChunker(cfg.model_config())
+        model = DNAChunker(cfg.model)
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, model_parameters=param_groups(model, cfg.optim.weight_decay),
             config=deepspeed_config(cfg, universal),
@@ -252,7 +264,7 @@ class Trainer:
         dc = cfg.data
         segmenter = None
         if dc.bpe_tokenizer:
-            from dnachunker.eval.segmenters import BPESegmenter
+            from dnachunker.segmenters import BPESegmenter
             segmenter = BPESegmenter.load(dc.bpe_tokenizer)
         self.train_loader = PretrainLoader(dc.root, "train", dc.micro_batch_size, d.rank, d.world_size, dc.seed,
                                            dc.num_workers, train=True, mask_prob=dc.mask_prob,
@@ -299,7 +311,9 @@ class Trainer:
             metrics.add({"loss": out.loss.item(), "mlm_loss": out.mlm_loss.item(),
                          "mlm_accuracy": out.mlm_accuracy.item(),
                          **{f"ratio_loss_{s}": r.item() for s, r in enumerate(out.ratio_losses)},
-                         **{f"compression_{s}": st.compression.item() for s, st in enumerate(out.stages)}})
+                         **{f"compression_{s}": st.compression.item() for s, st in enumerate(out.stages)},
+                         **{f"router_compression_{s}": st.router_compression.item()
+                            for s, st in enumerate(out.stages)}})
         self.step += 1
         m = metrics.pop()
         grad_norm = self.engine.get_global_grad_norm()

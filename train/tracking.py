@@ -17,18 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from omegaconf import OmegaConf
-
-
-def _flatten(d: dict, prefix: str = "") -> dict[str, str]:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = str(v)[:500]
-    return out
+from dnachunker.config import flatten, to_dict
 
 
 class Tracker:
@@ -59,8 +48,7 @@ class Tracker:
             tags = {**tags, "mlflow.parentRunId": t.parent_run_id}
         run = self.client.create_run(exp_id, run_name=t.run_name or Path(cfg.out_dir).name, tags=tags)
         self.run_id = run.info.run_id
-        params = _flatten(OmegaConf.to_container(OmegaConf.structured(cfg)))
-        items = [Param(k, v) for k, v in params.items()]
+        items = [Param(k, str(v)[:500]) for k, v in flatten(to_dict(cfg)).items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i:i + 100])
 

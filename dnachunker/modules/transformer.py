@@ -1,4 +1,5 @@
-"""Pre-LN Transformer main network with rotary embeddings at *fractional base-pair positions*.
+"""Pre-LN Transformer main network (MHSA + GELU FFN, LayerNorm; RMSNorm and SwiGLU as options)
+with rotary embeddings at *fractional base-pair positions*.
 
 Each main-network token is a stage-1 chunk; its RoPE position is the centre base-pair index of
 the span it covers ((first + last) / 2), so relative offsets between tokens stay in base pairs
@@ -58,6 +59,18 @@ class SelfAttention(nn.Module):
         return self.out(attention(q, k, v, valid).transpose(1, 2).reshape(b, l, d))
 
 
+class GELUMLP(nn.Module):
+    """The paper's FFN: d -> mlp_ratio * d -> GELU -> d."""
+
+    def __init__(self, d: int, mlp_ratio: float):
+        super().__init__()
+        self.up = nn.Linear(d, int(mlp_ratio * d), bias=False)
+        self.down = nn.Linear(int(mlp_ratio * d), d, bias=False)
+
+    def forward(self, x):
+        return self.down(F.gelu(self.up(x)))
+
+
 class SwiGLU(nn.Module):
     def __init__(self, d: int, mlp_ratio: float):
         super().__init__()
@@ -70,12 +83,19 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(g) * a)
 
 
+NORMS = {"layernorm": nn.LayerNorm, "rmsnorm": RMSNorm}
+MLPS = {"gelu": GELUMLP, "swiglu": SwiGLU}
+
+
 class TransformerBlock(nn.Module):
-    def __init__(self, d: int, n_heads: int, mlp_ratio: float, rope_base: float):
+    """Pre-LN: x + MHSA(norm(x)), then x + MLP(norm(x)). The paper's block is LayerNorm + GELU."""
+
+    def __init__(self, d: int, n_heads: int, mlp_ratio: float, rope_base: float, norm: str = "layernorm",
+                 mlp: str = "gelu"):
         super().__init__()
-        self.norm1, self.norm2 = RMSNorm(d), RMSNorm(d)
+        self.norm1, self.norm2 = NORMS[norm](d), NORMS[norm](d)
         self.attn = SelfAttention(d, n_heads, rope_base)
-        self.mlp = SwiGLU(d, mlp_ratio)
+        self.mlp = MLPS[mlp](d, mlp_ratio)
 
     def forward(self, x, pos, valid):
         x = x + self.attn(self.norm1(x), pos, valid)
@@ -84,11 +104,12 @@ class TransformerBlock(nn.Module):
 
 class MainNetwork(nn.Module):
     def __init__(self, d: int, n_layers: int, n_heads: int, mlp_ratio: float, rope_base: float,
-                 checkpointing: bool = False):
+                 checkpointing: bool = False, norm: str = "layernorm", mlp: str = "gelu"):
         super().__init__()
         self.checkpointing = checkpointing
-        self.blocks = nn.ModuleList(TransformerBlock(d, n_heads, mlp_ratio, rope_base) for _ in range(n_layers))
-        self.final_norm = RMSNorm(d)
+        self.blocks = nn.ModuleList(TransformerBlock(d, n_heads, mlp_ratio, rope_base, norm, mlp)
+                                    for _ in range(n_layers))
+        self.final_norm = NORMS[norm](d)
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """x: (b, l, d); pos: (b, l) float base-pair centres; valid: (b, l) bool -> (b, l, d)."""

@@ -1,4 +1,4 @@
-"""python -m dnachunker.eval COMMAND ...
+"""python -m evaluation COMMAND ...
 
   finetune   fine-tune (or --mode probe: linear probe) a pretrained model on a classification task,
              several seeds; writes <out>/<task>_<mode>.csv (per seed) and appends to <out>/results.md
@@ -9,12 +9,12 @@
              DNAChunker and the single-nucleotide, 6-mer and BPE tokenizations
 
 Examples:
-  python -m dnachunker.eval finetune --model runs/tiny_chr20/export --format gue \\
+  python -m evaluation finetune --model runs/tiny_chr20/export --format gue \\
       --path ../shared/data/gue_from_DeepGene/prom/prom_300_tata --mode probe --seeds 0 1 2
-  python -m dnachunker.eval bpe --shards data/chr20_demo --out runs/bpe.json
-  python -m dnachunker.eval segment --model runs/tiny_chr20/export \\
+  python -m evaluation bpe --shards data/chr20_demo --out runs/bpe.json
+  python -m evaluation segment --model runs/tiny_chr20/export \\
       --fasta ../shared/data/ncbi_softmasked_small_chroms/DmelanDM6_4_*.fna.gz --gtf .../DmelanDM6_4.gtf.gz
-  python -m dnachunker.eval robustness --model runs/tiny_chr20/export --bpe runs/bpe.json \\
+  python -m evaluation robustness --model runs/tiny_chr20/export --bpe runs/bpe.json \\
       --fasta ../shared/data/hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz
 """
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import markdown_table, write_csv
+from dnachunker.fileio import markdown_table, write_csv
 
 
 def _windows(fasta: str, length: int, count: int, seed: int = 0):
@@ -57,8 +57,12 @@ def cmd_finetune(a) -> int:
 
 
 def cmd_bpe(a) -> int:
-    from .segmenters import BPESegmenter
-    bpe = BPESegmenter.train_on_shards(a.shards, a.vocab_size, a.max_samples)
+    from data_pipeline.reader import ShardSplit
+    from dnachunker.segmenters import BPESegmenter
+    from dnachunker.tokenizer import decode
+    shards = ShardSplit(a.shards, "train")
+    pick = np.random.default_rng(0).permutation(len(shards))[:a.max_samples]
+    bpe = BPESegmenter.train((decode(shards[int(i)]["bases"]) for i in pick), a.vocab_size)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     bpe.save(a.out)
     print(f"BPE tokenizer ({a.vocab_size} tokens) trained on {a.shards} -> {a.out}")
@@ -101,7 +105,7 @@ def cmd_segment(a) -> int:
 
 def cmd_robustness(a) -> int:
     from .analysis import robustness
-    from .segmenters import BPESegmenter, kmer, single_nucleotide
+    from dnachunker.segmenters import BPESegmenter, kmer, single_nucleotide
     seqs, *_ = _windows(a.fasta, a.length, a.count)
     segmenters = {"single-nucleotide": single_nucleotide, "6-mer": kmer}
     if a.bpe:
@@ -118,7 +122,7 @@ def cmd_robustness(a) -> int:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dnachunker.eval", description=__doc__,
+    p = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
     f = sub.add_parser("finetune", help="fine-tune or probe on a classification task")

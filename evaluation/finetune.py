@@ -18,8 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..model import DNAChunker
-from ..tokenizer import batch_encode
+from dnachunker.model import DNAChunker
+from dnachunker.tokenizer import batch_encode
 from .metrics import all_metrics
 from .tasks import Task
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..fileio import atomic_file
+from dnachunker.fileio import atomic_file
 
 Segmenter = Callable[[str], np.ndarray]  # sequence -> chunk start positions (bp), sorted, starts at 0
 

@@ -1,6 +1,7 @@
 """Fixed tokenizations as segmenters (chunk start positions in bp), for the ablation baselines
-and the robustness comparison: single-nucleotide, non-overlapping k-mer, and BPE trained on the
-pretraining shards (HuggingFace `tokenizers`)."""
+(training feeds BPE token starts to the model as `boundaries`) and the robustness comparison:
+single-nucleotide, non-overlapping k-mer, and BPE (HuggingFace `tokenizers`; trained on the
+pretraining shards by `python -m evaluation bpe`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -30,15 +31,6 @@ class BPESegmenter:
                                       initial_alphabet=list("ACGTN"), show_progress=False)
         tok.train_from_iterator((s.upper() for s in sequences), trainer=trainer)
         return cls(tok)
-
-    @classmethod
-    def train_on_shards(cls, root: str | Path, vocab_size: int = 4096, max_samples: int = 20000,
-                        split: str = "train") -> "BPESegmenter":
-        from data_pipeline.reader import ShardSplit
-        from ..tokenizer import decode
-        shards = ShardSplit(root, split)
-        idx = np.random.default_rng(0).permutation(len(shards))[:max_samples]
-        return cls.train((decode(shards[int(i)]["bases"]) for i in idx), vocab_size)
 
     def save(self, path: str | Path) -> None:
         self.tok.save(str(path))

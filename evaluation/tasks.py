@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..tokenizer import IUPAC
+from dnachunker.tokenizer import IUPAC
 
 
 class EvalDataError(ValueError):
@@ -186,7 +186,7 @@ def load_genomic_benchmark(path: str | Path, fasta: str | Path) -> Task:
     from omegaconf import OmegaConf
 
     from data_pipeline.fasta import read_fasta
-    from ..tokenizer import decode
+    from dnachunker.tokenizer import decode
 
     d = Path(path)
     meta = d / "metadata.yaml"
@@ -238,7 +238,7 @@ def load_genomic_benchmark(path: str | Path, fasta: str | Path) -> Task:
 
 def _read_fa(path: Path) -> list[str]:
     from data_pipeline.fasta import read_fasta
-    from ..tokenizer import decode
+    from dnachunker.tokenizer import decode
     return [decode(codes, soft) for _, codes, soft in read_fasta(path)]
 
 

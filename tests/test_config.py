@@ -1,0 +1,55 @@
+"""One configuration system: schema <- YAML <- overrides, the model as a section of the training
+config, resolved once; errors name where they come from."""
+import pytest
+
+from data_pipeline.config import PipelineConfig
+from data_pipeline.errors import DataError
+from dnachunker.config import ConfigError, DNAChunkerConfig, load_structured, to_yaml
+from slurm.sweep import SweepConfig
+from train.config import load_config, model_changes
+
+from .conftest import ROOT
+
+PRETRAIN = ROOT / "configs" / "pretrain" / "tiny_chr20.yaml"
+
+
+def test_model_path_is_read_once_and_overrides_apply_on_top(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    cfg = load_config(PRETRAIN, ["model.target_ratio=[0.3,0.5]", "model.mamba.d_state=8"])
+    tiny = DNAChunkerConfig.load(ROOT / "configs" / "model" / "tiny.yaml")
+    assert cfg.model.d_model == tiny.d_model and cfg.model.target_ratio == [0.3, 0.5] and cfg.model.mamba.d_state == 8
+    # the file is not read again later: editing it does not change the loaded config
+    text = to_yaml(cfg)
+    assert "target_ratio:\n  - 0.3\n  - 0.5" in text and "d_model:" in text and "configs/model" not in text
+    # a later model path replaces the whole section (the schema's defaults fill what it omits)
+    other = tmp_path / "m.yaml"
+    other.write_text("main_layers: 3\n")
+    cfg = load_config(PRETRAIN, ["model.target_ratio=[0.3,0.5]", f"model={other}", "model.n_heads=4"])
+    assert cfg.model.main_layers == 3 and cfg.model.target_ratio == [0.5, 0.5] and cfg.model.d_model == [256, 512, 672]
+
+
+def test_errors_name_the_file_or_override(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ConfigError, match="override 'model.no_such_key=1'"):
+        load_config(PRETRAIN, ["model.no_such_key=1"])
+    bad = tmp_path / "bad_model.yaml"
+    bad.write_text("d_model: seven\n")
+    with pytest.raises(ConfigError, match="bad_model.yaml"):
+        load_config(PRETRAIN, [f"model={bad}"])
+    with pytest.raises(ConfigError, match="tiny_chr20.yaml: .*main_mlp must be one of gelu, swiglu"):
+        load_config(PRETRAIN, ["model.main_mlp=relu"])
+    with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
+        load_config(PRETRAIN, ["model=nope.yaml"])
+    with pytest.raises(DataError, match="window.length"):
+        PipelineConfig.load(None, ["fasta=x", "out=y", "window.length=0"])
+    with pytest.raises(ConfigError, match="override 'no_such=1': Key 'no_such' not in 'SweepConfig'"):
+        load_structured(SweepConfig, None, ["no_such=1"], what="sweep config")
+
+
+def test_model_changes_against_a_checkpoint_name_the_keys(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    saved = to_yaml(load_config(PRETRAIN, []))
+    assert model_changes(load_config(PRETRAIN, ["model.activation_checkpointing=true"]), saved) == []
+    assert model_changes(load_config(PRETRAIN, ["model.target_ratio=[0.3,0.5]", "model.ratio_loss_weight=0.1"]),
+                         saved) == ["model.ratio_loss_weight: 0.03 -> 0.1", "model.target_ratio: [0.5, 0.5] -> [0.3, 0.5]"]
+    assert model_changes(load_config(PRETRAIN, []), "model: configs/model/tiny.yaml\n") == []  # older checkpoints
