@@ -42,6 +42,7 @@ class PipelineConfig:
     splits: SplitConfig = field(default_factory=SplitConfig)
     repeat_weight: float = 0.1       # per-base MLM weight of repeat bases, stored in the shards
     samples_per_shard: int = 1024
+    allow_empty_splits: bool = False # a split whose regions give no window is an error unless this is set
     workers: int = 0                 # processes for sharding (0: all cores)
     zarr_chunk: int = 1 << 20        # base pairs per zarr chunk
 

@@ -81,6 +81,12 @@ def build_windows(cfg: PipelineConfig) -> Path:
         arrays[f"{split}_start"] = np.concatenate(starts) if starts else np.zeros(0, np.int64)
         stats[split] = {"windows": len(arrays[f"{split}_start"]), "dropped_mostly_n": dropped,
                         "regions": len(regions)}
+        if regions and not stats[split]["windows"] and not cfg.allow_empty_splits:
+            longest = max(end - start for _, start, end in regions)
+            raise DataError(f"{cfg.fasta}: split '{split}' has no window: its {len(regions)} region(s) are at most "
+                            f"{longest:,} bp long" + (f" ({dropped:,} windows dropped as mostly N)" if dropped else "")
+                            + f", window.length is {L:,}. Use a shorter window.length or other regions, or set "
+                            "allow_empty_splits=true if an empty split is what you want")
         print(f"windows {split}: {stats[split]['windows']:,} kept, {dropped:,} dropped (mostly N)")
     with atomic_file(out / "windows.npz") as tmp, open(tmp, "wb") as fh:
         np.savez(fh, names=np.array(store.names), **arrays)

@@ -27,7 +27,10 @@ from .modules.chunking import Chunks, dechunk
 from .modules.norm import RMSNorm
 from .modules.routing import Router
 from .modules.transformer import MainNetwork
-from .tokenizer import MASK, batch_encode
+from .segmenters import BPESegmenter
+from .tokenizer import MASK, batch_encode, decode
+
+SEGMENTER = "segmenter.json"
 
 
 @dataclass
@@ -160,6 +163,7 @@ class DNAChunker(nn.Module):
                                 cfg.activation_checkpointing, cfg.main_norm, cfg.main_mlp)
         self.norm = RMSNorm(cfg.d_model[0])
         self.head = nn.Linear(cfg.d_model[0], cfg.vocab_size)
+        self.segmenter = None  # tokenization 'given': cuts inputs that come without `boundaries` (e.g. BPE)
         self.apply(self._init_weights)
         for stage in self.stages:
             stage.router.reset_parameters()
@@ -181,6 +185,8 @@ class DNAChunker(nn.Module):
         token starts of a given tokenization (only for cfg.tokenization == 'given')."""
         if valid is None:
             valid = torch.ones_like(input_ids, dtype=torch.bool)
+        if boundaries is None and self.cfg.tokenization == "given" and self.segmenter is not None:
+            boundaries = self._given_boundaries(input_ids, valid)
         pos = torch.arange(input_ids.size(1), device=input_ids.device, dtype=torch.float32).expand(input_ids.shape)
         x, v, has_mask, start, end = self.embed(input_ids), valid, (input_ids == MASK) & valid, pos, pos
         ctxs = []
@@ -213,6 +219,13 @@ class DNAChunker(nn.Module):
         if cfg.ratio_loss and cfg.tokenization == "learned":
             out.loss = out.loss + cfg.ratio_loss_weight * sum(out.ratio_losses)
 
+    def _given_boundaries(self, input_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(b, L) token starts of the attached segmenter (as the training loader computes them)."""
+        out = torch.zeros_like(valid)
+        for i, (ids, n) in enumerate(zip(input_ids.cpu().numpy(), valid.sum(1).tolist())):
+            out[i, torch.from_numpy(self.segmenter(decode(ids[:n])))] = True
+        return out
+
     # ---- inference API -------------------------------------------------------------------
     @torch.no_grad()
     def segment(self, seqs: list[str], batch_size: int = 8) -> list[list[np.ndarray]]:
@@ -234,11 +247,14 @@ class DNAChunker(nn.Module):
         return result
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config.yaml + model.safetensors atomically (temp dir, then rename)."""
+        """Write config.yaml + model.safetensors (+ segmenter.json for a 'given' tokenization)
+        atomically (temp dir, then rename)."""
         with atomic_directory(directory) as tmp:
             (tmp / "config.yaml").write_text(self.cfg.to_yaml())
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            if self.segmenter is not None:
+                self.segmenter.save(tmp / SEGMENTER)
         return Path(directory)
 
     @classmethod
@@ -253,6 +269,10 @@ class DNAChunker(nn.Module):
             model.load_state_dict(state, strict=True)
         except Exception as e:
             raise ValueError(f"{directory / 'model.safetensors'}: cannot load weights: {e}") from None
+        if (directory / SEGMENTER).is_file():
+            model.segmenter = BPESegmenter.load(directory / SEGMENTER)
+        elif model.cfg.tokenization == "given":
+            raise FileNotFoundError(f"{directory}: tokenization 'given' but no {SEGMENTER} to cut inputs with")
         return model.to(map_location)
 
     def num_parameters(self) -> int:

@@ -2,6 +2,8 @@
 
   finetune   fine-tune (or --mode probe: linear probe) a pretrained model on a classification task,
              several seeds; writes <out>/<task>_<mode>.csv (per seed) and appends to <out>/results.md
+  suite      every task of an evaluation suite (configs/eval/) on one model, one protocol;
+             <out>/<column>.json per task (skipped on a re-run with the same weights)
   bpe        train the BPE baseline tokenizer on pretraining shards -> tokenizer JSON
   segment    chunk-length table per region type (repeats from soft-masking; exons from a GTF) and
              a PNG + HTML view of both stages' boundaries on one window
@@ -24,6 +26,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from dnachunker.fileio import markdown_table, write_csv
 
@@ -53,6 +56,16 @@ def cmd_finetune(a) -> int:
     with open(out / "results.md", "a") as fh:
         fh.write(f"\n{a.model} · {task.name} · {a.mode}\n\n" + markdown_table([summary]) + "\n")
     print(markdown_table(rows) + "\n\n" + markdown_table([summary]))
+    return 0
+
+
+def cmd_suite(a) -> int:
+    from .suite import SuiteConfig, run_suite
+    suite = SuiteConfig.load(a.suite, a.overrides)
+    results = run_suite(a.model, suite, a.out, a.device)
+    print(markdown_table([{"column": c, **r} for c, r in results.items()],
+                         ["column", "task", "mcc", "mcc_std", "accuracy", "f1", "majority_accuracy"]))
+    print(f"results: {Path(a.out).resolve()}", file=sys.stderr)
     return 0
 
 
@@ -139,6 +152,12 @@ def main(argv=None) -> int:
     f.add_argument("--max-len", type=int, default=None)
     f.add_argument("--max-train", type=int, default=None)
     f.add_argument("--out", default="results/eval")
+    su = sub.add_parser("suite", help="an evaluation suite (configs/eval/*.yaml) on one model")
+    su.add_argument("--model", required=True, help="save_pretrained directory (e.g. <out_dir>/export)")
+    su.add_argument("--suite", required=True, help="suite YAML, e.g. configs/eval/paper_columns.yaml")
+    su.add_argument("--out", required=True, help="directory for one result JSON per task")
+    su.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    su.add_argument("overrides", nargs="*", help="key=value overrides of the suite, e.g. seeds=[0]")
     b = sub.add_parser("bpe", help="train the BPE baseline tokenizer on shards")
     b.add_argument("--shards", required=True)
     b.add_argument("--vocab-size", type=int, default=4096)
@@ -161,10 +180,13 @@ def main(argv=None) -> int:
     r.add_argument("--out")
     a = p.parse_args(argv)
     from data_pipeline.errors import DataError
+    from dnachunker.config import ConfigError
+
     from .tasks import EvalDataError
     try:
-        return {"finetune": cmd_finetune, "bpe": cmd_bpe, "segment": cmd_segment, "robustness": cmd_robustness}[a.cmd](a)
-    except (EvalDataError, DataError, FileNotFoundError) as e:
+        return {"finetune": cmd_finetune, "suite": cmd_suite, "bpe": cmd_bpe, "segment": cmd_segment,
+                "robustness": cmd_robustness}[a.cmd](a)
+    except (EvalDataError, DataError, ConfigError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -9,6 +9,7 @@ the best valid MCC is kept, and the test split is scored with MCC, accuracy and 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import statistics
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from tqdm import tqdm
 
 from dnachunker.model import DNAChunker
 from dnachunker.tokenizer import batch_encode
@@ -34,7 +36,9 @@ class FinetuneConfig:
     max_len: int | None = None       # truncate longer sequences
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     val_fraction: float = 0.1
-    max_train: int | None = None     # subsample the training split (quick runs)
+    max_train: int | None = None     # subsample the training pool, before each seed's valid split is held out
+    max_test: int | None = None      # subsample the test split
+    # (both with a fixed seed: the same sequences for every model and every seed)
 
 
 def pooled(model: DNAChunker, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -54,13 +58,14 @@ def _batches(data, batch_size, max_len, shuffle_rng=None):
         yield b.input_ids, b.valid, torch.tensor([y for _, y in chunk])
 
 
-def _features(model, data, cfg, device) -> tuple[torch.Tensor, torch.Tensor]:
+def _features(model, data, cfg, device, desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
     model.eval()
     feats, ys = [], []
-    with torch.no_grad():
+    with torch.no_grad(), tqdm(total=len(data), desc=desc, unit="seq", leave=False, dynamic_ncols=True) as bar:
         for ids, valid, y in _batches(data, cfg.batch_size, cfg.max_len):
             feats.append(pooled(model, ids.to(device), valid.to(device)).cpu())
             ys.append(y)
+            bar.update(len(y))
     return torch.cat(feats), torch.cat(ys)
 
 
@@ -74,8 +79,6 @@ def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device=
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     train, valid = task.split_valid(seed, cfg.val_fraction)
-    if cfg.max_train and len(train) > cfg.max_train:
-        train = [train[i] for i in sorted(rng.choice(len(train), cfg.max_train, replace=False))]
     n = task.n_classes
     model = DNAChunker.from_pretrained(model_dir, map_location=device)
     head = nn.Linear(model.cfg.d_model[0], n).to(device)
@@ -110,17 +113,17 @@ def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device=
 def _probe(model, head, task, train, valid, cfg, seed, device, n, cache):
     for p in model.parameters():
         p.requires_grad_(False)
-    key = lambda data: tuple(hash(s) for s, _ in data)  # noqa: E731
-    cache = cache if cache is not None else {}
+    cache = cache if cache is not None else {}  # sequence -> pooled features, shared by the seeds
 
-    def feats(data):
-        k = key(data)
-        if k not in cache:
-            cache[k] = _features(model, data, cfg, device)
-        return cache[k]
-    xtr, ytr = feats(train)
-    xva, yva = feats(valid)
-    xte, yte = feats(task.test)
+    def feats(data, split):
+        missing = list({s: (s, y) for s, y in data if s not in cache}.values())
+        if missing:
+            x, _ = _features(model, missing, cfg, device, desc=f"features ({split})")
+            cache.update(zip((s for s, _ in missing), x))
+        return torch.stack([cache[s] for s, _ in data]), torch.tensor([y for _, y in data])
+    xtr, ytr = feats(train, "train")
+    xva, yva = feats(valid, "valid")
+    xte, yte = feats(task.test, "test")
     mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
     norm = lambda x: ((x - mu) / sd).to(device)  # noqa: E731
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr or 1e-2, weight_decay=cfg.weight_decay)
@@ -144,8 +147,12 @@ def _probe(model, head, task, train, valid, cfg, seed, device, n, cache):
 
 def evaluate(model_dir: str, task: Task, cfg: FinetuneConfig, device="cpu") -> tuple[list[dict], dict]:
     """-> (one row per seed, summary row with mean and std over seeds)."""
+    def cap(data, k):
+        return data if not k or len(data) <= k else [data[i] for i in sorted(
+            np.random.default_rng(0).choice(len(data), k, replace=False))]
+    task = dataclasses.replace(task, train=cap(task.train, cfg.max_train), test=cap(task.test, cfg.max_test))
     rows, cache = [], {}
-    for seed in cfg.seeds:
+    for seed in tqdm(cfg.seeds, desc=f"{task.name} ({cfg.mode})", unit="seed", dynamic_ncols=True):
         r = run_seed(model_dir, task, cfg, seed, device, cache)
         rows.append({"task": task.name, "mode": cfg.mode, "seed": seed, **r})
     majority = max(np.bincount([y for _, y in task.test])) / len(task.test)

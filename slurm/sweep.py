@@ -1,41 +1,61 @@
-"""Scaling sweeps with submitit: one job array, one full pretraining run per point.
+"""Sweeps and studies: pretraining points, each exported and probed on an evaluation suite,
+gathered into tables and plots.
 
-    python -m slurm.sweep --sweep configs/sweep/alpha_depth.yaml [key=value ...]
+    python -m slurm.sweep --sweep configs/sweep/ablation.yaml [key=value ...]
     python -m slurm.sweep --sweep configs/sweep/alpha_depth.yaml cluster=slurm slurm.gpus_per_node=8
 
 Points are the cartesian product of `grid` plus any explicit `points`; every key is a
-pretraining override (`model.target_ratio`, `model.main_layers`, `optim.lr`, ...).
-Each point trains in <out_dir>/<point>/ and logs an MLflow child run under one parent run
-(<out_dir>/mlflow.db by default). When all jobs are done the results are gathered into
-<out_dir>/results.csv and results.md (final valid loss, achieved compression per stage,
-throughput) and plotted to <out_dir>/loss_vs_alpha_depth.png. Re-running the same command
-resumes: every run continues from its newest checkpoint (finished runs just report again).
+pretraining override (`model.target_ratio`, `model.main_layers`, `optim.lr`, ...), except
+`label`, the row's name in the tables. Each point trains in <out_dir>/<point>/ (an MLflow child
+run under one parent run), is exported, and, when the sweep names an `evaluation` suite, is probed
+into <out_dir>/<point>/eval/. With `control: true` the untrained base model (same seed) is exported
+and probed as a row of its own. Points whose tokenization is `given` get a BPE tokenizer trained
+on the base config's shards (<out_dir>/bpe.json).
+
+`cluster=local` runs points as local processes, `parallel` at a time (default: one per GPU, one
+on a CPU machine), each with its share of the cores; an evaluation starts when its pretraining
+has finished. `cluster=slurm` submits the pretraining as one job array (`parallel` = the array's
+limit) and each evaluation as a job that depends on its element (afterok). Re-running the same
+command skips finished pretraining and finished evaluations and resumes unfinished ones. When all
+is done: results.csv / results.md / study.md and plots in <out_dir>, attached to the parent run.
+A failed point is a row with its status, never the end of the sweep.
 """
 from __future__ import annotations
 
 import argparse
 import itertools
 import json
+import os
 import re
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from dnachunker.config import ConfigError, load_structured, to_yaml
-from dnachunker.fileio import atomic_file, markdown_table, write_csv, write_text
+from dnachunker.fileio import write_text
+
+from . import local
+from .report import PRETRAIN, overall, write_report
 
 
 @dataclass
 class SlurmConfig:
     partition: str | None = None
     time_min: int = 24 * 60
+    eval_time_min: int = 120
     nodes: int = 1
     tasks_per_node: int = 1          # one per GPU
     gpus_per_node: int = 0
     cpus_per_task: int = 2
     mem_gb: int | None = None
-    array_parallelism: int = 64
     additional: dict = field(default_factory=dict)  # any other sbatch option, e.g. {account: x}
+
+
+@dataclass
+class BPEConfig:
+    vocab_size: int = 4096
+    max_samples: int = 20000
 
 
 @dataclass
@@ -44,11 +64,43 @@ class SweepConfig:
     config: str = "configs/pretrain/tiny_chr20.yaml"   # base pretraining config
     overrides: list[str] = field(default_factory=list)  # applied to every point
     grid: dict = field(default_factory=dict)             # key -> list of values
-    points: list = field(default_factory=list)           # explicit list of {key: value}
-    cluster: str = "local"                               # local | slurm | debug (in-process)
+    points: list = field(default_factory=list)           # explicit list of {key: value} (+ label)
+    cluster: str = "local"                               # local | slurm
+    parallel: int | None = None                          # points at once (local: GPUs or 1; Slurm: all)
     out_dir: str = "runs/sweeps/sweep"
     tracking_uri: str | None = None                      # default sqlite:///<out_dir>/mlflow.db
+    evaluation: str | None = None                        # an evaluation suite (configs/eval/*.yaml)
+    control: bool = True                                 # with an evaluation: probe the untrained model too
+    bpe: BPEConfig = field(default_factory=BPEConfig)    # for points with model.tokenization=given
+    paper: dict = field(default_factory=dict)            # reference numbers: {row label: {column: value}}
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+
+    def validate(self) -> "SweepConfig":
+        if self.cluster not in ("local", "slurm"):
+            raise ValueError(f"cluster must be local or slurm, got {self.cluster!r}")
+        if self.parallel is not None and self.parallel < 1:
+            raise ValueError(f"parallel must be at least 1, got {self.parallel}")
+        return self
+
+
+@dataclass
+class Point:
+    name: str
+    label: str
+    keys: dict
+    out: Path
+    argv: list[str]                  # train.pretrain arguments
+    cfg: object                      # its resolved TrainConfig
+    pretrain: bool = True            # False for the control row (exported at its initialisation)
+
+    @property
+    def export(self) -> Path:
+        return self.out / "export"
+
+    def finished(self) -> bool:
+        summary = self.out / "summary.json"
+        return ((self.export / "model.safetensors").is_file() and summary.is_file()
+                and json.loads(summary.read_text()).get("step") == self.cfg.max_steps) or not self.pretrain
 
 
 def expand(cfg: SweepConfig) -> list[dict]:
@@ -64,7 +116,7 @@ def point_name(i: int, point: dict) -> str:
     """p01_target_ratio-0.3_0.5__main_layers-4: a directory and run name safe everywhere."""
     def short(v):
         return "_".join(short(x) for x in v) if isinstance(v, list) else re.sub(r"[^A-Za-z0-9.]+", "", str(v))
-    return f"p{i:02d}_" + "__".join(f"{k.split('.')[-1]}-{short(v)}" for k, v in point.items())
+    return f"p{i:02d}_" + ("__".join(f"{k.split('.')[-1]}-{short(v)}" for k, v in point.items()) or "base")
 
 
 def point_overrides(point: dict) -> list[str]:
@@ -72,47 +124,195 @@ def point_overrides(point: dict) -> list[str]:
     return [f"{k}={json.dumps(v)}" for k, v in point.items()]
 
 
-class PretrainJob:
-    """The function each array task runs: a full pretraining run, then its summary."""
-
-    def __call__(self, argv: list[str], out_dir: str) -> dict:
+def _points(cfg: SweepConfig, out: Path, uri: str, experiment: str, parent: str) -> list[Point]:
+    """Every point resolved (a bad key fails here, before anything is submitted)."""
+    from train.config import load_config
+    base = [str(Path(cfg.config).resolve())]
+    made = []
+    specs = [(i, dict(p)) for i, p in enumerate(expand(cfg))]
+    if cfg.evaluation and cfg.control:
+        specs.append((len(specs), {"label": "random init (control)"}))
+    for i, spec in specs:
+        label = spec.pop("label", None)
+        control = label == "random init (control)" and not spec
+        name = "control" if control else point_name(i, spec)
+        run_dir = out / name
+        argv = ["--config", *base, *cfg.overrides, *point_overrides(spec), f"out_dir={run_dir}",
+                f"tracking.tracking_uri={uri}", f"tracking.experiment={experiment}",
+                f"tracking.parent_run_id={parent}", f"tracking.run_name={name}"]
         try:
-            import submitit
-            if submitit.JobEnvironment().cluster == "slurm":  # ranks and master from the allocation
-                submitit.helpers.TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
-        except RuntimeError:  # not inside a submitit job (debug executor)
-            pass
+            resolved = load_config(argv[1], argv[2:])
+        except ConfigError as e:
+            raise ValueError(f"point {name}: {e}") from None
+        made.append(Point(name, label or name, spec, run_dir, argv, resolved, pretrain=not control))
+    return made
+
+
+def _bpe(cfg: SweepConfig, points: list[Point], out: Path) -> None:
+    """Points with tokenization=given and no tokenizer get one BPE, trained once on the shards."""
+    needs = [p for p in points if p.cfg.model.tokenization == "given" and not p.cfg.data.bpe_tokenizer]
+    if not needs:
+        return
+    path = out / "bpe.json"
+    if not path.is_file():
+        import numpy as np
+
+        from data_pipeline.reader import ShardSplit
+        from dnachunker.segmenters import BPESegmenter
+        from dnachunker.tokenizer import decode
+        shards = ShardSplit(needs[0].cfg.data.root, "train")
+        pick = np.random.default_rng(0).permutation(len(shards))[:cfg.bpe.max_samples]
+        print(f"[sweep] training the BPE baseline tokenizer ({cfg.bpe.vocab_size} tokens) -> {path}", file=sys.stderr)
+        BPESegmenter.train((decode(shards[int(i)]["bases"]) for i in pick), cfg.bpe.vocab_size).save(path)
+    for p in needs:
+        p.argv.append(f"data.bpe_tokenizer={path}")
+        p.cfg.data.bpe_tokenizer = str(path)
+
+
+def _export_control(point: Point, uri: str, experiment: str, parent: str) -> None:
+    """The untrained base model, exactly as pretraining initialises it (same seed), with an MLflow
+    child run of its own for its evaluation."""
+    if (point.out / "summary.json").is_file():
+        return
+    from mlflow.tracking import MlflowClient
+
+    from train.pretrain import init_model
+    point.out.mkdir(parents=True, exist_ok=True)
+    write_text(point.out / "config.yaml", to_yaml(point.cfg))
+    init_model(point.cfg).save_pretrained(point.export)
+    client = MlflowClient(uri)
+    run = client.create_run(client.get_experiment_by_name(experiment).experiment_id, run_name=point.name,
+                            tags={"mlflow.parentRunId": parent, "dnachunker.control": "random init"})
+    client.set_terminated(run.info.run_id, "FINISHED")
+    write_text(point.out / "summary.json", json.dumps({"step": 0, "tokens_seen": 0, "mlflow_run_id": run.info.run_id}))
+
+
+def _eval_argv(point: Point, cfg: SweepConfig) -> list[str]:
+    return ["--model", str(point.export), "--suite", str(Path(cfg.evaluation).resolve()), "--out", str(point.out / "eval")]
+
+
+def _step(point: Point) -> str:
+    """'step 120/300' from the point's metrics log (rank 0), for progress lines."""
+    path = point.out / "metrics.jsonl"
+    try:
+        last = path.read_bytes()[-4096:].decode(errors="replace").strip().splitlines()[-1]
+        return f"step {json.loads(last)['step']}/{point.cfg.max_steps}"
+    except (OSError, IndexError, ValueError, KeyError):
+        return "starting"
+
+
+def _run_local(cfg: SweepConfig, points: list[Point], out: Path) -> dict[str, dict[str, str]]:
+    """-> {point: {"pretrain": status, "eval": status}}; records every job in jobs.json."""
+    parallel = cfg.parallel or local.default_parallel()
+    env = local.thread_env(parallel)
+    share = int(env["OMP_NUM_THREADS"])
+    jobs, by_point = [], {}
+    for p in points:
+        names = {}
+        if p.pretrain and not p.finished():
+            workers = min(p.cfg.data.num_workers, share - 1)  # the rest of the share feeds the model
+            jobs.append(local.LocalJob(f"{p.name}/pretrain", [sys.executable, "-m", "train.pretrain", *p.argv,
+                                       f"data.num_workers={max(workers, 0)}"], p.out / "pretrain.log", env=env))
+            names["pretrain"] = jobs[-1]
+        if cfg.evaluation:
+            jobs.append(local.LocalJob(f"{p.name}/eval", [sys.executable, "-m", "evaluation", "suite",
+                                       *_eval_argv(p, cfg)], p.out / "eval.log",
+                                       after=names["pretrain"].name if "pretrain" in names else None, env=env))
+            names["eval"] = jobs[-1]
+        by_point[p.name] = names
+    points_by_job = {j.name: p for p in points for j in by_point[p.name].values()}
+    print(f"[sweep] {cfg.name}: {len(jobs)} local jobs, {parallel} at a time, {share} thread(s) each", file=sys.stderr)
+    local.run(jobs, parallel, describe=lambda j: _step(points_by_job[j.name]) if j.name.endswith("pretrain") else "")
+    write_text(out / "jobs.json", json.dumps([j.record() for j in jobs], indent=1))
+    return {p: {k: j.status for k, j in names.items()} for p, names in by_point.items()}
+
+
+class PretrainJob:
+    """What each Slurm array task runs: a full pretraining run (ranks from Slurm's variables)."""
+
+    def __call__(self, argv: list[str]) -> int:
+        os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("SLURM_CPUS_PER_TASK", "1"))
         from train.pretrain import main
-        rc = main(argv)
-        summary = Path(out_dir) / "summary.json"
-        if rc != 0 or not summary.is_file():
-            return {"status": f"exit code {rc}" + (" (preempted: re-run the sweep to resume)" if rc == 75 else "")}
-        return {"status": "ok", **json.loads(summary.read_text())}
+        return main(argv)
 
 
-def _executor(cfg: SweepConfig, folder: Path):
+class EvalJob:
+    """What each dependent Slurm evaluation job runs."""
+
+    def __call__(self, argv: list[str]) -> int:
+        from evaluation.__main__ import main
+        return main(["suite", *argv])
+
+
+def _run_slurm(cfg: SweepConfig, points: list[Point], out: Path) -> dict[str, dict[str, str]]:
     import submitit
-    if cfg.cluster == "debug":
-        return submitit.DebugExecutor(folder=folder)
-    if cfg.cluster == "local":
-        ex = submitit.LocalExecutor(folder=folder)
-        ex.update_parameters(timeout_min=cfg.slurm.time_min)
-        return ex
-    if cfg.cluster != "slurm":
-        raise ValueError(f"cluster must be local, slurm or debug, got {cfg.cluster!r}")
     s = cfg.slurm
-    ex = submitit.SlurmExecutor(folder=folder)
-    params = dict(time=s.time_min, nodes=s.nodes, ntasks_per_node=s.tasks_per_node,
-                  cpus_per_task=s.cpus_per_task, array_parallelism=s.array_parallelism,
-                  job_name=f"dnachunker-{cfg.name}", additional_parameters=dict(s.additional))
-    if s.gpus_per_node:
-        params["gpus_per_node"] = s.gpus_per_node
+    folder = out / "submitit"
+    common = dict(cpus_per_task=s.cpus_per_task, additional_parameters=dict(s.additional))
     if s.partition:
-        params["partition"] = s.partition
+        common["partition"] = s.partition
     if s.mem_gb:
-        params["mem"] = f"{s.mem_gb}G"
-    ex.update_parameters(**params)
-    return ex
+        common["mem"] = f"{s.mem_gb}G"
+    train = [p for p in points if p.pretrain and not p.finished()]
+    statuses = {p.name: {} for p in points}
+    jobs = {}
+    if train:
+        ex = submitit.SlurmExecutor(folder=folder)
+        ex.update_parameters(time=s.time_min, nodes=s.nodes, ntasks_per_node=s.tasks_per_node,
+                             array_parallelism=cfg.parallel or len(train), job_name=f"dnachunker-{cfg.name}",
+                             **({"gpus_per_node": s.gpus_per_node} if s.gpus_per_node else {}), **common)
+        for p, job in zip(train, ex.map_array(PretrainJob(), [p.argv for p in train])):
+            jobs[(p.name, "pretrain")] = job
+    if cfg.evaluation:
+        for p in points:
+            ex = submitit.SlurmExecutor(folder=folder)
+            after = jobs.get((p.name, "pretrain"))
+            extra = {**common["additional_parameters"],
+                     **({"dependency": f"afterok:{after.job_id}", "kill_on_invalid_dep": "yes"} if after else {})}
+            ex.update_parameters(time=s.eval_time_min, nodes=1, ntasks_per_node=1, job_name=f"dnachunker-{cfg.name}-eval",
+                                 **({"gpus_per_node": 1} if s.gpus_per_node else {}),
+                                 **{**common, "additional_parameters": extra})
+            jobs[(p.name, "eval")] = ex.submit(EvalJob(), _eval_argv(p, cfg))
+    print(f"[sweep] {cfg.name}: submitted " + ", ".join(f"{n}/{k} {j.job_id}" for (n, k), j in jobs.items()),
+          file=sys.stderr)
+    by_name = {p.name: p for p in points}
+    last = 0.0
+    while not all(j.done() for j in jobs.values()):
+        if time.time() - last > 15:
+            last = time.time()
+            running = [f"{n}/{k} {_step(by_name[n]) if k == 'pretrain' else ''}".strip()
+                       for (n, k), j in jobs.items() if j.state == "RUNNING"]
+            print(f"[sweep] {sum(j.done() for j in jobs.values())}/{len(jobs)} done; running: {'; '.join(running)}",
+                  file=sys.stderr, flush=True)
+        time.sleep(2)
+    for (name, kind), job in jobs.items():
+        try:
+            rc = job.result()
+            statuses[name][kind] = "ok" if rc == 0 else f"failed (exit {rc}" + (", preempted: re-run" if rc == 75 else "") + ")"
+        except Exception as e:  # a failed or cancelled job is a row status, not a crash of the sweep
+            statuses[name][kind] = f"failed ({job.state}: {str(e).strip().splitlines()[-1][:160]})"
+    return statuses
+
+
+def _row(p: Point, status: dict, columns: list[str]) -> dict:
+    row = {"point": p.name, "label": p.label, **{k: json.dumps(v) for k, v in p.keys.items()}}
+    summary = p.out / "summary.json"
+    if summary.is_file():
+        row.update({k: v for k, v in json.loads(summary.read_text()).items() if k in PRETRAIN or k == "mlflow_run_id"})
+    task_rows = {}
+    for c in columns:
+        path = p.out / "eval" / f"{c}.json"
+        if path.is_file():
+            result = json.loads(path.read_text())
+            row[f"mcc/{c}"], row[f"mcc_std/{c}"] = result["summary"]["mcc"], result["summary"]["mcc_std"]
+            task_rows[c] = result["rows"]
+    if len(task_rows) == len(columns) and (o := overall(task_rows)):
+        row["overall_mcc"], row["overall_mcc_std"] = o
+    problems = [f"{k} {v}" for k, v in status.items() if v != "ok"]
+    if p.pretrain and not summary.is_file() and "pretrain" not in status:
+        problems.append("pretrain missing")
+    row["status"] = "; ".join(problems) or "ok"
+    return row
 
 
 def _parent_run(cfg: SweepConfig, out: Path, uri: str, experiment: str) -> str:
@@ -126,7 +326,7 @@ def _parent_run(cfg: SweepConfig, out: Path, uri: str, experiment: str) -> str:
         experiment, artifact_location=(out / "mlartifacts").resolve().as_uri())
     run = client.create_run(exp_id, run_name=cfg.name, tags={"dnachunker.sweep": cfg.name})
     client.log_param(run.info.run_id, "grid", json.dumps(cfg.grid)[:500])
-    state.write_text(json.dumps({"parent_run_id": run.info.run_id}))
+    write_text(state, json.dumps({"parent_run_id": run.info.run_id}))
     return run.info.run_id
 
 
@@ -136,76 +336,44 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     write_text(out / "sweep.yaml", to_yaml(cfg))
     uri = cfg.tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
     experiment = f"dnachunker-sweep-{cfg.name}"
+    columns = []
+    if cfg.evaluation:
+        from evaluation.suite import SuiteConfig
+        columns = SuiteConfig.load(cfg.evaluation).columns
     parent = _parent_run(cfg, out, uri, experiment)
-    points = expand(cfg)
-    names = [point_name(i, p) for i, p in enumerate(points)]
-    args = []
-    for name, point in zip(names, points):
-        run_dir = out / name
-        argv = ["--config", str(Path(cfg.config).resolve()), *cfg.overrides, *point_overrides(point),
-                f"out_dir={run_dir}", f"tracking.tracking_uri={uri}", f"tracking.experiment={experiment}",
-                f"tracking.parent_run_id={parent}", f"tracking.run_name={name}"]
-        args.append((argv, str(run_dir)))
-    executor = _executor(cfg, out / "submitit")
-    jobs = executor.map_array(PretrainJob(), [a for a, _ in args], [d for _, d in args])
-    print(f"sweep {cfg.name}: {len(jobs)} jobs submitted ({cfg.cluster}): "
-          f"{', '.join(str(j.job_id) for j in jobs)}", file=sys.stderr)
-    rows = []
-    for name, point, job in zip(names, points, jobs):
-        try:
-            result = job.result()
-        except Exception as e:  # a failed job is a row in the table, not a crash of the sweep
-            result = {"status": f"failed: {str(e).strip().splitlines()[-1][:200]}"}
-        rows.append({"point": name, **{k: json.dumps(v) for k, v in point.items()}, **result})
-    write_results(rows, out, points)
-    from mlflow.tracking import MlflowClient
-    client = MlflowClient(uri)
-    for f in ("results.csv", "results.md", "loss_vs_alpha_depth.png"):
-        if (out / f).is_file():
-            client.log_artifact(parent, str(out / f))
-    client.set_terminated(parent, "FINISHED" if all(r["status"] == "ok" for r in rows) else "FAILED")
+    points = _points(cfg, out, uri, experiment, parent)
+    _bpe(cfg, points, out)
+    for p in points:
+        if not p.pretrain:
+            _export_control(p, uri, experiment, parent)
+    done = [p.name for p in points if p.pretrain and p.finished()]
+    if done:
+        print(f"[sweep] pretraining already finished, not run again: {', '.join(done)}", file=sys.stderr)
+    statuses = (_run_local if cfg.cluster == "local" else _run_slurm)(cfg, points, out)
+    rows = [_row(p, statuses.get(p.name, {}), columns) for p in points]
+    keys = list(dict.fromkeys(k for p in points for k in p.keys))
+    files = write_report(rows, keys, columns, cfg.paper, out, f"{cfg.name}: {len(points)} rows")
+    _track(uri, parent, rows, columns, files)
+    print(f"[sweep] {cfg.name}: results in {out} ({', '.join(f.name for f in files)})", file=sys.stderr)
     return rows
 
 
-COLUMNS = ["valid/mlm_loss", "valid/mlm_accuracy", "valid/compression_0", "valid/compression_1",
-           "train/bp_per_s", "step", "status"]
-
-
-def write_results(rows: list[dict], out: Path, points: list[dict]) -> None:
-    keys = list(dict.fromkeys(k for p in points for k in p))
-    header = ["point", *keys, *COLUMNS]
-    write_csv(rows, out / "results.csv", header)
-    md = markdown_table(rows, header)
-    write_text(out / "results.md", md + "\n")
-    print(md)
-    ok = [r for r in rows if r.get("status") == "ok"]
-    if ok:
-        plot(ok, keys, out / "loss_vs_alpha_depth.png")
-
-
-def plot(rows: list[dict], keys: list[str], path: Path) -> None:
-    """Final valid loss against the first α-like key, one line per value of the other keys."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    xkey = next((k for k in keys if "target_ratio" in k), keys[0])
-    others = [k for k in keys if k != xkey]
-    xs = sorted({r[xkey] for r in rows}, key=lambda v: json.loads(v) if v[0] != '"' else v)
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for series in sorted({tuple(r.get(k, "") for k in others) for r in rows}):
-        pts = [(xs.index(r[xkey]), r["valid/mlm_loss"]) for r in rows
-               if tuple(r.get(k, "") for k in others) == series]
-        pts.sort()
-        label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(others, series)) or "loss"
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-    ax.set_xticks(range(len(xs)), xs)
-    ax.set_xlabel(xkey.split(".")[-1] + (" (α per stage)" if "target_ratio" in xkey else ""))
-    ax.set_ylabel("final valid MLM loss")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+def _track(uri: str, parent: str, rows: list[dict], columns: list[str], files: list[Path]) -> None:
+    """Downstream MCC onto each point's MLflow run; the tables and plots onto the parent run."""
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(uri)
+    for r in rows:
+        metrics = {f"eval/{c}/mcc": r[f"mcc/{c}"] for c in columns if r.get(f"mcc/{c}") is not None}
+        if r.get("overall_mcc") is not None:
+            metrics["eval/overall_mcc"] = r["overall_mcc"]
+        if not metrics:
+            continue
+        for k, v in metrics.items():
+            if r.get("mlflow_run_id"):
+                client.log_metric(r["mlflow_run_id"], k, v)
+    for f in files:
+        client.log_artifact(parent, str(f))
+    client.set_terminated(parent, "FINISHED" if all(r["status"] == "ok" for r in rows) else "FAILED")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,12 +384,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_intermixed_args(argv)
     try:
         cfg = load_structured(SweepConfig, args.sweep, args.overrides, what="sweep config")
-    except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
         rows = run_sweep(cfg)
-    except ValueError as e:
+    except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0 if all(r["status"] == "ok" for r in rows) else 1

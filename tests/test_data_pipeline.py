@@ -305,3 +305,23 @@ def test_loader_detects_damaged_shards(yeast_data, tmp_path):
     with pytest.raises(DataError, match=f"{victim.name}: 4096 bytes, the manifest says"):
         PretrainLoader(str(copy), "train", 4)
     assert any("train-000002.tar" in p for p in verify(copy))
+
+
+def test_a_split_without_windows_is_an_error_naming_split_window_and_longest_sequence(tmp_path):
+    fasta = tmp_path / "short.fa"
+    fasta.write_text(">a\n" + "ACGT" * 125 + "\n>b\n" + "ACGTA" * 60 + "\n")  # 500 and 300 bp
+    args = ["all", f"fasta={fasta}", f"out={tmp_path / 'out'}", "window.length=1024", "splits.train=[a]",
+            "splits.valid=[b]", "splits.test=[]", "workers=1"]
+    r = subprocess.run([sys.executable, "-m", "data_pipeline", *args], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "split 'train' has no window: its 1 region(s) are at most 500 bp long" in r.stderr
+    assert "window.length is 1,024" in r.stderr and "allow_empty_splits=true" in r.stderr
+    assert not (tmp_path / "out" / "manifest.json").exists()
+    # wanted empty: allowed, and training on it then says why it cannot
+    r = subprocess.run([sys.executable, "-m", "data_pipeline", *args, "allow_empty_splits=true"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    r = subprocess.run([sys.executable, "-m", "train.pretrain", "--config", "configs/pretrain/tiny_chr20.yaml",
+                        f"out_dir={tmp_path / 'run'}", f"data.root={tmp_path / 'out'}"], cwd=ROOT,
+                       capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+    assert r.returncode == 2 and "split 'train' has 0 samples" in r.stderr and "Traceback" not in r.stderr

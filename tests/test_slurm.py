@@ -5,6 +5,7 @@ import json
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +13,9 @@ import pytest
 from slurm.sweep import main as sweep
 from train import checkpoint
 
-from .conftest import ROOT
+from slurm.local import cpu_count
+
+from .conftest import ROOT, shared_file
 from .test_train import losses, mlflow_runs, tiny_run
 
 pytestmark = pytest.mark.slow
@@ -151,32 +154,84 @@ def test_srun_without_master_addr_is_one_job_not_separate_trainings(tmp_path, tr
     assert "rendezvous" in (tmp_path / "job.log").read_text()
 
 
-def _sweep(tmp_path, shards, cluster, *extra):
-    out = tmp_path / f"sweep_{cluster}"
+TINY_SUITE = """name: tiny
+seeds: [0, 1]
+max_train: 60
+max_test: 40
+epochs: 1
+tasks:
+  - {column: histone, format: gue, path: ../shared/data/gue_from_DeepGene/EMP/H3}
+  - {column: enhancers, format: gbseq, path: ../shared/data/ai4h_hub_gb_nt/enhancers_cohn}
+"""
+
+
+def tiny_suite(tmp_path) -> Path:
+    shared_file("gue_from_DeepGene/EMP/H3")
+    shared_file("ai4h_hub_gb_nt/enhancers_cohn")
+    path = tmp_path / "suite.yaml"
+    path.write_text(TINY_SUITE)
+    return path
+
+
+def sweep_args(out, shards, *extra) -> list[str]:
     train = tiny_run(out / "unused", shards)[1:]  # everything but out_dir (set per point)
-    rc = sweep(["--sweep", "configs/sweep/alpha_depth.yaml", f"out_dir={out}", f"cluster={cluster}",
-                f"name={cluster}", f"overrides={json.dumps(train + ['max_steps=3', 'checkpoint.every=100'])}",
-                "grid={model.target_ratio: [[0.3, 0.5], [0.6, 0.5]], model.main_layers: [2]}", *extra])
+    return ["--sweep", "configs/sweep/alpha_depth.yaml", f"out_dir={out}", "evaluation=null",
+            f"overrides={json.dumps(train + ['max_steps=3', 'checkpoint.every=100', 'val_every=0'])}", *extra]
+
+
+def _intervals_overlap(jobs) -> int:
+    """The most jobs that ran at the same time (from their recorded start and end times)."""
+    events = sorted([(j["started"], 1) for j in jobs] + [(j["ended"], -1) for j in jobs])
+    most = now = 0
+    for _, delta in events:
+        now += delta
+        most = max(most, now)
+    return most
+
+
+def test_local_sweep_caps_running_points_and_sizes_their_threads(tmp_path, train_shards):
+    out = tmp_path / "sweep"
+    rc = sweep(sweep_args(out, train_shards, "name=local", "parallel=2",
+                          "grid={model.target_ratio: [[0.3, 0.5], [0.6, 0.5]], model.main_layers: [1, 2]}"))
     assert rc == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert [r["model.target_ratio"] for r in rows] == ["[0.3, 0.5]", "[0.6, 0.5]"]
+    assert [r["model.target_ratio"] for r in rows] == ["[0.3, 0.5]", "[0.3, 0.5]", "[0.6, 0.5]", "[0.6, 0.5]"]
     assert all(r["status"] == "ok" and float(r["valid/mlm_loss"]) > 0 and 0 < float(r["valid/compression_0"]) <= 1
                and float(r["train/bp_per_s"]) > 0 for r in rows)
-    assert (out / "loss_vs_alpha_depth.png").stat().st_size > 1000
+    jobs = json.loads((out / "jobs.json").read_text())
+    assert len(jobs) == 4 and _intervals_overlap(jobs) == 2  # never 3 or 4 at once
+    share = max(1, cpu_count() // 2)
+    assert all(j["threads"] == str(share) for j in jobs)
+    for r in rows:  # the budget reached the training processes
+        summary = json.loads((out / r["point"] / "summary.json").read_text())
+        assert summary["torch_threads"] == share and summary["data_workers"] == min(1, share - 1)
+    assert (out / "metrics_vs_target_ratio.png").stat().st_size > 1000
+    assert (out / "metrics_vs_main_layers.png").stat().st_size > 1000
     from mlflow.tracking import MlflowClient
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
-    exp = client.get_experiment_by_name(f"dnachunker-sweep-{cluster}")
-    runs = client.search_runs([exp.experiment_id])
+    runs = client.search_runs([client.get_experiment_by_name("dnachunker-sweep-local").experiment_id])
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent[0].info.run_id]
-    assert len(parent) == 1 and len(children) == 2
-    return rows
-
-
-def test_local_sweep_without_slurm(tmp_path, train_shards):
-    _sweep(tmp_path, train_shards, "local")
+    assert len(parent) == 1 and len([r for r in runs if r.data.tags.get("mlflow.parentRunId")]) == 4
 
 
 @needs_slurm
-def test_submitit_sweep_on_slurm_returns_both_results(tmp_path, train_shards):
-    _sweep(tmp_path, train_shards, "slurm", "slurm.time_min=15", "slurm.cpus_per_task=1")
+def test_slurm_study_runs_evaluations_as_jobs_that_depend_on_pretraining(tmp_path, train_shards):
+    out = tmp_path / "sweep"
+    rc = sweep(sweep_args(out, train_shards, "name=slurm", "cluster=slurm", f"evaluation={tiny_suite(tmp_path)}",
+                          "grid={model.target_ratio: [[0.5, 0.5]]}", "slurm.time_min=15", "slurm.eval_time_min=15",
+                          "slurm.cpus_per_task=1"))
+    assert rc == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [r["label"] for r in rows] == ["p00_target_ratio-0.5_0.5", "random init (control)"]
+    assert all(r["status"] == "ok" and float(r["overall_mcc"]) > -1 for r in rows)
+    scripts = {p.name.split("_")[0]: p.read_text() for p in (out / "submitit").glob("*_submission.sh")}
+    evals = {job: text for job, text in scripts.items() if "dnachunker-slurm-eval" in text}
+    dependent = {job: text.split("--dependency=afterok:")[1].split()[0] for job, text in evals.items()
+                 if "--dependency=afterok:" in text}
+    assert len(evals) == 2 and len(dependent) == 1  # the control's evaluation depends on nothing
+    (eval_job, pretrain_job), = dependent.items()
+
+    def sacct(job, field):
+        return subprocess.run(["sacct", "-n", "-X", "-P", "-j", job, "-o", field], capture_output=True,
+                              text=True).stdout.split()[0]
+    assert sacct(eval_job, "Start") >= sacct(pretrain_job, "End")  # ISO times compare as strings

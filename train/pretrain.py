@@ -136,12 +136,22 @@ def validate(engine, loader: PretrainLoader, batches: int, d: distributed.Dist) 
     return {k: distributed.mean(v, d.device) for k, v in sums.pop().items()}
 
 
+def init_model(cfg: TrainConfig) -> DNAChunker:
+    """The model at step 0: seeded by `seed`, the same on every rank and in every restart (also
+    what a study's random-initialisation control row is made of)."""
+    torch.manual_seed(cfg.seed)
+    return DNAChunker(cfg.model)
+
+
 def export(cfg: TrainConfig, ckpt: Path, out: Path) -> Path:
     """fp32 master weights of a checkpoint -> save_pretrained directory (rank 0)."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt.parent), tag=ckpt.name)
     model = DNAChunker(cfg.model)
     model.load_state_dict(state, strict=True)
+    if cfg.data.bpe_tokenizer:  # the cuts travel with the weights: inference needs them too
+        from dnachunker.segmenters import BPESegmenter
+        model.segmenter = BPESegmenter.load(cfg.data.bpe_tokenizer)
     return model.save_pretrained(out)
 
 
@@ -254,8 +264,7 @@ class Trainer:
                 checkpoint.convert_universal(resume)
             torch.distributed.barrier()
 
-        torch.manual_seed(cfg.seed)
-        model = DNAChunker(cfg.model)
+        model = init_model(cfg)
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, model_parameters=param_groups(model, cfg.optim.weight_decay),
             config=deepspeed_config(cfg, universal),
@@ -292,6 +301,9 @@ class Trainer:
         self.bp_per_step = self.train_loader.global_batch * cfg.grad_accum * self.train_loader.split.length
         self.bar = tqdm(total=cfg.max_steps, initial=self.step, desc="pretrain", disable=not d.main,
                         dynamic_ncols=True)
+        if d.main:
+            print(f"threads per rank: torch {torch.get_num_threads()}, data loader workers {dc.num_workers}",
+                  file=sys.stderr, flush=True)
 
     def save(self) -> Path:
         state = {"data": self.train_loader.state_dict(), "counters": self.counters,
@@ -366,7 +378,8 @@ class Trainer:
         if d.main:
             path = export(cfg, final, self.out / "export")
             summary = {"step": self.step, **valid, **run_avg.pop(), "tokens_seen": c["tokens_seen"],
-                       "nonfinite_steps": c["nonfinite_total"], "mlflow_run_id": self.tracker.run_id}
+                       "nonfinite_steps": c["nonfinite_total"], "mlflow_run_id": self.tracker.run_id,
+                       "torch_threads": torch.get_num_threads(), "data_workers": cfg.data.num_workers}
             write_text(self.out / "summary.json", json.dumps(summary, indent=1))
             print(f"finished {self.step} steps; weights exported to {path}", file=sys.stderr)
             (self.out / RESTARTS).unlink(missing_ok=True)

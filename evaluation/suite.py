@@ -1,0 +1,91 @@
+"""Evaluation suites: downstream tasks under one probe protocol, run on an exported model.
+
+A suite (configs/eval/*.yaml) lists tasks, each filling one column of a results table (histone,
+enhancers, promoters, splice in configs/eval/paper_columns.yaml), with the protocol shared by all:
+probe or fine-tune, seeds, training-set cap, test-set cap. `run_suite` writes one JSON per task
+into its output directory: the per-seed rows and the mean / std summary, keyed by the model's
+weights and the task's protocol, so a re-run skips every task already done on the same weights.
+
+    python -m evaluation suite --model runs/x/export --suite configs/eval/paper_columns.yaml --out runs/x/eval
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from data_pipeline.config import digest, file_sha256
+from dnachunker.config import load_structured
+from dnachunker.fileio import write_text
+
+from .finetune import FinetuneConfig, evaluate
+from .tasks import load_task
+
+
+@dataclass
+class SuiteTask:
+    column: str                      # the results-table column this task fills
+    format: str                      # gue | csv | nt | gb | gbseq | janggu (evaluation.tasks)
+    path: str
+    nt_task: str | None = None
+    fasta: str | None = None
+
+
+@dataclass
+class SuiteConfig:
+    name: str = "suite"
+    mode: str = "probe"              # probe (linear probe, frozen backbone) | finetune
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    epochs: int = 3
+    lr: float | None = None
+    batch_size: int = 32
+    max_len: int | None = None
+    max_train: int | None = None     # subsample each training split (same subsample for every model)
+    max_test: int | None = None      # subsample each test split (same subsample for every model)
+    tasks: list[SuiteTask] = field(default_factory=list)
+
+    def validate(self) -> "SuiteConfig":
+        if not self.tasks:
+            raise ValueError("an evaluation suite needs at least one task")
+        columns = [t.column for t in self.tasks]
+        if len(set(columns)) != len(columns):
+            raise ValueError(f"task columns must be unique, got {columns}")
+        return self
+
+    @property
+    def columns(self) -> list[str]:
+        return [t.column for t in self.tasks]
+
+    def protocol(self) -> FinetuneConfig:
+        return FinetuneConfig(mode=self.mode, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+                              max_len=self.max_len, seeds=list(self.seeds), max_train=self.max_train,
+                              max_test=self.max_test)
+
+    @classmethod
+    def load(cls, path: str | Path, overrides: list[str] = ()) -> "SuiteConfig":
+        return load_structured(cls, path, overrides, what="evaluation suite")
+
+
+def run_suite(model_dir: str | Path, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu") -> dict[str, dict]:
+    """Every task of the suite on one model -> {column: summary (mean / std over seeds)}."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    weights = file_sha256(Path(model_dir) / "model.safetensors")
+    protocol = suite.protocol()
+    results = {}
+    for i, task_spec in enumerate(suite.tasks, 1):
+        key = digest({"weights": weights, "task": asdict(task_spec), "protocol": asdict(protocol)})
+        path = out_dir / f"{task_spec.column}.json"
+        if path.is_file() and json.loads(path.read_text()).get("key") == key:
+            results[task_spec.column] = json.loads(path.read_text())["summary"]
+            print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: done before, kept ({path})", file=sys.stderr)
+            continue
+        print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: {task_spec.format} {task_spec.path}", file=sys.stderr)
+        task = load_task(task_spec.format, task_spec.path, task=task_spec.nt_task, fasta=task_spec.fasta)
+        rows, summary = evaluate(str(model_dir), task, protocol, device)
+        write_text(path, json.dumps({"key": key, "task": asdict(task_spec), "rows": rows, "summary": summary}, indent=1))
+        results[task_spec.column] = summary
+        print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: MCC {summary['mcc']:.3f} ± {summary['mcc_std']:.3f} "
+              f"-> {path}", file=sys.stderr)
+    return results
