@@ -25,6 +25,9 @@ class SingleNucleotideMLM(nn.Module):
         else:
             self.body = BiMambaStack(d, cfg.main_layers, cfg.mamba, cfg.activation_checkpointing)
         self.head = nn.Linear(d, cfg.vocab_size)
+        if cfg.compile:
+            for block in (self.body.blocks if kind == "transformer" else self.body.mixers):
+                block.compile(dynamic=True)
 
     def forward(self, input_ids, valid, labels, weight=None):
         x = self.embed(input_ids)

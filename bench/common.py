@@ -37,13 +37,16 @@ def _child(target, args, queue):
             baseline = torch.cuda.memory_allocated() // 1024
         else:
             baseline = _rss_kb()          # resident memory before the first step
-        seconds = timed(fn, repeats=repeats, warmup=1)
+        t0 = time.perf_counter()
+        fn()                              # warm-up (and compilation, for compiled models)
+        first = time.perf_counter() - t0
+        seconds = timed(fn, repeats=repeats, warmup=0)
         peak = (torch.cuda.max_memory_allocated() // 1024 if cuda
                 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) - baseline
         extra = dict(getattr(fn, "extra", {}))
         if hasattr(fn, "flops"):          # counted after the timing so it cannot affect it
             extra["gflop"] = fn.flops() / 1e9
-        queue.put({"seconds": seconds, "peak_mb": max(peak, 0) / 1024, **extra})
+        queue.put({"seconds": seconds, "first_seconds": first, "peak_mb": max(peak, 0) / 1024, **extra})
     except Exception as e:  # report, do not hang the parent
         queue.put({"error": f"{type(e).__name__}: {e}"})
 

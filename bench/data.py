@@ -3,13 +3,15 @@
     python -m bench.data [--window 1024] [--workers 2]
 
 1. FASTA -> zarr -> windows -> shards (whole pipeline, `workers` processes) against plain gzip
-   decompression of the same file (zlib, one pass): bp/s and their ratio.
+   decompression of the same file (zlib, one pass): bp/s and their ratio; shard bytes per base.
+   Then the genome stage alone at blosc-zstd levels 1, 3, 5 and 9: time and store size.
 2. The training loader's samples/s with 0 and 2 DataLoader workers against what a training step
    of the tiny model consumes (samples/s, batch 8 x window).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import tempfile
 import time
 import zlib
@@ -58,6 +60,18 @@ def main(argv=None):
             total += dt
             rows.append({"stage": name, "seconds": dt, "Mbp_per_s": bp / dt / 1e6, "vs_gzip": gz / dt})
         rows.append({"stage": "whole pipeline", "seconds": total, "Mbp_per_s": bp / total / 1e6, "vs_gzip": gz / total})
+        shard_bytes = sum(p.stat().st_size for p in Path(tmp).glob("*/*.tar"))
+        windowed = sum(json.loads(p.read_text())["samples"] for p in Path(tmp).glob("*/*.tar.json")) * a.window
+        rows[-2]["bytes_per_bp"] = shard_bytes / windowed
+
+        levels = []  # what the genome store's blosc-zstd level costs
+        for level in (1, 3, 5, 9):
+            with tempfile.TemporaryDirectory() as ztmp:
+                t = time.perf_counter()
+                build_genome(PipelineConfig.load(None, [f"fasta={CHR20}", f"out={ztmp}", f"zarr_clevel={level}"]))
+                dt = time.perf_counter() - t
+                size = sum(p.stat().st_size for p in Path(ztmp).rglob("*") if p.is_file())
+            levels.append({"zstd_level": level, "seconds": dt, "vs_gzip": gz / dt, "store_MB": size / 1e6})
 
         loader_rows = []
         for workers in (0, 2):
@@ -88,7 +102,9 @@ def main(argv=None):
         loader_rows.append({"consumer": "tiny model training step", "samples_per_s": train_rate})
         for r in loader_rows:
             r["vs_training"] = r["samples_per_s"] / train_rate
-    print(markdown_table(rows, ["stage", "seconds", "Mbp_per_s", "vs_gzip"]))
+    print(markdown_table(rows, ["stage", "seconds", "Mbp_per_s", "vs_gzip", "bytes_per_bp"]))
+    print()
+    print(markdown_table(levels, ["zstd_level", "seconds", "vs_gzip", "store_MB"]))
     print()
     print(markdown_table(loader_rows, ["consumer", "samples_per_s", "vs_training"]))
 

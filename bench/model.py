@@ -5,7 +5,9 @@ same depth and width (its main network's), on real chr20 windows.
                           [--precision fp32|bf16] [--peak-tflops 989]   # device peak, to report MFU
 
 One step = forward + backward + AdamW update, batch 1, BERT masking. Models with "+ckpt" use
-activation checkpointing (DNAChunkerConfig.activation_checkpointing), compared with each other. Peak memory is the increase of
+activation checkpointing (DNAChunkerConfig.activation_checkpointing), "+compile" torch.compile
+(DNAChunkerConfig.compile; compile_s = first step minus a steady one); each variant is compared
+with DNAChunker's same variant. Peak memory is the increase of
 peak RSS (CPU) or of max allocated memory (CUDA) over the warm-up. Ratios are baseline /
 DNAChunker in this run; cost exponents come from a log-log fit over the lengths.
 """
@@ -24,6 +26,9 @@ ROOT = Path(__file__).resolve().parent.parent
 CHR20 = ROOT.parent / "shared" / "data" / "hg19_chr20_softmasked" / "chr20.hg19.softmasked.fa.gz"
 # "+ckpt": activation checkpointing (every block recomputed in backward)
 MODELS = ("dnachunker", "transformer", "bimamba", "dnachunker+ckpt", "transformer+ckpt")
+# "+compile": torch.compile of the BiMamba mixers / Transformer blocks (not run by default: the
+# first step compiles, reported as compile_s)
+VARIANTS = {"ckpt": "activation_checkpointing=true", "compile": "compile=true"}
 SIZES = {  # model config file + overrides
     "tiny": ("tiny", []),
     "mid": ("tiny", ["d_model=[128,192,256]", "main_layers=4", "n_heads=4", "mamba.headdim=32", "mamba.d_state=32"]),
@@ -32,7 +37,7 @@ SIZES = {  # model config file + overrides
 
 
 def real_window(length: int) -> str:
-    from data_pipeline.fasta import read_fasta
+    from dnachunker.fasta import read_fasta
     from dnachunker.tokenizer import N, decode
     _, codes, soft = next(iter(read_fasta(CHR20)))
     start = 5_000_000
@@ -48,10 +53,10 @@ def _setup(model_name: str, size: str, seq: str, device: str, precision: str = "
     from .baselines import SingleNucleotideMLM
 
     torch.manual_seed(0)
-    base, _, ckpt = model_name.partition("+")
+    base, _, variant = model_name.partition("+")
     name, overrides = SIZES[size]
     cfg = DNAChunkerConfig.load(ROOT / "configs" / "model" / f"{name}.yaml", *overrides, f"max_len={len(seq)}",
-                                f"activation_checkpointing={bool(ckpt)}")
+                                *([VARIANTS[variant]] if variant else []))
     model = (DNAChunker(cfg) if base == "dnachunker" else SingleNucleotideMLM(cfg, base)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     batch = batch_encode([seq])
@@ -86,6 +91,8 @@ def _setup(model_name: str, size: str, seq: str, device: str, precision: str = "
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", nargs="+", default=["tiny", "mid"], choices=list(SIZES))
+    ap.add_argument("--models", nargs="+", default=list(MODELS),
+                    choices=[*MODELS, "dnachunker+compile", "transformer+compile"])
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 8192])
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast")
@@ -94,7 +101,7 @@ def main(argv=None):
     rows, fits = [], []
     windows = {L: real_window(L) for L in a.lengths}
     for size in a.sizes:
-        for name in MODELS:
+        for name in a.models:
             series = []
             for L in a.lengths:
                 r = isolated(_setup, name, size, windows[L], a.device, a.precision)
@@ -102,6 +109,7 @@ def main(argv=None):
                     print(f"{size} {name} {L}: {r['error']}", flush=True)
                     continue
                 row = {"size": size, "model": name, "length": L, "params": r["params"], "step_s": r["seconds"],
+                       **({"compile_s": r["first_seconds"] - r["seconds"]} if name.endswith("+compile") else {}),
                        "bp_per_s": L / r["seconds"], "peak_MB": r["peak_mb"],
                        "comp_0": r.get("compression_0", 1.0), "comp_1": r.get("compression_1", 1.0)}
                 if "gflop" in r:
@@ -115,9 +123,10 @@ def main(argv=None):
                 fits.append({"size": size, "model": name,
                              "time_exponent": fit_exponent([s[0] for s in series], [s[1] for s in series]),
                              "memory_exponent": fit_exponent([s[0] for s in series], [max(s[2], 1e-3) for s in series])})
-    for r in rows:  # ratios against DNAChunker of the same size and length (and checkpointing)
-        ref_name = "dnachunker+ckpt" if r["model"].endswith("+ckpt") else "dnachunker"
-        ref = next(x for x in rows if x["model"] == ref_name and x["size"] == r["size"] and x["length"] == r["length"])
+    for r in rows:  # ratios against DNAChunker of the same size, length and variant
+        variant = r["model"].partition("+")[2]
+        ref = next((x for x in rows if x["model"] == "dnachunker" + ("+" + variant if variant else "")
+                    and x["size"] == r["size"] and x["length"] == r["length"]), r)
         r["time_vs_dnachunker"] = r["step_s"] / ref["step_s"]
         r["mem_vs_dnachunker"] = r["peak_MB"] / max(ref["peak_MB"], 1e-3)
     print(markdown_table(rows, list(dict.fromkeys(k for r in rows for k in r))))

@@ -40,11 +40,11 @@ class PipelineConfig:
     exclude: str = r"_random|_alt|_fix|_decoy|^chrUn|^chrM$|^chrEBV$|^MT$"
     window: WindowConfig = field(default_factory=WindowConfig)
     splits: SplitConfig = field(default_factory=SplitConfig)
-    repeat_weight: float = 0.1       # per-base MLM weight of repeat bases, stored in the shards
     samples_per_shard: int = 1024
     allow_empty_splits: bool = False # a split whose regions give no window is an error unless this is set
     workers: int = 0                 # processes for sharding (0: all cores)
     zarr_chunk: int = 1 << 20        # base pairs per zarr chunk
+    zarr_clevel: int = 5             # blosc-zstd level of the genome store (bench.data measures 1-9)
 
     @property
     def stride(self) -> int:

@@ -33,8 +33,8 @@ class _MLMSamples(Dataset):
     """Map-style dataset over (epoch, index) keys -> one masked sample."""
 
     def __init__(self, split: ShardSplit, seed: int, mask_prob: float, rc_augment: bool, train: bool,
-                 segmenter=None):
-        self.split, self.seed, self.mask_prob = split, seed, mask_prob
+                 segmenter=None, repeat_weight: float = 0.1):
+        self.split, self.seed, self.mask_prob, self.repeat_weight = split, seed, mask_prob, repeat_weight
         self.rc_augment, self.train, self.segmenter = rc_augment, train, segmenter
 
     def __len__(self):
@@ -43,7 +43,10 @@ class _MLMSamples(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> dict:
         epoch, index = key
         sample = self.split[index]
-        bases, weight = sample["bases"], sample["weight"]
+        bases = sample["bases"]
+        weight = sample.get("weight")  # format 1 shards carry the weights themselves
+        if weight is None:
+            weight = np.where(sample["repeat"], np.float32(self.repeat_weight), np.float32(1))
         rng = np.random.default_rng([self.seed, epoch, index])
         reverse = bool(self.train and self.rc_augment and rng.random() < 0.5)
         if reverse:
@@ -82,7 +85,7 @@ class PretrainLoader:
 
     def __init__(self, root: str, split: str, micro_batch_size: int, rank: int = 0, world_size: int = 1,
                  seed: int = 0, num_workers: int = 0, train: bool = True, mask_prob: float = 0.15,
-                 rc_augment: bool = True, segmenter=None):
+                 rc_augment: bool = True, segmenter=None, repeat_weight: float = 0.1):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.split = ShardSplit(root, split)
@@ -93,7 +96,7 @@ class PretrainLoader:
                             f"({world_size} ranks x {micro_batch_size})")
         self.micro_batch_size, self.rank, self.world_size = micro_batch_size, rank, world_size
         self.seed, self.num_workers, self.train = seed, num_workers, train
-        self.dataset = _MLMSamples(self.split, seed, mask_prob, rc_augment, train, segmenter)
+        self.dataset = _MLMSamples(self.split, seed, mask_prob, rc_augment, train, segmenter, repeat_weight)
         self.epoch, self.position = 0, 0
 
     def order(self, epoch: int) -> np.ndarray:

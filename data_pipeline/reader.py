@@ -36,8 +36,10 @@ class ShardSplit:
         self.first = np.array([r["first_index"] for r in self.shards], dtype=np.int64)
         self._handles: dict[int, object] = {}
         self._pid = os.getpid()
-        # one sample: 3 headers + bases (L) + weight (2L) + json, each padded to 512-byte blocks
-        self._read_size = 4 * 512 + 3 * self.length + 2 * 512
+        self.format = self.manifest["format"]
+        # one sample: 3 headers + bases (L) + repeat flags (L / 8; format 1: float16 weights, 2L) + json
+        per_base = 1.125 if self.format.endswith("/2") else 3
+        self._read_size = 6 * 512 + int(per_base * self.length) + 2 * 512
 
     def __len__(self) -> int:
         return int(sum(r["samples"] for r in self.shards))
@@ -50,7 +52,8 @@ class ShardSplit:
         return self._handles[shard]
 
     def __getitem__(self, index: int) -> dict:
-        """-> {bases: uint8 (L,), weight: float16 (L,), meta: dict}"""
+        """-> {bases: uint8 (L,), repeat: bool (L,), meta: dict}; format 1 adds its stored per-base
+        loss weights (weight: float16 (L,), repeat_weight baked in)."""
         if not 0 <= index < len(self):
             raise IndexError(index)
         shard = int(np.searchsorted(self.first, index, side="right") - 1)
@@ -67,6 +70,11 @@ class ShardSplit:
             pos += 512
             out[info.name.rsplit(".", 1)[1]] = buf[pos:pos + info.size]
             pos += (info.size + 511) // 512 * 512
-        return {"bases": np.frombuffer(out["bases"], dtype=np.uint8),
-                "weight": np.frombuffer(out["weight"], dtype="<f2"),
-                "meta": json.loads(out["json"])}
+        bases = np.frombuffer(out["bases"], dtype=np.uint8)
+        sample = {"bases": bases, "meta": json.loads(out["json"])}
+        if "repeat" in out:
+            sample["repeat"] = np.unpackbits(np.frombuffer(out["repeat"], dtype=np.uint8), count=len(bases)).astype(bool)
+        else:  # format 1
+            sample["weight"] = np.frombuffer(out["weight"], dtype="<f2")
+            sample["repeat"] = sample["weight"] < 1
+        return sample

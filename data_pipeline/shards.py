@@ -1,19 +1,25 @@
 """Stage 3: WebDataset tar shards + manifest, in parallel, deterministic and resumable.
 
-Each sample <key> has three members: <key>.bases (uint8 token ids, dnachunker.tokenizer codes),
-<key>.weight (float16 little-endian per-base MLM weight: repeat_weight on repeats, else 1) and
-<key>.json (chrom, start, end, split, index). Tars are plain USTAR with fixed metadata, so the same
-input and config give byte-identical shards. A shard is written under a hidden temporary name, renamed, then its
-record <name>.json (checksum, sample count, byte offset of each sample) is written the same way.
-A re-run keeps a shard only if its record matches the current config and its checksum verifies.
-The manifest (written last) lists every shard with its record: its presence marks a complete set.
+Format 2 (dnachunker-shards/2). Each sample <key> has three members:
+  <key>.bases   uint8 token ids (dnachunker.tokenizer codes), one per base
+  <key>.repeat  the repeat (soft-masked) flag of each base, bit-packed (numpy.packbits, big-endian
+                bit order; the last byte zero-padded)
+  <key>.json    chrom, start, end, split, index
+The loss weight of repeats is applied by the training loader (`data.repeat_weight`), so it can
+change without re-sharding; at 8 kbp a sample takes 1.4 bytes per base instead of format 1's 3.25
+(uint8 bases + a float16 weight per base, weight baked in; still read). Tars are plain USTAR with
+fixed metadata (mode 0444, uid/gid 0, mtime 0), written from headers made here into one buffer per
+shard and hashed from that buffer, so the same input and config give byte-identical shards. A
+shard is written under a hidden temporary name, renamed, then its record <name>.json (checksum,
+sample count, byte offset of each sample) is written the same way. A re-run keeps a shard only if
+its record matches the current config and its checksum verifies. The manifest (written last)
+lists every shard with its record: its presence marks a complete set.
 """
 from __future__ import annotations
 
-import io
+import hashlib
 import json
 import os
-import tarfile
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -27,22 +33,41 @@ from .errors import DataError
 from .genome import GenomeStore
 
 MANIFEST = "manifest.json"
-FORMAT = "dnachunker-shards/1"
+FORMAT = "dnachunker-shards/2"
+FORMATS = ("dnachunker-shards/1", FORMAT)  # readable
 SPLITS = ("train", "valid", "test")
+BLOCK = 512
 
 
-def _member(name: str, data: bytes) -> tuple[tarfile.TarInfo, io.BytesIO]:
-    info = tarfile.TarInfo(name)
-    info.size, info.mtime, info.mode = len(data), 0, 0o444
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    return info, io.BytesIO(data)
+def tar_header(name: str, size: int) -> bytes:
+    """The USTAR header Python's tarfile writes for a regular file `name` of `size` bytes with
+    mode 0444, uid = gid = 0, mtime 0 and no user or group names (tested against tarfile)."""
+    h = bytearray(BLOCK)
+    raw = name.encode("ascii")
+    if len(raw) > 100:
+        raise ValueError(f"tar member name longer than 100 bytes: {name}")
+    h[0:len(raw)] = raw
+    h[100:108] = b"0000444\0"
+    h[108:116] = h[116:124] = b"0000000\0"
+    h[124:136] = b"%011o\0" % size
+    h[136:148] = b"00000000000\0"
+    h[148:156] = b" " * 8
+    h[156:157] = b"0"
+    h[257:265] = b"ustar\x0000"
+    h[148:155] = b"%06o\0" % sum(h)
+    return bytes(h)
+
+
+def _append(buf: bytearray, name: str, data: bytes) -> None:
+    buf += tar_header(name, len(data))
+    buf += data
+    buf += bytes(-len(data) % BLOCK)
 
 
 def _write_shard(job: dict) -> dict:
     store = GenomeStore(job["store"])
     path = Path(job["path"])
-    L, rw = job["length"], np.float16(job["repeat_weight"])
+    L = job["length"]
     offsets = []
     # a shard's windows are contiguous in genome order: read each chromosome's span once
     spans = {}
@@ -50,22 +75,24 @@ def _write_shard(job: dict) -> dict:
         lo, hi = spans.get(chrom, (start, start + L))
         spans[chrom] = (min(lo, start), max(hi, start + L))
     loaded = {c: (lo, store.seq(c, lo, hi), store.repeat(c, lo, hi)) for c, (lo, hi) in spans.items()}
-    with atomic_file(path) as tmp:
-        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
-            for k, (chrom, start) in enumerate(zip(job["chroms"], job["starts"])):
-                index = job["first_index"] + k
-                key = f"{job['split']}-{index:09d}"
-                lo, seq, rep = loaded[chrom]
-                bases = seq[start - lo:start - lo + L]
-                weight = np.where(rep[start - lo:start - lo + L], rw, np.float16(1)).astype("<f2")
-                meta = json.dumps({"chrom": chrom, "start": int(start), "end": int(start + L),
-                                   "split": job["split"], "index": index}, sort_keys=True).encode()
-                offsets.append(tar.offset)
-                for ext, data in (("bases", bases.tobytes()), ("weight", weight.tobytes()), ("json", meta)):
-                    tar.addfile(*_member(f"{key}.{ext}", data))
-        record = {"name": path.name, "split": job["split"], "samples": len(offsets),
-                  "first_index": job["first_index"], "bytes": tmp.stat().st_size,
-                  "sha256": file_sha256(tmp), "offsets": offsets, "config_key": job["config_key"]}
+    buf = bytearray()
+    for k, (chrom, start) in enumerate(zip(job["chroms"], job["starts"])):
+        index = job["first_index"] + k
+        key = f"{job['split']}-{index:09d}"
+        lo, seq, rep = loaded[chrom]
+        meta = json.dumps({"chrom": chrom, "start": int(start), "end": int(start + L), "split": job["split"],
+                           "index": index}, sort_keys=True).encode()
+        offsets.append(len(buf))
+        _append(buf, f"{key}.bases", seq[start - lo:start - lo + L].tobytes())
+        _append(buf, f"{key}.repeat", np.packbits(rep[start - lo:start - lo + L]).tobytes())
+        _append(buf, f"{key}.json", meta)
+    buf += bytes(2 * BLOCK)            # end of archive
+    buf += bytes(-len(buf) % 10240)    # tarfile's record size, as every tar reader expects
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        fh.write(buf)
+    record = {"name": path.name, "split": job["split"], "samples": len(offsets), "first_index": job["first_index"],
+              "bytes": len(buf), "sha256": hashlib.sha256(buf).hexdigest(), "offsets": offsets,
+              "config_key": job["config_key"]}
     _write_json(path.with_name(path.name + ".json"), record)
     return record
 
@@ -101,8 +128,8 @@ def build_shards(cfg: PipelineConfig) -> Path:
                         f"config asks for {cfg.window.length}/{cfg.stride}: re-run the 'windows' stage")
     win = np.load(out / "windows.npz")
     names = [str(n) for n in win["names"]]
-    base_key = {"source": store.attrs["source"], "window": cfg.to_dict()["window"],
-                "repeat_weight": cfg.repeat_weight, "samples_per_shard": cfg.samples_per_shard}
+    base_key = {"format": FORMAT, "source": store.attrs["source"], "window": cfg.to_dict()["window"],
+                "samples_per_shard": cfg.samples_per_shard}
     jobs, kept = [], {}
     for split in [s[: -len("_start")] for s in win.files if s.endswith("_start")]:
         chroms, starts = win[f"{split}_chrom"], win[f"{split}_start"]
@@ -111,7 +138,7 @@ def build_shards(cfg: PipelineConfig) -> Path:
         for i, lo in enumerate(range(0, n, cfg.samples_per_shard)):
             hi = min(lo + cfg.samples_per_shard, n)
             job = {"store": str(store_path), "split": split, "first_index": lo, "length": cfg.window.length,
-                   "repeat_weight": cfg.repeat_weight, "path": str(out / split / f"{split}-{i:06d}.tar"),
+                   "path": str(out / split / f"{split}-{i:06d}.tar"),
                    "chroms": [names[c] for c in chroms[lo:hi]], "starts": starts[lo:hi].tolist()}
             job["config_key"] = digest({**base_key, "chroms": job["chroms"], "starts": job["starts"]})
             rec = _finished(Path(job["path"]), job["config_key"])
@@ -141,7 +168,7 @@ def build_shards(cfg: PipelineConfig) -> Path:
                          "dropped_mostly_n": windows_stats[split]["dropped_mostly_n"],
                          "shards": [{k: v for k, v in r.items() if k != "config_key"} for r in recs]}
     manifest = {"format": FORMAT, "window_length": cfg.window.length, "window_stride": cfg.stride,
-                "repeat_weight": cfg.repeat_weight, "source": store.attrs["source"],
+                "source": store.attrs["source"],
                 "config": cfg.to_dict(), "splits": splits}
     _write_json(out / MANIFEST, manifest)
     total = {s: v["samples"] for s, v in splits.items()}
@@ -157,8 +184,9 @@ def load_manifest(root: str | Path) -> dict:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"{path}: corrupt manifest: {e}") from None
-    if manifest.get("format") != FORMAT:
-        raise DataError(f"{path}: unknown manifest format {manifest.get('format')!r}")
+    if manifest.get("format") not in FORMATS:
+        raise DataError(f"{path}: unknown manifest format {manifest.get('format')!r} (this version reads "
+                        f"{', '.join(FORMATS)})")
     return manifest
 
 

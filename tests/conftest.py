@@ -61,3 +61,59 @@ def train_shards(tmp_path_factory):
                      "splits.train=[chr20:1000000-4000000]", "splits.valid=[chr20:4000000-4200000]",
                      "splits.test=[]", "samples_per_shard=1024"]) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def pretrained(tmp_path_factory, chr20_windows):
+    """A tiny DNAChunker pretrained for a few minutes' worth of CPU on real chr20 windows."""
+    from dnachunker import DNAChunker, DNAChunkerConfig
+    from dnachunker.masking import bert_mask
+    from dnachunker.tokenizer import batch_encode
+    torch.manual_seed(0)
+    model = DNAChunker(DNAChunkerConfig.load(ROOT / "configs" / "model" / "tiny.yaml"))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    windows = chr20_windows(512, 256)
+    g = torch.Generator().manual_seed(0)
+    for step in range(60):
+        batch = batch_encode(windows[(step * 8) % 256:(step * 8) % 256 + 8])
+        ids, labels = bert_mask(batch.input_ids, batch.valid, g)
+        loss = model(ids, batch.valid, labels, batch.weight()).loss
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.save_pretrained(tmp_path_factory.mktemp("pretrained") / "tiny")
+
+
+def format1_copy(root: Path, dest: Path, repeat_weight: float = 0.1) -> Path:
+    """A copy of a shard set in the previous shard format (dnachunker-shards/1: a float16 loss
+    weight per base, repeat_weight baked in), written with Python's tarfile as that version did."""
+    import io
+    import json
+    import shutil
+    import tarfile
+
+    import numpy as np
+
+    from data_pipeline.config import file_sha256
+    from data_pipeline.reader import ShardSplit
+    shutil.copytree(root, dest, ignore=shutil.ignore_patterns("*.tar"))
+    manifest = json.loads((root / "manifest.json").read_text())
+    for split, info in manifest["splits"].items():
+        samples = ShardSplit(root, split)
+        for rec in info["shards"]:
+            path = dest / split / rec["name"]
+            rec["offsets"] = []
+            with tarfile.open(path, "w", format=tarfile.USTAR_FORMAT) as tar:
+                for i in range(rec["first_index"], rec["first_index"] + rec["samples"]):
+                    s = samples[i]
+                    weight = np.where(s["repeat"], np.float16(repeat_weight), np.float16(1)).astype("<f2")
+                    rec["offsets"].append(tar.offset)
+                    for ext, data in (("bases", s["bases"].tobytes()), ("weight", weight.tobytes()),
+                                      ("json", json.dumps(s["meta"], sort_keys=True).encode())):
+                        member = tarfile.TarInfo(f"{split}-{i:09d}.{ext}")
+                        member.size, member.mode = len(data), 0o444
+                        tar.addfile(member, io.BytesIO(data))
+            rec["bytes"], rec["sha256"] = path.stat().st_size, file_sha256(path)
+    manifest["format"] = "dnachunker-shards/1"
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    return dest

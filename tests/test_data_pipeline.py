@@ -16,14 +16,14 @@ import torch
 
 from data_pipeline.__main__ import main as cli
 from data_pipeline.errors import DataError
-from data_pipeline.fasta import read_fasta
+from dnachunker.fasta import read_fasta
 from data_pipeline.loader import PretrainLoader
 from data_pipeline.reader import ShardSplit
 from data_pipeline.shards import verify
 from dnachunker.masking import IGNORE
 from dnachunker.tokenizer import BASES, MASK, decode
 
-from .conftest import ROOT, shared_file
+from .conftest import ROOT, format1_copy, shared_file
 
 CHR20 = "hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz"
 YEAST = "ncbi_softmasked_small_chroms/ScerR64_I_GCF_000146045.2_R64_genomic.fna.gz"
@@ -83,9 +83,8 @@ def test_chr20_windows_round_trip_to_fasta_and_repeats_match_soft_masking(chr20_
             assert m["split"] == split and m["chrom"] == "chr20"
             assert decode(s["bases"]) == ref.upper()
             low = np.frombuffer(ref.encode(), np.uint8) >= ord("a")
-            assert np.array_equal(s["weight"] == np.float16(0.1), low)
-            assert set(np.unique(s["weight"]).tolist()) <= {np.float16(0.1), np.float16(1.0)}
-            total_rep += int((s["weight"] < 1).sum())
+            assert np.array_equal(s["repeat"], low)
+            total_rep += int(s["repeat"].sum())
             total_low += int(low.sum())
     assert total_rep == total_low and total_rep > 0
 
@@ -122,7 +121,7 @@ def test_yeast_and_fly_pipeline_is_deterministic(tmp_path):
         samples = all_samples(a, "train")
         low = sum(int((np.frombuffer(ref[s["meta"]["start"]:s["meta"]["end"]].encode(), np.uint8)
                        >= ord("a")).sum()) for s in samples)
-        assert low == sum(int((s["weight"] < 1).sum()) for s in samples) > 0
+        assert low == sum(int(s["repeat"].sum()) for s in samples) > 0
         assert all(decode(s["bases"]) == ref[s["meta"]["start"]:s["meta"]["end"]].upper() for s in samples)
 
 
@@ -138,7 +137,31 @@ def test_shards_are_standard_webdataset(tmp_path):
     for i in (0, 7, len(split) - 1):
         key = f"train-{i:09d}"
         assert np.frombuffer(streamed[key]["bases"], np.uint8).tobytes() == split[i]["bases"].tobytes()
+        flags = np.unpackbits(np.frombuffer(streamed[key]["repeat"], np.uint8), count=1000).astype(bool)
+        assert np.array_equal(flags, split[i]["repeat"]) and split[i]["repeat"].any()
         assert json.loads(streamed[key]["json"]) == split[i]["meta"]
+    import tarfile  # and Python's own tar reader sees the same members
+    with tarfile.open(urls[0]) as tar:
+        assert tar.getnames()[:3] == ["train-000000000.bases", "train-000000000.repeat", "train-000000000.json"]
+
+
+def test_format_1_shards_are_still_read_and_repeat_weight_is_applied_by_the_loader(tmp_path):
+    out = build(tmp_path / "v2", str(shared_file(YEAST)), "window.length=1000", "splits.train=['*']",
+                "splits.valid=[]", "splits.test=[]", "samples_per_shard=50")
+    old = format1_copy(out, tmp_path / "v1", repeat_weight=0.25)
+    v1, v2 = ShardSplit(old, "train"), ShardSplit(out, "train")
+    assert v1.format == "dnachunker-shards/1" and v2.format == "dnachunker-shards/2"
+    size = {p.name: p.stat().st_size for p in (old / "train").glob("*.tar")}
+    # 1 kbp windows: 3.5 kB a sample instead of 5 kB (headers are a large part at this length)
+    assert sum(p.stat().st_size for p in (out / "train").glob("*.tar")) < 0.72 * sum(size.values())
+    for i in (0, 11, len(v2) - 1):
+        assert v1[i]["bases"].tobytes() == v2[i]["bases"].tobytes()
+        assert np.array_equal(v1[i]["repeat"], v2[i]["repeat"]) and np.array_equal(v1[i]["weight"] < 1, v2[i]["repeat"])
+    b1 = next(iter(PretrainLoader(str(old), "train", 8, train=False)))
+    b2 = next(iter(PretrainLoader(str(out), "train", 8, train=False, repeat_weight=0.3)))
+    rep = b2["weight"] < 1
+    assert rep.any() and torch.equal(b1["weight"] < 1, rep)
+    assert set(b1["weight"][rep].tolist()) == {0.25} and set(b2["weight"][rep].tolist()) == {0.30000001192092896}
 
 
 @pytest.mark.slow
@@ -286,10 +309,10 @@ def test_annotations_rejects_unknown_chromosome_and_parses_repeatmasker(tmp_path
     out = tmp_path / "rm"
     assert run("all", f"fasta={fasta}", f"repeats={rm}", f"out={out}", "window.length=20000",
                "splits.train=['*']", "splits.valid=[]", "splits.test=[]") == 0
-    w = ShardSplit(out, "train")[0]["weight"]
+    repeat = ShardSplit(out, "train")[0]["repeat"]
     expected = np.zeros(20000, bool)
     expected[100:300] = expected[1000:1500] = True
-    assert np.array_equal(w < 1, expected)
+    assert np.array_equal(repeat, expected)
     rm.write_text(rm.read_text().replace("(2713)", "2713"))
     from data_pipeline.annotations import read_repeatmasker_out
     with pytest.raises(DataError, match=r"r\.out:5: repeat \(left\) should be a parenthesised count"):

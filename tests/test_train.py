@@ -2,7 +2,6 @@
 MLflow continuity, non-finite handling. Ranks are separate processes (as srun starts them)."""
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -15,7 +14,7 @@ import pytest
 
 from train import checkpoint
 
-from .conftest import ROOT
+from .conftest import ROOT, format1_copy
 
 pytestmark = pytest.mark.slow
 
@@ -129,8 +128,9 @@ def test_two_rank_zero3_bf16(tmp_path, train_shards):
 
 
 def _poison(shards: Path, dest: Path, indices) -> Path:
-    """A copy of the shard set whose samples `indices` have NaN loss weights."""
-    shutil.copytree(shards, dest)
+    """A copy of the shard set whose samples `indices` have NaN loss weights (format 1 shards,
+    which store a float16 weight per base, still read)."""
+    format1_copy(shards, dest)
     manifest = json.loads((dest / "manifest.json").read_text())
     recs = manifest["splits"]["train"]["shards"]
     for i in indices:

@@ -19,6 +19,7 @@ class DataConfig:
     seed: int = 0
     rc_augment: bool = True
     mask_prob: float = 0.15
+    repeat_weight: float = 0.1       # MLM loss weight of soft-masked (repeat) bases; others weigh 1
     bpe_tokenizer: str | None = None # baseline: BPE token starts as fixed boundaries (model tokenization=given)
 
 
@@ -48,6 +49,8 @@ class TrackingConfig:
     run_name: str | None = None
     parent_run_id: str | None = None # set by slurm.sweep: this run becomes a child run
     log_every: int = 10
+    retries: int = 3                 # tries of each MLflow call before tracking is switched off for the run
+    retry_backoff_s: float = 1.0     # wait before the second try; doubles each time
 
 
 @dataclass
@@ -86,7 +89,7 @@ def load_config(path: str | Path | None, overrides: list[str]) -> TrainConfig:
 
 
 # keys of the model section that change how it runs, not what it computes: free to differ on resume
-RUNTIME_MODEL_KEYS = {"activation_checkpointing"}
+RUNTIME_MODEL_KEYS = {"activation_checkpointing", "compile"}
 
 
 def model_changes(cfg: TrainConfig, checkpoint_config: str) -> list[str]:
