@@ -14,8 +14,9 @@ import re
 from collections import defaultdict
 from pathlib import Path
 
+from dnachunker.fasta import open_maybe_gzip
+
 from .errors import DataError
-from .fasta import open_maybe_gzip
 
 Intervals = dict[str, list[tuple[int, int, int]]]
 _PAREN = re.compile(r"^\((\d+)\)$")

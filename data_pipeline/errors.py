@@ -1,2 +1,4 @@
-class DataError(ValueError):
-    """Bad input data: the message names the file (and line) and the problem."""
+"""Bad input to the pipeline is the model package's InputError (also raised by its FASTA reader)."""
+from dnachunker.errors import InputError as DataError
+
+__all__ = ["DataError"]

@@ -15,18 +15,18 @@ import zarr
 from tqdm import tqdm
 from zarr.codecs import BloscCodec
 
+from dnachunker.fasta import read_fasta
 from dnachunker.fileio import atomic_directory
 
 from .annotations import check_against, read_repeats
 from .config import PipelineConfig, file_sha256
 from .errors import DataError
-from .fasta import read_fasta
 
 FORMAT = "dnachunker-genome/1"
 
 
-def _compressors():
-    return [BloscCodec(cname="zstd", clevel=5, shuffle="bitshuffle")]
+def _compressors(clevel: int):
+    return [BloscCodec(cname="zstd", clevel=clevel, shuffle="bitshuffle")]
 
 
 def source_info(cfg: PipelineConfig) -> dict:
@@ -74,7 +74,7 @@ def build_genome(cfg: PipelineConfig) -> Path:
                 i = len(names)
                 names.append(name)
                 lengths[name] = len(codes)
-                jobs.append(pool.submit(_write, root, i, codes, mask, cfg.zarr_chunk))
+                jobs.append(pool.submit(_write, root, i, codes, mask, cfg.zarr_chunk, cfg.zarr_clevel))
                 while len(jobs) > 2:  # bound memory: at most ~3 chromosomes in flight
                     jobs.pop(0).result()
             for j in jobs:
@@ -87,10 +87,10 @@ def build_genome(cfg: PipelineConfig) -> Path:
     return out
 
 
-def _write(root, i: int, codes: np.ndarray, mask: np.ndarray, chunk: int):
+def _write(root, i: int, codes: np.ndarray, mask: np.ndarray, chunk: int, clevel: int):
     for group, data in (("seq", codes), ("repeat", mask)):
         arr = root.create_array(f"{group}/{i}", shape=data.shape, dtype=data.dtype,
-                                chunks=(min(chunk, len(data)),), compressors=_compressors())
+                                chunks=(min(chunk, len(data)),), compressors=_compressors(clevel))
         arr[:] = data
 
 

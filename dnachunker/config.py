@@ -18,13 +18,15 @@ class ConfigError(ValueError):
 
 
 def load_structured(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
-                    what: str = "config", sections: dict[str, type] | None = None) -> T:
+                    what: str = "config", sections: dict[str, type] | None = None,
+                    whole: Sequence[str] = ()) -> T:
     """schema defaults <- YAML file at `path` <- each override in order -> a validated `schema`.
 
     `sections` names keys whose value may instead be the path of a YAML file with that section
     (e.g. model: configs/model/tiny.yaml). The file is read here, once, and replaces the whole
     section (the section's schema gives what the file omits); later `key.sub=value` overrides
-    apply on top. Unknown keys and wrong types are errors naming the file.
+    apply on top. `whole` names free-form mappings (a sweep's grid) that a later layer replaces
+    instead of merging into. Unknown keys and wrong types are errors naming the file.
     """
     sections = sections or {}
     try:
@@ -39,6 +41,9 @@ def load_structured(schema: type[T], path: str | Path | None = None, overrides: 
             for key, section in sections.items():
                 if isinstance(layer.get(key), str):
                     cfg[key] = _section_file(layer.pop(key), section)
+            for key in whole:
+                if key in layer:
+                    cfg[key] = layer.pop(key)
             try:
                 cfg = OmegaConf.merge(cfg, layer)
             except Exception as e:  # OmegaConf's errors name the key but not where it came from
@@ -112,6 +117,7 @@ class DNAChunkerConfig:
     mamba: MambaConfig = field(default_factory=MambaConfig)
     max_len: int = 8192
     activation_checkpointing: bool = False  # recompute every block in backward: less memory, ~30% more time
+    compile: bool = False            # torch.compile the BiMamba mixers and Transformer blocks (dynamic shapes)
     # dynamic chunking
     target_ratio: list[float] = field(default_factory=lambda: [0.5, 0.5])  # alpha per stage
     ratio_loss_weight: float = 0.03  # lambda
@@ -160,6 +166,11 @@ class DNAChunkerConfig:
     def load(cls, path: str | Path, *overrides: str) -> "DNAChunkerConfig":
         """A model YAML (keys checked against this schema) plus `key=value` overrides."""
         return load_structured(cls, path, overrides, what="model config")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DNAChunkerConfig":
+        """A model config recorded as a dict (an export's config.json)."""
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls), d)).validate()
 
     def to_yaml(self) -> str:
         return to_yaml(self)

@@ -13,9 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dnachunker.tokenizer import ENCODE_TABLE
-
-from .errors import DataError
+from .errors import InputError
+from .tokenizer import ENCODE_TABLE
 
 BLOCK = 1 << 23
 _CODES = ENCODE_TABLE.tobytes()  # byte -> token id, 255 for anything that is not an IUPAC code
@@ -36,7 +35,7 @@ class _Record:
 
     def finish(self, path: Path) -> tuple[str, np.ndarray, np.ndarray]:
         if not self.codes:
-            raise DataError(f"{path}:{self.line}: empty record '{self.name}' (header with no sequence)")
+            raise InputError(f"{path}:{self.line}: empty record '{self.name}' (header with no sequence)")
         return (self.name, np.frombuffer(self.codes, dtype=np.uint8),
                 np.frombuffer(self.soft, dtype=np.bool_))
 
@@ -46,7 +45,7 @@ def read_fasta(path: str | Path, on_bytes: Callable[[int], None] | None = None
     """Iterate over (name, codes, soft_masked) records. `on_bytes(n)` reports progress."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: FASTA file not found")
+        raise InputError(f"{path}: FASTA file not found")
     seen: dict[str, int] = {}
     rec: _Record | None = None
     line_no = 1  # line number of the first byte of `buf`
@@ -57,10 +56,10 @@ def read_fasta(path: str | Path, on_bytes: Callable[[int], None] | None = None
                 data = fh.read(BLOCK)
             except EOFError:
                 last = line_no + buf.count(b"\n")
-                raise DataError(f"{path}: truncated gzip file (compressed stream ends early, "
+                raise InputError(f"{path}: truncated gzip file (compressed stream ends early, "
                                 f"after line {last})") from None
             except (gzip.BadGzipFile, zlib.error, OSError) as e:
-                raise DataError(f"{path}: corrupt gzip data near line {line_no}: {e}") from None
+                raise InputError(f"{path}: corrupt gzip data near line {line_no}: {e}") from None
             if on_bytes and data:
                 on_bytes(len(data))
             buf += data
@@ -77,7 +76,7 @@ def read_fasta(path: str | Path, on_bytes: Callable[[int], None] | None = None
             if not data:
                 break
     if rec is None:
-        raise DataError(f"{path}: no FASTA records (no line starting with '>')")
+        raise InputError(f"{path}: no FASTA records (no line starting with '>')")
     yield rec.finish(path)
 
 
@@ -91,10 +90,10 @@ def _parse_block(path, work: bytes, line_no: int, rec: _Record | None, seen: dic
             line = line_no + work.count(b"\n", 0, pos)
             fields = work[pos + 1:end].strip().split()
             if not fields:
-                raise DataError(f"{path}:{line}: header line with no sequence name")
+                raise InputError(f"{path}:{line}: header line with no sequence name")
             name = fields[0].decode("ascii", "replace")
             if name in seen:
-                raise DataError(f"{path}:{line}: duplicate sequence name '{name}' (first at line {seen[name]})")
+                raise InputError(f"{path}:{line}: duplicate sequence name '{name}' (first at line {seen[name]})")
             seen[name] = line
             if rec is not None:
                 finished.append(rec.finish(path))
@@ -107,7 +106,7 @@ def _parse_block(path, work: bytes, line_no: int, rec: _Record | None, seen: dic
         if rec is None:
             if seg.strip():
                 line = line_no + work.count(b"\n", 0, pos)
-                raise DataError(f"{path}:{line}: sequence data before the first '>' header")
+                raise InputError(f"{path}:{line}: sequence data before the first '>' header")
         else:
             codes = seg.translate(_CODES, b"\r\n")
             if b"\xff" in codes:
@@ -124,6 +123,6 @@ def _raise_bad_char(path, seg: bytes, first_line: int, name: str):
         bad = np.flatnonzero(ENCODE_TABLE[raw] == 255)
         if bad.size:
             ch = chr(raw[bad[0]])
-            raise DataError(f"{path}:{first_line + i}: invalid character {ch!r} in record '{name}' "
+            raise InputError(f"{path}:{first_line + i}: invalid character {ch!r} in record '{name}' "
                             f"(column {bad[0] + 1}); only IUPAC nucleotide codes are allowed")
     raise AssertionError("unreachable: bad character not found again")

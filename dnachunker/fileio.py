@@ -47,10 +47,10 @@ def write_text(path: str | Path, text: str) -> None:
         tmp.write_text(text)
 
 
-def write_csv(rows: list[dict], path: str | Path, columns: list[str] | None = None) -> None:
+def write_csv(rows: list[dict], path: str | Path, columns: list[str] | None = None, delimiter: str = ",") -> None:
     columns = columns or list(dict.fromkeys(k for r in rows for k in r))
     with atomic_file(path) as tmp, open(tmp, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore")
+        w = csv.DictWriter(fh, fieldnames=columns, extrasaction="ignore", delimiter=delimiter)
         w.writeheader()
         w.writerows(rows)
 

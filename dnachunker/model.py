@@ -19,6 +19,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
+from . import hf_export
 from .config import DNAChunkerConfig
 from .fileio import atomic_directory
 from .masking import IGNORE
@@ -28,7 +29,7 @@ from .modules.norm import RMSNorm
 from .modules.routing import Router
 from .modules.transformer import MainNetwork
 from .segmenters import BPESegmenter
-from .tokenizer import MASK, batch_encode, decode
+from .tokenizer import MASK, decode
 
 SEGMENTER = "segmenter.json"
 
@@ -168,6 +169,9 @@ class DNAChunker(nn.Module):
         for stage in self.stages:
             stage.router.reset_parameters()
             nn.init.zeros_(stage.residual_proj.weight)  # H-Net: the decoder starts from the main network's output
+        if cfg.compile:  # in place: parameter names (checkpoints) stay the same
+            for block in [*self.main.blocks, *(m for st in self.stages for m in [*st.encoder.mixers, *st.decoder.mixers])]:
+                block.compile(dynamic=True)
 
     @staticmethod
     def _init_weights(m: nn.Module):
@@ -227,34 +231,24 @@ class DNAChunker(nn.Module):
         return out
 
     # ---- inference API -------------------------------------------------------------------
-    @torch.no_grad()
-    def segment(self, seqs: list[str], batch_size: int = 8) -> list[list[np.ndarray]]:
+    def segment(self, seqs: list[str], batch_size: int = 8, window: int | None = None,
+                overlap: int | None = None) -> list[list[np.ndarray]]:
         """Learned tokenization of each sequence: for every stage, the 0-based base-pair index at
-        which each chunk starts (stage 0 chunks bases, stage 1 chunks stage-0 chunks)."""
-        was_training = self.training
-        self.eval()
-        device = next(self.parameters()).device
-        result = []
-        try:
-            for i in range(0, len(seqs), batch_size):
-                batch = batch_encode(seqs[i:i + batch_size])
-                out = self(batch.input_ids.to(device), batch.valid.to(device))
-                for j in range(batch.input_ids.size(0)):
-                    result.append([st.chunk_start[j][st.chunk_valid[j]].long().cpu().numpy()
-                                   for st in out.stages])
-        finally:
-            self.train(was_training)
-        return result
+        which each chunk starts (stage 0 chunks bases, stage 1 chunks stage-0 chunks). Sequences
+        longer than `window` (default max_len) run in overlapping windows (dnachunker.inference)."""
+        from .inference import run
+        return [r.chunk_starts for r in run(self, seqs, window, overlap, batch_size, progress=False)]
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config.yaml + model.safetensors (+ segmenter.json for a 'given' tokenization)
-        atomically (temp dir, then rename)."""
+        """Write config.yaml + model.safetensors (+ segmenter.json for a 'given' tokenization) and
+        the Hugging Face files (dnachunker.hf_export) atomically (temp dir, then rename)."""
         with atomic_directory(directory) as tmp:
             (tmp / "config.yaml").write_text(self.cfg.to_yaml())
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
             if self.segmenter is not None:
                 self.segmenter.save(tmp / SEGMENTER)
+            hf_export.write(tmp, self.cfg)  # what Transformers' Auto classes read
         return Path(directory)
 
     @classmethod

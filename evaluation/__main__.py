@@ -33,7 +33,7 @@ from dnachunker.fileio import markdown_table, write_csv
 
 def _windows(fasta: str, length: int, count: int, seed: int = 0):
     """Real N-free windows of the first record of a FASTA: (sequences with case, record name, starts)."""
-    from data_pipeline.fasta import read_fasta
+    from dnachunker.fasta import read_fasta
     from dnachunker.tokenizer import N, decode
     name, codes, soft = next(iter(read_fasta(fasta)))
     starts = np.arange(0, len(codes) - length, length)
@@ -56,6 +56,7 @@ def cmd_finetune(a) -> int:
     with open(out / "results.md", "a") as fh:
         fh.write(f"\n{a.model} · {task.name} · {a.mode}\n\n" + markdown_table([summary]) + "\n")
     print(markdown_table(rows) + "\n\n" + markdown_table([summary]))
+    print(f"results: {out / f'{stem}.csv'} (per seed), {out / 'results.md'} (summary appended)", file=sys.stderr)
     return 0
 
 
@@ -131,6 +132,7 @@ def cmd_robustness(a) -> int:
     print(markdown_table(rows))
     if a.out:
         write_csv(rows, Path(a.out))
+        print(f"results: {a.out}", file=sys.stderr)
     return 0
 
 

@@ -108,7 +108,7 @@ def png_view(seq: str, stage_starts: list[np.ndarray], path: Path, region: np.nd
 
 def exon_mask(gtf: str | Path, chrom: str, length: int) -> np.ndarray:
     """Bases covered by an 'exon' feature of `chrom` in a GTF (gz accepted)."""
-    from data_pipeline.fasta import open_maybe_gzip
+    from dnachunker.fasta import open_maybe_gzip
     mask = np.zeros(length, dtype=bool)
     with open_maybe_gzip(Path(gtf)) as fh:
         for raw in fh:

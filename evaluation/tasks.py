@@ -190,7 +190,7 @@ def load_genomic_benchmark(path: str | Path, fasta: str | Path) -> Task:
     """Genomic Benchmarks coordinates (<dir>/{train,test}/<class>.csv.gz) cut from `fasta`."""
     from omegaconf import OmegaConf
 
-    from data_pipeline.fasta import read_fasta
+    from dnachunker.fasta import read_fasta
     from dnachunker.tokenizer import decode
 
     d = Path(path)
@@ -242,7 +242,7 @@ def load_genomic_benchmark(path: str | Path, fasta: str | Path) -> Task:
 
 
 def _read_fa(path: Path) -> list[str]:
-    from data_pipeline.fasta import read_fasta
+    from dnachunker.fasta import read_fasta
     from dnachunker.tokenizer import decode
     return [decode(codes, soft) for _, codes, soft in read_fasta(path)]
 

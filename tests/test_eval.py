@@ -6,38 +6,19 @@ import pytest
 import torch
 
 from dnachunker import DNAChunker, DNAChunkerConfig
+from dnachunker.segmenters import BPESegmenter, kmer, single_nucleotide
+from dnachunker.tokenizer import batch_encode
 from evaluation.__main__ import main as eval_cli
 from evaluation.analysis import boundary_agreement, lengths_by_region, robustness
 from evaluation.finetune import FinetuneConfig, _probe, evaluate
 from evaluation.metrics import accuracy, f1_macro, mcc
-from dnachunker.segmenters import BPESegmenter, kmer, single_nucleotide
 from evaluation.tasks import EvalDataError, Task, load_genomic_benchmark, load_gue, load_janggu, load_nt
-from dnachunker.masking import bert_mask
-from dnachunker.tokenizer import batch_encode
 
 from .conftest import shared_file
 from .test_model import CONFIGS
 
 GUE_TATA = "gue_from_DeepGene/prom/prom_300_tata"
 FLY = "ncbi_softmasked_small_chroms/DmelanDM6_4_GCF_000001215.4_Release_6_plus_ISO1_MT_genomic.fna.gz"
-
-
-@pytest.fixture(scope="module")
-def pretrained(tmp_path_factory, chr20_windows):
-    """A tiny DNAChunker pretrained for a few minutes' worth of CPU on real chr20 windows."""
-    torch.manual_seed(0)
-    model = DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml"))
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    windows = chr20_windows(512, 256)
-    g = torch.Generator().manual_seed(0)
-    for step in range(60):
-        batch = batch_encode(windows[(step * 8) % 256:(step * 8) % 256 + 8])
-        ids, labels = bert_mask(batch.input_ids, batch.valid, g)
-        loss = model(ids, batch.valid, labels, batch.weight()).loss
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.save_pretrained(tmp_path_factory.mktemp("pretrained") / "tiny")
 
 
 def test_metrics_match_hand_computed_values():

@@ -1,0 +1,207 @@
+"""python -m dnachunker COMMAND ...  (using a trained model)
+
+  embed           embeddings of sequences from FASTA, BED + FASTA or CSV -> .npy (mean-pooled) or
+                  zarr (mean-pooled, per base, per chunk); any length (overlapping windows)
+  score-variants  zero-shot SNV scores log P(alt) - log P(ref) from a VCF + reference FASTA -> TSV
+
+Examples:
+  python -m dnachunker embed --model runs/x/export --fasta genes.fa --out genes.npy
+  python -m dnachunker embed --model runs/x/export --bed peaks.bed --fasta hg38.fa --out peaks.zarr --per-base --chunks 0
+  python -m dnachunker score-variants --model runs/x/export --vcf clinvar.vcf.gz --fasta hg38.fa --out scores.tsv
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import InputError
+from .fileio import atomic_directory, atomic_file, write_csv
+from .tokenizer import TokenizerError, decode, encode
+
+_COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+
+
+def _from_fasta(fasta: str) -> tuple[list[str], list[str]]:
+    from .fasta import read_fasta
+    names, seqs = [], []
+    for name, codes, soft in read_fasta(fasta):
+        names.append(name)
+        seqs.append(decode(codes, soft))
+    if not seqs:
+        raise InputError(f"{fasta}: no FASTA records")
+    return names, seqs
+
+
+def _from_bed(bed: str, fasta: str) -> tuple[list[str], list[str]]:
+    from .fasta import open_maybe_gzip, read_fasta
+    rows = []
+    path = Path(bed)
+    if not path.is_file():
+        raise InputError(f"{bed}: BED file not found")
+    with open_maybe_gzip(path) as fh:
+        for line_no, raw in enumerate(fh, 1):
+            line = raw.decode(errors="replace").rstrip("\n")
+            if not line.strip() or line.startswith(("#", "track", "browser")):
+                continue
+            f = line.split("\t")
+            try:
+                start, end = int(f[1]), int(f[2])
+            except (IndexError, ValueError):
+                raise InputError(f"{bed}:{line_no}: a BED line needs chrom, start and end (integers)") from None
+            strand = f[5] if len(f) > 5 else "+"
+            if not 0 <= start < end or strand not in "+-.":
+                raise InputError(f"{bed}:{line_no}: bad interval or strand: {f[:3]} {strand}")
+            rows.append((line_no, f[0], start, end, f[3] if len(f) > 3 else f"{f[0]}:{start}-{end}", strand))
+    wanted = {r[1] for r in rows}
+    genome = {name: (codes, soft) for name, codes, soft in read_fasta(fasta) if name in wanted}
+    names, seqs = [], []
+    for line_no, chrom, start, end, name, strand in rows:
+        if chrom not in genome:
+            raise InputError(f"{bed}:{line_no}: sequence {chrom!r} is not in {fasta}")
+        codes, soft = genome[chrom]
+        if end > len(codes):
+            raise InputError(f"{bed}:{line_no}: {chrom}:{start}-{end} runs past the end of {chrom} ({len(codes)} bp)")
+        s = decode(codes[start:end], soft[start:end])
+        names.append(name)
+        seqs.append(s.translate(_COMPLEMENT)[::-1] if strand == "-" else s)
+    return names, seqs
+
+
+def _from_csv(path: str, column: str, name_column: str | None) -> tuple[list[str], list[str]]:
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"{path}: CSV file not found")
+    with open(p, newline="") as fh:
+        reader = csv.DictReader(fh, delimiter="\t" if p.suffix in (".tsv", ".txt") else ",")
+        if column not in (reader.fieldnames or []):
+            raise InputError(f"{path}:1: no column {column!r} (columns: {reader.fieldnames})")
+        names, seqs = [], []
+        for line_no, row in enumerate(reader, 2):
+            seq = (row[column] or "").strip()
+            if not seq:
+                raise InputError(f"{path}:{line_no}: empty sequence")
+            names.append(row.get(name_column) if name_column else f"row{line_no}")
+            seqs.append(seq)
+    return names, seqs
+
+
+def _check(seqs: list[str], names: list[str], source: str) -> None:
+    for i, s in enumerate(seqs):
+        try:
+            encode(s, name=f"{source}: record {names[i]!r}")
+        except TokenizerError as e:
+            raise InputError(str(e)) from None
+
+
+def cmd_embed(a) -> int:
+    from .inference import chunk_means, run
+    from .model import DNAChunker
+    if a.csv:
+        names, seqs = _from_csv(a.csv, a.column, a.name_column)
+        source = a.csv
+    elif a.bed:
+        if not a.fasta:
+            raise InputError("--bed needs --fasta (the reference the intervals are cut from)")
+        names, seqs = _from_bed(a.bed, a.fasta)
+        source = a.bed
+    elif a.fasta:
+        names, seqs = _from_fasta(a.fasta)
+        source = a.fasta
+    else:
+        raise InputError("give --fasta, --bed with --fasta, or --csv")
+    _check(seqs, names, source)
+    out = Path(a.out)
+    if out.suffix == ".npy" and (a.per_base or a.chunks is not None):
+        raise InputError(f"{out}: per-base and per-chunk embeddings have a length each: write them to a .zarr")
+    if out.suffix not in (".npy", ".zarr"):
+        raise InputError(f"{out}: the output must end in .npy (mean-pooled) or .zarr")
+    model = DNAChunker.from_pretrained(a.model, map_location=a.device)
+    print(f"embedding {len(seqs)} sequences ({sum(map(len, seqs)):,} bp, longest {max(map(len, seqs)):,}) "
+          f"from {source} with {a.model} on {a.device}", file=sys.stderr)
+    results = run(model, seqs, a.window, a.overlap, a.batch_size, a.device)
+    mean = np.stack([r.hidden.mean(0) for r in results]).astype(np.float32)
+    if out.suffix == ".npy":
+        with atomic_file(out) as tmp, open(tmp, "wb") as fh:
+            np.save(fh, mean)
+        names_file = out.with_suffix(".names.txt")
+        with atomic_file(names_file) as tmp:
+            tmp.write_text("".join(f"{n}\n" for n in names))
+        print(f"embeddings {mean.shape} -> {out} (row names: {names_file})", file=sys.stderr)
+        return 0
+    import zarr
+    with atomic_directory(out) as tmp:
+        root = zarr.open_group(str(tmp), mode="w")
+        root.create_array("mean", data=mean)
+        for i, r in enumerate(results):
+            if a.per_base:
+                root.create_array(f"per_base/{i}", data=r.hidden.astype(np.float32))
+            if a.chunks is not None:
+                starts = r.chunk_starts[a.chunks]
+                root.create_array(f"chunk_starts/{i}", data=starts.astype(np.int64))
+                root.create_array(f"per_chunk/{i}", data=chunk_means(r.hidden, starts).astype(np.float32))
+        root.attrs.update(names=names, lengths=[len(s) for s in seqs], model=str(a.model),
+                          chunk_stage=a.chunks, window=a.window or model.cfg.max_len)
+    print(f"embeddings of {len(seqs)} sequences -> {out} (mean{', per_base' if a.per_base else ''}"
+          f"{', per_chunk / chunk_starts (stage %d)' % a.chunks if a.chunks is not None else ''})", file=sys.stderr)
+    return 0
+
+
+def cmd_score_variants(a) -> int:
+    from .model import DNAChunker
+    from .variants import COLUMNS, score_variants
+    model = DNAChunker.from_pretrained(a.model, map_location=a.device)
+    variants = score_variants(model, a.vcf, a.fasta, a.context, a.batch_size, a.device)
+    rows = [{"chrom": v.chrom, "pos": v.pos, "id": v.id, "ref": v.ref, "alt": v.alt, "fasta_ref": v.fasta_ref,
+             "score": "" if v.score is None else f"{v.score:.6f}", "status": v.status} for v in variants]
+    write_csv(rows, a.out, COLUMNS, delimiter="\t")
+    counts = {}
+    for v in variants:
+        counts[v.status] = counts.get(v.status, 0) + 1
+    print(f"{len(variants)} records: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+          + f" -> {a.out}", file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m dnachunker", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    e = sub.add_parser("embed", help="sequence embeddings")
+    e.add_argument("--model", required=True, help="an export directory (save_pretrained)")
+    e.add_argument("--fasta", help="FASTA of sequences, or the reference for --bed")
+    e.add_argument("--bed", help="BED intervals (chrom start end [name [score [strand]]]) cut from --fasta")
+    e.add_argument("--csv", help="CSV/TSV with a sequence column")
+    e.add_argument("--column", default="sequence", help="CSV column holding the sequences")
+    e.add_argument("--name-column", help="CSV column naming the rows")
+    e.add_argument("--out", required=True, help=".npy (mean-pooled) or .zarr")
+    e.add_argument("--per-base", action="store_true", help="also per-base states (zarr)")
+    e.add_argument("--chunks", type=int, choices=[0, 1], help="also per-chunk means for this stage (zarr)")
+    e.add_argument("--window", type=int, default=None, help="bases per forward pass (default max_len; 0: whole)")
+    e.add_argument("--overlap", type=int, default=None, help="overlap of windows (default window/2)")
+    e.add_argument("--batch-size", type=int, default=8)
+    e.add_argument("--device", default=device)
+    s = sub.add_parser("score-variants", help="zero-shot SNV effect scores")
+    s.add_argument("--model", required=True)
+    s.add_argument("--vcf", required=True)
+    s.add_argument("--fasta", required=True, help="the reference the VCF refers to")
+    s.add_argument("--out", required=True, help="TSV: " + " ".join(["chrom", "pos", "id", "ref", "alt", "fasta_ref",
+                                                                      "score", "status"]))
+    s.add_argument("--context", type=int, default=None, help="bases around each variant (default max_len)")
+    s.add_argument("--batch-size", type=int, default=16)
+    s.add_argument("--device", default=device)
+    a = p.parse_args(argv)
+    try:
+        return {"embed": cmd_embed, "score-variants": cmd_score_variants}[a.cmd](a)
+    except (InputError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Hugging Face Transformers classes around DNAChunker (imported by an export's remote code).
+
+    from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+    mlm = AutoModelForMaskedLM.from_pretrained("runs/x/export", trust_remote_code=True)
+    enc = AutoModel.from_pretrained("runs/x/export", trust_remote_code=True)   # last_hidden_state
+    tok = AutoTokenizer.from_pretrained("runs/x/export")
+
+The export (DNAChunker.save_pretrained, see dnachunker.hf_export) holds the weights in the native
+layout; these classes keep the model under `.dnachunker`, and Transformers adds that prefix when
+it loads them. Loading needs this package installed (the remote code imports it).
+"""
+from __future__ import annotations
+
+import torch
+from transformers import PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
+
+from .config import DNAChunkerConfig
+from .model import DNAChunker
+from .segmenters import BPESegmenter
+
+
+class DNAChunkerHFConfig(PretrainedConfig):
+    model_type = "dnachunker"
+
+    def __init__(self, dnachunker: dict | None = None, **kwargs):
+        self.dnachunker = dnachunker or {}
+        super().__init__(**kwargs)
+
+
+class _Base(PreTrainedModel):
+    config_class = DNAChunkerHFConfig
+    base_model_prefix = "dnachunker"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: DNAChunkerHFConfig):
+        super().__init__(config)
+        self.dnachunker = DNAChunker(DNAChunkerConfig.from_dict(config.dnachunker))
+        self.post_init()
+
+    def _init_weights(self, module):  # every weight comes from the checkpoint
+        pass
+
+    def attach_segmenter(self, path) -> None:
+        """A 'given' tokenization cuts its inputs with the export's segmenter.json."""
+        self.dnachunker.segmenter = BPESegmenter.load(path)
+
+    def _run(self, input_ids, attention_mask, labels=None, boundaries=None):
+        valid = None if attention_mask is None else attention_mask.bool()
+        return self.dnachunker(input_ids, valid, labels, None, boundaries)
+
+    @classmethod
+    def from_pretrained(cls, path, *args, **kwargs):
+        model = super().from_pretrained(path, *args, **kwargs)
+        from pathlib import Path
+        seg = Path(path) / "segmenter.json"
+        if seg.is_file():
+            model.attach_segmenter(seg)
+        return model
+
+
+class DNAChunkerModel(_Base):
+    """AutoModel: the final hidden states (b, L, d_0), for embeddings."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                boundaries: torch.Tensor | None = None, **kwargs) -> BaseModelOutput:
+        return BaseModelOutput(last_hidden_state=self._run(input_ids, attention_mask, boundaries=boundaries).hidden)
+
+
+class DNAChunkerForMaskedLM(_Base):
+    """AutoModelForMaskedLM: logits over the vocabulary; labels (-100 = not predicted) give the loss."""
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, boundaries: torch.Tensor | None = None,
+                **kwargs) -> MaskedLMOutput:
+        out = self._run(input_ids, attention_mask, labels, boundaries)
+        return MaskedLMOutput(loss=out.loss, logits=out.logits, hidden_states=(out.hidden,))
+
