@@ -376,6 +376,11 @@ def _track(uri: str, parent: str, rows: list[dict], columns: list[str], files: l
     client.set_terminated(parent, "FINISHED" if all(r["status"] == "ok" for r in rows) else "FAILED")
 
 
+def load_sweep(path: str | None, overrides: list[str]) -> SweepConfig:
+    """The sweep file <- overrides; `grid=...` on the command line replaces the file's grid."""
+    return load_structured(SweepConfig, path, overrides, what="sweep config", whole=("grid",))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slurm.sweep", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -383,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the sweep config")
     args = parser.parse_intermixed_args(argv)
     try:
-        cfg = load_structured(SweepConfig, args.sweep, args.overrides, what="sweep config")
+        cfg = load_sweep(args.sweep, args.overrides)
         rows = run_sweep(cfg)
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

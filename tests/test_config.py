@@ -5,7 +5,7 @@ import pytest
 from data_pipeline.config import PipelineConfig
 from data_pipeline.errors import DataError
 from dnachunker.config import ConfigError, DNAChunkerConfig, load_structured, to_yaml
-from slurm.sweep import SweepConfig
+from slurm.sweep import SweepConfig, load_sweep
 from train.config import load_config, model_changes
 
 from .conftest import ROOT
@@ -53,3 +53,11 @@ def test_model_changes_against_a_checkpoint_name_the_keys(monkeypatch):
     assert model_changes(load_config(PRETRAIN, ["model.target_ratio=[0.3,0.5]", "model.ratio_loss_weight=0.1"]),
                          saved) == ["model.ratio_loss_weight: 0.03 -> 0.1", "model.target_ratio: [0.5, 0.5] -> [0.3, 0.5]"]
     assert model_changes(load_config(PRETRAIN, []), "model: configs/model/tiny.yaml\n") == []  # older checkpoints
+
+
+def test_a_grid_override_replaces_the_sweep_files_grid(monkeypatch):
+    monkeypatch.chdir(ROOT)
+    spec = ROOT / "configs" / "sweep" / "alpha_depth.yaml"
+    assert set(load_sweep(spec, []).grid) == {"model.target_ratio", "model.main_layers"}
+    cfg = load_sweep(spec, ["grid={model.target_ratio: [[0.5, 0.5]]}", "slurm.time_min=5"])
+    assert cfg.grid == {"model.target_ratio": [[0.5, 0.5]]} and cfg.slurm.time_min == 5

@@ -20,10 +20,11 @@ pytestmark = pytest.mark.slow
 
 def test_study_end_to_end_with_control_row_failure_row_and_resume_after_a_kill(tmp_path, train_shards):
     out = tmp_path / "study"
-    train = tiny_run(out / "unused", train_shards)[1:]
+    train = tiny_run(out / "unused", train_shards)[1:] + [f"model={ROOT / 'configs/model/tiny.yaml'}", "max_steps=3",
+                                                          "checkpoint.every=100", "val_every=0"]
     args = [sys.executable, "-m", "slurm.sweep", "--sweep", "configs/sweep/ablation.yaml", f"out_dir={out}",
             f"evaluation={tiny_suite(tmp_path)}", "name=tiny_ablation",
-            f"overrides={json.dumps(train + ['max_steps=3', 'checkpoint.every=100', 'val_every=0'])}",
+            f"overrides={json.dumps(train)}",
             "points=[{label: w/o ratio loss, model.ratio_loss: false}, {label: DNAChunker}, "
             "{label: broken, data.root: /nonexistent}]"]
     first = out / "p00_ratio_loss-False"
@@ -61,8 +62,7 @@ def test_study_end_to_end_with_control_row_failure_row_and_resume_after_a_kill(t
     from train.config import load_config
     from train.pretrain import init_model
     control = DNAChunker.from_pretrained(out / "control" / "export")
-    fresh = init_model(load_config(None, [f"model={ROOT / 'configs/model/tiny.yaml'}", "model.max_len=512",
-                                          "out_dir=x", "data.root=x"]))
+    fresh = init_model(load_config(out / "control" / "config.yaml"))
     assert all((a == b).all() for a, b in zip(control.state_dict().values(), fresh.state_dict().values()))
     from mlflow.tracking import MlflowClient
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
