@@ -155,7 +155,8 @@ def test_run_lock_takes_over_only_stale_locks(tmp_path, monkeypatch):
 
 def test_a_tracking_store_that_fails_mid_run_does_not_stop_training(tmp_path, train_shards):
     out = tmp_path / "run"
-    procs = launch(out, train_shards, 1, "max_steps=12", "checkpoint.every=100", "val_every=0")
+    procs = launch(out, train_shards, 1, "max_steps=12", "checkpoint.every=100", "val_every=0",
+                   "tracking.retries=2", "tracking.retry_backoff_s=0.1")
     _wait_for(lambda: len(_logged_steps(out)) >= 3, what="three logged steps")
     db = sqlite3.connect(out / "mlflow.db", isolation_level=None, timeout=60)
     db.execute("BEGIN EXCLUSIVE")  # what a stuck lock on a network filesystem looks like to MLflow
@@ -165,7 +166,7 @@ def test_a_tracking_store_that_fails_mid_run_does_not_stop_training(tmp_path, tr
         db.rollback()
         db.close()
     log = (out / "rank0.log").read_text()
-    assert "warning: MLflow tracking failed 3 times" in log and "training continues without MLflow" in log
+    assert "warning: MLflow tracking failed 2 times" in log and "training continues without MLflow" in log
     assert sorted(set(_logged_steps(out))) == list(range(1, 13))  # nothing lost: metrics.jsonl has every step
     client, runs = mlflow_runs(out)
     in_mlflow = [m.step for m in client.get_metric_history(runs[0].info.run_id, "train/loss")]

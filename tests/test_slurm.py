@@ -1,5 +1,6 @@
-"""The Slurm workflow against a real single-node Slurm (../shared/slurm-local.sh; .ci/run starts
-it). Skipped when no Slurm cluster answers. The local-executor sweep runs everywhere."""
+"""Job control and sweeps against a real Slurm (../shared/slurm-local.sh; .ci/run starts a two-node
+one and fails if it cannot): signals, requeue loops, srun rendezvous, dependent evaluation jobs.
+Skipped only where no Slurm answers; the local sweep runs everywhere. Multi-node: test_multinode.py."""
 import csv
 import json
 import shutil
@@ -7,16 +8,14 @@ import subprocess
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from slurm.local import cpu_count
 from slurm.sweep import main as sweep
 from train import checkpoint
 
-from slurm.local import cpu_count
-
 from .conftest import ROOT, shared_file
-from .test_train import losses, mlflow_runs, tiny_run
+from .test_train import tiny_run
 
 pytestmark = pytest.mark.slow
 CPU_JOB = ["--gres=none", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=15:00"]
@@ -38,39 +37,6 @@ def sbatch(out, shards, *overrides, wait=True):
     cmd = ["sbatch", "--parsable", *(["--wait"] if wait else []), *CPU_JOB, f"--output={out}.log",
            "slurm/pretrain.sh", "configs/pretrain/tiny_chr20.yaml", *tiny_run(out, shards), *overrides]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
-
-
-@needs_slurm
-def test_sbatch_pretrain_finishes_with_checkpoint_and_mlflow_run(tmp_path, train_shards):
-    out = tmp_path / "run"
-    proc = sbatch(out, train_shards, "max_steps=4", "checkpoint.every=2")
-    assert proc.wait(timeout=600) == 0, (tmp_path / "run.log").read_text()[-3000:]
-    assert (out / "checkpoints" / "step_00000004" / "trainer_state.json").is_file()
-    assert json.loads((out / "checkpoints" / "step_00000004" / "trainer_state.json").read_text())["world_size"] == 2
-    _, runs = mlflow_runs(out)
-    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
-    assert (out / "export" / "model.safetensors").is_file()
-
-
-@needs_slurm
-def test_usr1_checkpoints_requeues_and_reproduces_uninterrupted_losses(tmp_path, train_shards):
-    common = ("max_steps=12", "checkpoint.every=4")
-    ref = sbatch(tmp_path / "ref", train_shards, *common)
-    assert ref.wait(timeout=600) == 0
-    out = tmp_path / "preempted"
-    proc = sbatch(out, train_shards, *common)
-    job_id = proc.stdout.readline().strip()  # --parsable prints the id at submission
-    deadline = time.time() + 300
-    while not (out / "checkpoints" / "step_00000004").exists() and time.time() < deadline:
-        time.sleep(0.2)
-    subprocess.run(["scancel", "--batch", "--signal=USR1", job_id], check=True)
-    assert proc.wait(timeout=600) == 0
-    log = (tmp_path / "preempted.log").read_text()
-    assert "received SIGUSR1" in log and "requeueing job" in log and "restart 1" in log
-    assert "resumed from" in log
-    a, b = losses(tmp_path / "ref"), losses(out)  # one MLflow run, continuous steps
-    assert sorted(a) == sorted(b) == list(range(1, 13))
-    np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=1e-5)
 
 
 def _job_state(job_id: str) -> str:

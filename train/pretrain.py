@@ -277,9 +277,11 @@ class Trainer:
             segmenter = BPESegmenter.load(dc.bpe_tokenizer)
         self.train_loader = PretrainLoader(dc.root, "train", dc.micro_batch_size, d.rank, d.world_size, dc.seed,
                                            dc.num_workers, train=True, mask_prob=dc.mask_prob,
-                                           rc_augment=dc.rc_augment, segmenter=segmenter)
+                                           rc_augment=dc.rc_augment, segmenter=segmenter,
+                                           repeat_weight=dc.repeat_weight)
         self.val_loader = PretrainLoader(dc.root, "valid", dc.micro_batch_size, d.rank, d.world_size, dc.seed,
-                                         0, train=False, mask_prob=dc.mask_prob, segmenter=segmenter)
+                                         0, train=False, mask_prob=dc.mask_prob, segmenter=segmenter,
+                                         repeat_weight=dc.repeat_weight)
         self.step = self.last_saved = 0  # step 0 needs no checkpoint: it is the seeded initialisation
         self.counters = {"nonfinite_total": 0, "nonfinite_in_a_row": 0, "tokens_seen": 0}
         if resume is not None:

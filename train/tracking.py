@@ -2,7 +2,8 @@
 
 A resumed run continues the same MLflow run (its id is stored in every checkpoint); steps it had
 already logged are not logged twice. Tracking never stops training: every MLflow call is
-retried (`retries` times, with backoff), and when it still fails the run goes on with MLflow
+tried `tracking.retries` times (backoff doubling from `tracking.retry_backoff_s`), and when it still
+fails the run goes on with MLflow
 switched off and a warning. <out_dir>/metrics.jsonl gets every logged metric either way
 ({"step", "time", metrics...} per line, appended; after a resume a step may appear again with
 the same values: take the last).
@@ -21,13 +22,12 @@ from dnachunker.config import flatten, to_dict
 
 
 class Tracker:
-    def __init__(self, enabled: bool, cfg, run_id: str | None = None, tags: dict | None = None,
-                 retries: int = 3, backoff: float = 1.0):
+    def __init__(self, enabled: bool, cfg, run_id: str | None = None, tags: dict | None = None):
         self.enabled, self.run_id, self.logged_until = enabled, run_id, -1
-        self.retries, self.backoff, self.degraded = retries, backoff, False
+        t = cfg.tracking
+        self.retries, self.backoff, self.degraded = t.retries, t.retry_backoff_s, False
         if not enabled:
             return
-        t = cfg.tracking
         self.uri = t.tracking_uri or f"sqlite:///{Path(cfg.out_dir).resolve() / 'mlflow.db'}"
         self.jsonl = open(Path(cfg.out_dir) / "metrics.jsonl", "a")
         self._call("connect", self._start, cfg, run_id, tags or {})
