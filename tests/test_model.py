@@ -283,3 +283,23 @@ def test_given_tokenization_always_starts_a_chunk_at_position_zero():
     with torch.no_grad():
         out = model(ids, boundaries=given)
     assert out.stages[0].chunk_start[0][out.stages[0].chunk_valid[0]].long().tolist() == [0, 5, 9]
+
+
+@pytest.mark.slow
+def test_compiled_model_matches_eager_in_loss_and_gradients(chr20_windows):
+    """model.compile (torch.compile of the mixers and blocks, dynamic shapes): the same parameter
+    names, and within fp32 reordering tolerance the same loss and gradients, at two lengths
+    through the same compiled model."""
+    eager, compiled = tiny("compile=false").train(), tiny("compile=true").train()
+    assert [n for n, _ in eager.named_parameters()] == [n for n, _ in compiled.named_parameters()]
+    for length in (256, 320):
+        _, ids, labels = masked_batch(chr20_windows(length, 2), seed=7)
+        losses = []
+        for model in (eager, compiled):
+            model.zero_grad()
+            out = model(ids, labels=labels)
+            out.loss.backward()
+            losses.append(out.loss.detach())
+        torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
+        for (name, a), b in zip(eager.named_parameters(), compiled.parameters()):
+            torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5, msg=name)

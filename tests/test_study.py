@@ -62,7 +62,7 @@ def test_study_end_to_end_with_control_row_failure_row_and_resume_after_a_kill(t
     from train.config import load_config
     from train.pretrain import init_model
     control = DNAChunker.from_pretrained(out / "control" / "export")
-    fresh = init_model(load_config(out / "control" / "config.yaml"))
+    fresh = init_model(load_config(out / "control" / "config.yaml", []))
     assert all((a == b).all() for a, b in zip(control.state_dict().values(), fresh.state_dict().values()))
     from mlflow.tracking import MlflowClient
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
