@@ -65,9 +65,10 @@ def write_report(rows: list[dict], keys: list[str], columns: list[str], paper: d
     return written
 
 
-def _value(v):
+def _x(v) -> list:
+    """A swept value as a sortable list of numbers: 2 -> [2], [0.3, 0.5] -> [0.3, 0.5]."""
     v = json.loads(v) if isinstance(v, str) else v
-    return v[0] if isinstance(v, list) and len(set(v)) == 1 else v
+    return v if isinstance(v, list) else [v]
 
 
 def plot(rows: list[dict], keys: list[str], columns: list[str], out: Path) -> list[Path]:
@@ -80,23 +81,23 @@ def plot(rows: list[dict], keys: list[str], columns: list[str], out: Path) -> li
     for r in ok:
         r["compression"] = r["valid/compression_0"] * r.get("valid/compression_1", 1.0)
     # keys swept over every pretrained row with numbers as values (α, depth): line plots
-    numeric = [k for k in keys if ok and all(k in r and isinstance(_value(r[k]), (int, float, list))
-                                             and not isinstance(_value(r[k]), bool) for r in ok)
-               and len({json.dumps(r[k]) for r in ok}) > 1]
+    numeric = [k for k in keys if ok and all(k in r and all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                             for x in _x(r[k])) for r in ok)
+               and len({json.dumps(_x(r[k])) for r in ok}) > 1]
     written = []
     for key in numeric:
         others = [k for k in keys if k != key]
         fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
-        xs = sorted({json.dumps(_value(r[key])) for r in ok if key in r}, key=lambda v: json.loads(v))
+        xs = sorted({json.dumps(_x(r[key])) for r in ok}, key=json.loads)  # [0.3, 0.5] < [0.5, 0.5] < [0.7, 0.5]
         for ax, (metric, name) in zip(axes[0], metrics):
             for series in sorted({tuple(str(r.get(k, "")) for k in others) for r in ok}):
-                pts = sorted((xs.index(json.dumps(_value(r[key]))), r[metric]) for r in ok
+                pts = sorted((xs.index(json.dumps(_x(r[key]))), r[metric]) for r in ok
                              if key in r and r.get(metric) is not None
                              and tuple(str(r.get(k, "")) for k in others) == series)
                 label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(others, series)) or None
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
-            ax.set_xticks(range(len(xs)), xs)
-            ax.set_xlabel(key.split(".")[-1] + (" (α, stage 0)" if "target_ratio" in key else ""))
+            ax.set_xticks(range(len(xs)), [", ".join(f"{x:g}" for x in json.loads(v)) for v in xs])
+            ax.set_xlabel(key.split(".")[-1] + (" (α per stage)" if "target_ratio" in key else ""))
             ax.set_ylabel(name)
         if others:
             axes[0][0].legend(fontsize=7)
