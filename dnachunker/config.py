@@ -117,7 +117,7 @@ class DNAChunkerConfig:
     mamba: MambaConfig = field(default_factory=MambaConfig)
     max_len: int = 8192
     activation_checkpointing: bool = False  # recompute every block in backward: less memory, ~30% more time
-    compile: bool = False            # torch.compile the BiMamba mixers and Transformer blocks (dynamic shapes)
+    compile: bool = False            # torch.compile stage 0 mixers (static) and main blocks (dynamic)
     # dynamic chunking
     target_ratio: list[float] = field(default_factory=lambda: [0.5, 0.5])  # alpha per stage
     ratio_loss_weight: float = 0.03  # lambda

@@ -170,7 +170,12 @@ class DNAChunker(nn.Module):
             stage.router.reset_parameters()
             nn.init.zeros_(stage.residual_proj.weight)  # H-Net: the decoder starts from the main network's output
         if cfg.compile:  # in place: parameter names (checkpoints) stay the same
-            for block in [*self.main.blocks, *(m for st in self.stages for m in [*st.encoder.mixers, *st.decoder.mixers])]:
+            # Stage 0's mixers see the input length (fixed in training): one static graph. The main
+            # blocks see a data-dependent number of chunks: dynamic shapes. Stage 1's mixers stay
+            # eager: Inductor (torch 2.13) fails on their dynamic-shape graph.
+            for mixer in [*self.stages[0].encoder.mixers, *self.stages[0].decoder.mixers]:
+                mixer.compile(dynamic=False)
+            for block in self.main.blocks:
                 block.compile(dynamic=True)
 
     @staticmethod

@@ -289,10 +289,10 @@ def test_given_tokenization_always_starts_a_chunk_at_position_zero():
 def test_compiled_model_matches_eager_in_loss_and_gradients(chr20_windows):
     """model.compile (torch.compile of the mixers and blocks, dynamic shapes): the same parameter
     names, and within fp32 reordering tolerance the same loss and gradients, at two lengths
-    through the same compiled model."""
+    through the same compiled model (long enough for several scan chunks at every stage)."""
     eager, compiled = tiny("compile=false").train(), tiny("compile=true").train()
     assert [n for n, _ in eager.named_parameters()] == [n for n, _ in compiled.named_parameters()]
-    for length in (256, 320):
+    for length in (1024, 1280):
         _, ids, labels = masked_batch(chr20_windows(length, 2), seed=7)
         losses = []
         for model in (eager, compiled):
