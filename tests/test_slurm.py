@@ -162,7 +162,7 @@ def test_local_sweep_caps_running_points_and_sizes_their_threads(tmp_path, train
                           "grid={model.target_ratio: [[0.3, 0.5], [0.5, 0.5]], model.main_layers: [1, 2]}"))
     assert rc == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert [r["model.target_ratio"] for r in rows] == ["[0.3, 0.5]", "[0.3, 0.5]", "[0.6, 0.5]", "[0.6, 0.5]"]
+    assert [r["model.target_ratio"] for r in rows] == ["[0.3, 0.5]", "[0.3, 0.5]", "[0.5, 0.5]", "[0.5, 0.5]"]
     assert all(r["status"] == "ok" and float(r["valid/mlm_loss"]) > 0 and 0 < float(r["valid/compression_0"]) <= 1
                and float(r["train/bp_per_s"]) > 0 for r in rows)
     jobs = json.loads((out / "jobs.json").read_text())
