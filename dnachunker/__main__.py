@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import csv
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +22,8 @@ import torch
 
 from .errors import InputError
 from .fileio import atomic_directory, atomic_file, write_csv
-from .tokenizer import TokenizerError, decode, encode
-
-_COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+from .tokenizer import TokenizerError, decode, decode_interval, encode
+from .variants import COLUMNS
 
 
 def _from_fasta(fasta: str) -> tuple[list[str], list[str]]:
@@ -66,9 +66,8 @@ def _from_bed(bed: str, fasta: str) -> tuple[list[str], list[str]]:
         codes, soft = genome[chrom]
         if end > len(codes):
             raise InputError(f"{bed}:{line_no}: {chrom}:{start}-{end} runs past the end of {chrom} ({len(codes)} bp)")
-        s = decode(codes[start:end], soft[start:end])
         names.append(name)
-        seqs.append(s.translate(_COMPLEMENT)[::-1] if strand == "-" else s)
+        seqs.append(decode_interval(codes, soft, start, end, strand))
     return names, seqs
 
 
@@ -153,15 +152,13 @@ def cmd_embed(a) -> int:
 
 def cmd_score_variants(a) -> int:
     from .model import DNAChunker
-    from .variants import COLUMNS, score_variants
+    from .variants import score_variants
     model = DNAChunker.from_pretrained(a.model, map_location=a.device)
     variants = score_variants(model, a.vcf, a.fasta, a.context, a.batch_size, a.device)
     rows = [{"chrom": v.chrom, "pos": v.pos, "id": v.id, "ref": v.ref, "alt": v.alt, "fasta_ref": v.fasta_ref,
              "score": "" if v.score is None else f"{v.score:.6f}", "status": v.status} for v in variants]
     write_csv(rows, a.out, COLUMNS, delimiter="\t")
-    counts = {}
-    for v in variants:
-        counts[v.status] = counts.get(v.status, 0) + 1
+    counts = Counter(v.status for v in variants)
     print(f"{len(variants)} records: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
           + f" -> {a.out}", file=sys.stderr)
     return 0
@@ -190,8 +187,7 @@ def main(argv=None) -> int:
     s.add_argument("--model", required=True)
     s.add_argument("--vcf", required=True)
     s.add_argument("--fasta", required=True, help="the reference the VCF refers to")
-    s.add_argument("--out", required=True, help="TSV: " + " ".join(["chrom", "pos", "id", "ref", "alt", "fasta_ref",
-                                                                      "score", "status"]))
+    s.add_argument("--out", required=True, help="TSV: " + " ".join(COLUMNS))
     s.add_argument("--context", type=int, default=None, help="bases around each variant (default max_len)")
     s.add_argument("--batch-size", type=int, default=16)
     s.add_argument("--device", default=device)

@@ -11,6 +11,8 @@ it loads them. Loading needs this package installed (the remote code imports it)
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
@@ -52,7 +54,6 @@ class _Base(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, path, *args, **kwargs):
         model = super().from_pretrained(path, *args, **kwargs)
-        from pathlib import Path
         seg = Path(path) / "segmenter.json"
         if seg.is_file():
             model.attach_segmenter(seg)

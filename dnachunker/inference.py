@@ -9,6 +9,8 @@ the missing context would show. `window=0` runs every sequence in one pass (memo
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +32,17 @@ def tiles(length: int, window: int, overlap: int) -> list[tuple[int, int, int, i
     return [(s, s + window, cuts[i], cuts[i + 1]) for i, s in enumerate(starts)]
 
 
+@contextmanager
+def evaluating(model) -> Iterator[None]:
+    """`model` in eval mode for the block, then back in the mode it was in."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
 @dataclass
 class Result:
     """One sequence's outputs, stitched: per-base final states and chunk starts per stage."""
@@ -46,25 +59,21 @@ def run(model, seqs: list[str], window: int | None = None, overlap: int | None =
     window = model.cfg.max_len if window is None else window
     overlap = window // 2 if overlap is None else overlap
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
     jobs = [(i, t) for i, s in enumerate(seqs) for t in tiles(len(s), window, overlap)]
     jobs.sort(key=lambda j: j[1][1] - j[1][0], reverse=True)
     parts: dict[int, list] = {i: [] for i in range(len(seqs))}
-    try:
-        with tqdm(total=len(jobs), desc=desc, unit="window", disable=not progress, dynamic_ncols=True) as bar:
-            for k in range(0, len(jobs), batch_size):
-                batch = jobs[k:k + batch_size]
-                enc = batch_encode([seqs[i][s:e] for i, (s, e, _, _) in batch])
-                out = model(enc.input_ids.to(device), enc.valid.to(device))
-                hidden = out.hidden.float().cpu().numpy()
-                for j, (i, (s, e, lo, hi)) in enumerate(batch):
-                    starts = [st.chunk_start[j][st.chunk_valid[j]].long().cpu().numpy() + s for st in out.stages]
-                    kept = [b[(b >= lo) & (b < hi)] for b in starts]
-                    parts[i].append((lo, hidden[j, lo - s:hi - s], kept))
-                bar.update(len(batch))
-    finally:
-        model.train(was_training)
+    with evaluating(model), tqdm(total=len(jobs), desc=desc, unit="window", disable=not progress,
+                                 dynamic_ncols=True) as bar:
+        for k in range(0, len(jobs), batch_size):
+            batch = jobs[k:k + batch_size]
+            enc = batch_encode([seqs[i][s:e] for i, (s, e, _, _) in batch])
+            out = model(enc.input_ids.to(device), enc.valid.to(device))
+            hidden = out.hidden.float().cpu().numpy()
+            for j, (i, (s, e, lo, hi)) in enumerate(batch):
+                starts = [st.chunk_start[j][st.chunk_valid[j]].long().cpu().numpy() + s for st in out.stages]
+                kept = [b[(b >= lo) & (b < hi)] for b in starts]
+                parts[i].append((lo, hidden[j, lo - s:hi - s], kept))
+            bar.update(len(batch))
     results = []
     for i in range(len(seqs)):
         pieces = sorted(parts[i], key=lambda p: p[0])

@@ -48,6 +48,16 @@ def decode(ids, repeat=None) -> str:
     return out.tobytes().decode("ascii")
 
 
+_COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+
+
+def decode_interval(codes, repeat, start: int, end: int, strand: str = "+") -> str:
+    """Bases [start, end) of a sequence (token ids + repeat flags) as text, soft-masking kept;
+    reverse-complemented when strand is '-'."""
+    seq = decode(codes[start:end], repeat[start:end])
+    return seq.translate(_COMPLEMENT)[::-1] if strand == "-" else seq
+
+
 @dataclass
 class Batch:
     input_ids: torch.Tensor  # (B, L) long, PAD beyond each length

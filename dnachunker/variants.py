@@ -9,7 +9,7 @@ indel, unknown_chrom, out_of_range, not_acgt (REF or ALT is not A/C/G/T).
 """
 from __future__ import annotations
 
-import gzip
+import io
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +19,8 @@ import torch
 from tqdm import tqdm
 
 from .errors import InputError
-from .fasta import read_fasta
+from .fasta import open_maybe_gzip, read_fasta
+from .inference import evaluating
 from .tokenizer import MASK, PAD, VOCAB
 
 COLUMNS = ["chrom", "pos", "id", "ref", "alt", "fasta_ref", "score", "status"]
@@ -44,8 +45,7 @@ def read_vcf(path: str | Path) -> Iterator[Variant]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: VCF file not found")
-    opener = gzip.open if path.read_bytes()[:2] == b"\x1f\x8b" else open
-    with opener(path, "rt") as fh:
+    with io.TextIOWrapper(open_maybe_gzip(path)) as fh:
         for line_no, line in enumerate(fh, 1):
             if line.startswith("#") or not line.strip():
                 continue
@@ -90,26 +90,22 @@ def score_variants(model, vcf: str | Path, fasta: str | Path, context: int | Non
             elif v.status == "ok":
                 todo.append(v)
     device = device or next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), tqdm(total=len(todo), desc="variants", unit="snv", dynamic_ncols=True) as bar:
-            for k in range(0, len(todo), batch_size):
-                batch = todo[k:k + batch_size]
-                ids = torch.full((len(batch), context), PAD, dtype=torch.long)
-                where = []
-                for j, v in enumerate(batch):
-                    seq = genome[v.chrom]
-                    start = min(max(0, v.pos - 1 - context // 2), max(0, len(seq) - context))
-                    window = seq[start:start + context]
-                    ids[j, :len(window)] = torch.from_numpy(window.astype(np.int64))
-                    ids[j, v.pos - 1 - start] = MASK
-                    where.append(v.pos - 1 - start)
-                logp = torch.log_softmax(model(ids.to(device), ids.to(device) != PAD).logits.float(), -1)
-                for j, v in enumerate(batch):
-                    row = logp[j, where[j]]
-                    v.score = float(row[_BASE_ID[v.alt]] - row[_BASE_ID[v.ref]])
-                bar.update(len(batch))
-    finally:
-        model.train(was_training)
+    with evaluating(model), torch.no_grad(), tqdm(total=len(todo), desc="variants", unit="snv",
+                                                  dynamic_ncols=True) as bar:
+        for k in range(0, len(todo), batch_size):
+            batch = todo[k:k + batch_size]
+            ids = torch.full((len(batch), context), PAD, dtype=torch.long)
+            where = []
+            for j, v in enumerate(batch):
+                seq = genome[v.chrom]
+                start = min(max(0, v.pos - 1 - context // 2), max(0, len(seq) - context))
+                window = seq[start:start + context]
+                ids[j, :len(window)] = torch.from_numpy(window.astype(np.int64))
+                ids[j, v.pos - 1 - start] = MASK
+                where.append(v.pos - 1 - start)
+            logp = torch.log_softmax(model(ids.to(device), ids.to(device) != PAD).logits.float(), -1)
+            for j, v in enumerate(batch):
+                row = logp[j, where[j]]
+                v.score = float(row[_BASE_ID[v.alt]] - row[_BASE_ID[v.ref]])
+            bar.update(len(batch))
     return variants

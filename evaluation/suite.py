@@ -77,8 +77,9 @@ def run_suite(model_dir: str | Path, suite: SuiteConfig, out_dir: str | Path, de
     for i, task_spec in enumerate(suite.tasks, 1):
         key = digest({"weights": weights, "task": asdict(task_spec), "protocol": asdict(protocol)})
         path = out_dir / f"{task_spec.column}.json"
-        if path.is_file() and json.loads(path.read_text()).get("key") == key:
-            results[task_spec.column] = json.loads(path.read_text())["summary"]
+        done = json.loads(path.read_text()) if path.is_file() else {}
+        if done.get("key") == key:
+            results[task_spec.column] = done["summary"]
             print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: done before, kept ({path})", file=sys.stderr)
             continue
         print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: {task_spec.format} {task_spec.path}", file=sys.stderr)

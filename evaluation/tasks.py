@@ -191,7 +191,7 @@ def load_genomic_benchmark(path: str | Path, fasta: str | Path) -> Task:
     from omegaconf import OmegaConf
 
     from dnachunker.fasta import read_fasta
-    from dnachunker.tokenizer import decode
+    from dnachunker.tokenizer import decode_interval
 
     d = Path(path)
     meta = d / "metadata.yaml"
@@ -226,7 +226,6 @@ def load_genomic_benchmark(path: str | Path, fasta: str | Path) -> Task:
         key = name if name.startswith("chr") else f"chr{name}"
         if key in wanted:
             seqs[key] = (codes, soft)
-    comp = str.maketrans("ACGTNacgtn", "TGCANtgcan")
     out = {}
     for split, rows in coords.items():
         out[split] = []
@@ -236,8 +235,7 @@ def load_genomic_benchmark(path: str | Path, fasta: str | Path) -> Task:
             codes, soft = seqs[chrom]
             if end > len(codes):
                 raise EvalDataError(f"{f}:{line}: {chrom}:{start}-{end} runs past the chromosome end in {fasta}")
-            s = decode(codes[start:end], soft[start:end])
-            out[split].append((s.translate(comp)[::-1] if strand == "-" else s, label))
+            out[split].append((decode_interval(codes, soft, start, end, strand), label))
     return Task(name=f"gb/{d.name}", train=out["train"], test=out["test"], labels=classes)
 
 

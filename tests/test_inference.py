@@ -185,6 +185,11 @@ def test_score_variants_on_real_chr20_with_broken_records(tmp_path, pretrained):
         logp = torch.log_softmax(model(ids).logits[0, 512], -1)
     manual = float(logp[VOCAB.index(first["alt"])] - logp[VOCAB.index(first["ref"])])
     assert abs(float(first["score"]) - manual) < 1e-5 and decode(codes[p0:p0 + 1]) == first["ref"]
+    import gzip  # a bgzip/gzip VCF (detected by content) gives the same table
+    (tmp_path / "x.vcf.gz").write_bytes(gzip.compress(vcf.read_bytes()))
+    _cli("score-variants", "--model", pretrained, "--vcf", tmp_path / "x.vcf.gz", "--fasta", chr20,
+         "--out", tmp_path / "gz.tsv")
+    assert (tmp_path / "gz.tsv").read_text() == (tmp_path / "s.tsv").read_text()
     vcf.write_text("chr20\tnot_a_number\t.\tA\tC\n")
     r = _cli("score-variants", "--model", pretrained, "--vcf", vcf, "--fasta", chr20, "--out", tmp_path / "t.tsv",
              ok=False)
