@@ -6,8 +6,10 @@
   the preconditions of the libraries' source and then compute the reference result.
 
 Tolerances (fp32): the Triton kernel accumulates in another order and with chunk 128 instead of
-64, so values agree to ~1e-5 relative to their scale and gradients to ~1e-4; we assert
-atol = rtol = 2e-4 on values and 1e-3 on gradients. bf16 runs are compared by argmax agreement.
+64, so values agree to ~1e-5 relative to their scale and gradients to ~1e-5 of theirs (a weight's
+gradient sums thousands of positions: its scale reaches ~300 in the tiny model); we assert
+atol = rtol = 2e-4 on values, rtol = 1e-3 and atol = 1e-3 + 1e-4 x the tensor's largest |value|
+on gradients. bf16 runs are compared by argmax agreement.
 On a machine with CUDA this tier is skipped: tests/test_cuda.py runs the real kernels there.
 """
 import pytest
@@ -26,7 +28,6 @@ from .test_model import CONFIGS
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA present: tests/test_cuda.py runs the real kernels")]
 VALUES = dict(rtol=2e-4, atol=2e-4)
-GRADS = dict(rtol=1e-3, atol=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def _run(fn, inputs, params, **kernel_impls):
 def _assert_same(a, b):
     torch.testing.assert_close(a[0], b[0], **VALUES)
     for ga, gb in zip(a[1], b[1]):
-        torch.testing.assert_close(ga, gb, **GRADS)
+        torch.testing.assert_close(ga, gb, rtol=1e-3, atol=1e-3 + 1e-4 * gb.abs().max().item())
 
 
 @pytest.mark.parametrize("d_model,headdim,d_state", [(32, 16, 16), (48, 16, 16), (64, 32, 32)])
@@ -100,8 +101,9 @@ def test_tiny_model_forward_and_backward_on_kernel_path(ssd, chr20_windows):
     fast = _run(loss, [], params, ssd=counted, conv1d=causal_conv1d_fn, flash_varlen=flash_attn_varlen_func)
     ref = _run(loss, [], params)
     _assert_same(fast, ref)
-    # 4 BiMamba layers x 2 directions + 2 dechunks x 2 scans went through the Triton kernel
-    assert len(calls) == 12
+    # 4 BiMamba layers x 2 directions (each again when recomputed in backward) + 2 dechunks x 2
+    # scans went through the Triton kernel
+    assert len(calls) == 4 * 2 * 2 + 2 * 2
 
 
 def test_attention_through_flash_varlen_contract_in_bf16_matches_sdpa():

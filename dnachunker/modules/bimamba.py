@@ -60,8 +60,27 @@ class MambaDirection(nn.Module):
                      padding=k - 1, groups=xBC.size(-1))[..., : xBC.size(1)]
         return F.silu(y).transpose(1, 2)
 
-    def forward(self, zxbcdt: torch.Tensor) -> torch.Tensor:
-        """zxbcdt: (b, l, 2*d_inner + 2*g*n + h) -> (b, l, d_inner)."""
+    def forward(self, zxbcdt: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
+        """zxbcdt: (b, l, 2*d_inner + 2*g*n + h), order: optional (b, l) time index applied to it
+        first (the reverse direction) -> (b, l, d_inner) in that order.
+
+        In training only zxbcdt (and `order`) are kept for backward; the conv, scan and gated norm
+        are recomputed there. That is the saved set of mamba-ssm's fused Mamba-2 kernel
+        (`mamba_split_conv1d_scan_combined`), which also recomputes its conv: at the base-pair
+        level the intermediates would otherwise be ~40 tensors of T x d_inner per mixer.
+        `mix` is the same computation with autograd through every intermediate (the twin the
+        tests compare gradients against)."""
+        if torch.is_grad_enabled():
+            return checkpoint(self._recomputable, kernels.current(), zxbcdt, order, use_reentrant=False)
+        return self.mix(zxbcdt, order)
+
+    def _recomputable(self, chosen: dict, zxbcdt: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+        with kernels.installed(**chosen):  # the recomputation runs the kernels the forward ran
+            return self.mix(zxbcdt, order)
+
+    def mix(self, zxbcdt: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
+        if order is not None:
+            zxbcdt = gather_time(zxbcdt, order)
         cfg, b, l = self.cfg, zxbcdt.size(0), zxbcdt.size(1)
         gn = cfg.ngroups * cfg.d_state
         z, xBC, dt = zxbcdt.split([self.d_inner, self.d_inner + 2 * gn, self.nheads], dim=-1)
@@ -86,7 +105,7 @@ class BiMamba(nn.Module):
         """x: (b, l, d), valid: (b, l) bool -> (b, l, d)."""
         zxbcdt = self.in_proj(x)
         rev = reverse_index(valid)
-        y = self.fwd(zxbcdt) + gather_time(self.rev(gather_time(zxbcdt, rev)), rev)
+        y = self.fwd(zxbcdt) + gather_time(self.rev(zxbcdt, rev), rev)
         return self.out_proj(y)
 
 

@@ -62,6 +62,12 @@ def installed(**kernels: Callable) -> Iterator[None]:
         _installed.update(saved)
 
 
+def current() -> dict[str, Callable]:
+    """The implementations installed now: a recomputation in backward re-installs them, so that
+    it runs the same kernels as the forward it repeats."""
+    return dict(_installed)
+
+
 def status() -> dict[str, bool]:
     """Which optional kernels are importable here (for logs and bug reports)."""
     return {name: _load(name) is not None for name in _KERNELS}

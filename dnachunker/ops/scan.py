@@ -11,18 +11,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.utils.checkpoint import checkpoint
 
 from . import kernels
 from .ssd import ssd_chunked, ssd_sequential, upcast
 
 
 def _ssm_inputs(x, dt, A, B, C, dt_bias):
-    """Discretise: returns (x*dt, dt*A, B, C) with B/C groups expanded to heads."""
+    """Discretise: returns (x*dt, dt*A, B, C); B and C keep their groups."""
     dt = F.softplus(upcast(dt) + upcast(dt_bias))  # (b, l, h)
-    h = x.size(2)
-    B = B.repeat_interleave(h // B.size(2), dim=2)
-    C = C.repeat_interleave(h // C.size(2), dim=2)
     return upcast(x) * dt[..., None], dt * upcast(A), B, C
 
 
@@ -35,25 +31,15 @@ def selective_scan(x, dt, A, B, C, D, dt_bias, chunk_size: int = 64):
     if kernel is not None:
         return kernel(x, dt, A, B, C, chunk_size=max(chunk_size, 128), D=D, dt_bias=dt_bias,
                       dt_softplus=True)
-    if torch.is_grad_enabled():  # keep only the inputs; rebuild the per-chunk tensors in backward
-        return checkpoint(_selective_scan_chunked, x, dt, A, B, C, D, dt_bias, chunk_size, use_reentrant=False)
-    return _selective_scan_chunked(x, dt, A, B, C, D, dt_bias, chunk_size)
-
-
-def _selective_scan_chunked(x, dt, A, B, C, D, dt_bias, chunk_size):
-    """The PyTorch path of `selective_scan`. Its autograd graph holds per-chunk decays and scores,
-    (b, h, l/c, c, c) and more, several times the size of its inputs: `selective_scan` runs it
-    under checkpointing, so they exist only while one scan's backward runs (mamba-ssm's kernels
-    likewise recompute them), with bit-identical gradients."""
-    xd, a, Bh, Ch = _ssm_inputs(x, dt, A, B, C, dt_bias)
-    y = ssd_chunked(xd, a, Bh, Ch, chunk_size) + upcast(x) * upcast(D)[:, None]
+    xd, a, B, C = _ssm_inputs(x, dt, A, B, C, dt_bias)
+    y = ssd_chunked(xd, a, B, C, chunk_size) + upcast(x) * upcast(D)[:, None]
     return y.to(x.dtype)
 
 
 def selective_scan_ref(x, dt, A, B, C, D, dt_bias):
     """Sequential twin of `selective_scan`."""
-    xd, a, Bh, Ch = _ssm_inputs(x, dt, A, B, C, dt_bias)
-    return (ssd_sequential(xd, a, Bh, Ch) + upcast(x) * upcast(D)[:, None]).to(x.dtype)
+    xd, a, B, C = _ssm_inputs(x, dt, A, B, C, dt_bias)
+    return (ssd_sequential(xd, a, B, C) + upcast(x) * upcast(D)[:, None]).to(x.dtype)
 
 
 def dechunk_headdim(d: int) -> int:

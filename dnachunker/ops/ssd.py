@@ -35,51 +35,63 @@ def _segsum(a: torch.Tensor) -> torch.Tensor:
     return out.masked_fill(~lower, float("-inf"))
 
 
+def _decay(a_cum: torch.Tensor) -> torch.Tensor:
+    """a_cum: (..., s) cumulative log-decays within a chunk -> (..., s, s) with
+    out[i, j] = exp(a_cum_i - a_cum_j) for i >= j, 0 above: one pass, as mamba-ssm's kernels form it
+    (within a chunk the cumulative sums stay small enough for fp32 differences)."""
+    s = a_cum.size(-1)
+    upper = torch.ones(s, s, dtype=torch.bool, device=a_cum.device).triu(1)
+    return (a_cum.unsqueeze(-1) - a_cum.unsqueeze(-2)).masked_fill(upper, float("-inf")).exp()
+
+
 def ssd_chunked(x: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                 chunk_size: int = 64) -> torch.Tensor:
     """Chunked SSD scan.
 
     x: (b, l, h, p) inputs (already scaled by dt where applicable)
     a: (b, l, h)    log-decay, <= 0
-    B: (b, l, h, n), C: (b, l, h, n)
+    B: (b, l, g, n), C: (b, l, g, n): g groups, each shared by h / g consecutive heads
     returns y: (b, l, h, p), in the dtype of x. Computed in at least fp32.
+
+    Layout: every product is a batched matmul over (b, c, g, h/g) with the chunk's time steps
+    contiguous, and C B^T is formed once per group, not per head (as mamba-ssm's kernels do).
     """
     dtype = x.dtype
     b, l, h, p = x.shape
+    g, n = B.shape[2:]
     pad = (-l) % chunk_size
     if pad:  # right padding never changes earlier outputs of a causal scan
         x = F.pad(x, (0, 0, 0, 0, 0, pad))
         a = F.pad(a, (0, 0, 0, pad))
         B = F.pad(B, (0, 0, 0, 0, 0, pad))
         C = F.pad(C, (0, 0, 0, 0, 0, pad))
-    c = (l + pad) // chunk_size
-    x = upcast(x).reshape(b, c, chunk_size, h, p)
-    B = upcast(B).reshape(b, c, chunk_size, h, -1)
-    C = upcast(C).reshape(b, c, chunk_size, h, -1)
-    a = upcast(a).reshape(b, c, chunk_size, h).permute(0, 3, 1, 2)  # (b, h, c, s)
-    a_cum = torch.cumsum(a, dim=-1)
+    c, s = (l + pad) // chunk_size, chunk_size
+    x = upcast(x).view(b, c, s, g, h // g, p).permute(0, 1, 3, 4, 2, 5)  # (b, c, g, k, s, p)
+    B = upcast(B).view(b, c, s, g, n).permute(0, 1, 3, 2, 4).unsqueeze(3)  # (b, c, g, 1, s, n)
+    C = upcast(C).view(b, c, s, g, n).permute(0, 1, 3, 2, 4).unsqueeze(3)
+    a_cum = torch.cumsum(upcast(a).view(b, c, s, g, h // g).permute(0, 1, 3, 4, 2), dim=-1)  # (b, c, g, k, s)
 
     # 1. within-chunk outputs (the quadratic, attention-like part)
-    scores = torch.einsum("bclhn,bcshn->bhcls", C, B) * torch.exp(_segsum(a))  # (b, h, c, s, s)
-    y_diag = torch.einsum("bhcls,bcshp->bclhp", scores, x)
-    # 2. state at the end of each chunk, from that chunk's inputs alone
-    decay_states = torch.exp(a_cum[..., -1:] - a_cum)  # (b, h, c, s)
-    states = torch.einsum("bclhn,bhcl,bclhp->bchpn", B, decay_states, x)
-    # 3. scan over chunk states (c is small: l / chunk_size)
-    states = torch.cat([torch.zeros_like(states[:, :1]), states], dim=1)
-    decay_chunk = torch.exp(_segsum(F.pad(a_cum[..., -1], (1, 0))))  # (b, h, c+1, c+1)
-    states = torch.einsum("bhzc,bchpn->bzhpn", decay_chunk, states)[:, :-1]
+    scores = (C @ B.transpose(-1, -2)) * _decay(a_cum)  # (b, c, g, k, s, s)
+    y = scores @ x
+    # 2. state at the end of each chunk, from that chunk's inputs alone: (b, c, g, k, n, p)
+    states = B.transpose(-1, -2) @ (torch.exp(a_cum[..., -1:] - a_cum).unsqueeze(-1) * x)
+    # 3. scan over chunk states (c is small: l / chunk_size): state entering each chunk
+    # exact segment sums over chunks: a cumulative sum over the whole sequence would lose precision
+    decay_chunk = torch.exp(_segsum(F.pad(a_cum[..., -1].movedim(1, -1), (1, 0))))  # (b, g, k, c+1, c+1)
+    states = torch.einsum("bgkzc,bcgknp->bzgknp", decay_chunk[..., :-1, 1:], states)
     # 4. contribution of the carried-in state to each position
-    y_off = torch.einsum("bclhn,bchpn,bhcl->bclhp", C, states, torch.exp(a_cum))
-    y = (y_diag + y_off).reshape(b, c * chunk_size, h, p)[:, :l]
+    y = y + (C @ states) * torch.exp(a_cum).unsqueeze(-1)
+    y = y.permute(0, 1, 4, 2, 3, 5).reshape(b, c * s, h, p)[:, :l]
     return y.to(dtype)
 
 
 def ssd_sequential(x: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     """Reference twin of `ssd_chunked`: the recurrence, one step at a time. Same shapes."""
     dtype = x.dtype
-    x, a, B, C = upcast(x), upcast(a), upcast(B), upcast(C)
     b, l, h, p = x.shape
+    x, a = upcast(x), upcast(a)
+    B, C = (upcast(t).repeat_interleave(h // t.size(2), dim=2) for t in (B, C))  # groups -> heads
     S = x.new_zeros(b, h, B.size(-1), p)
     ys = []
     for t in range(l):
