@@ -27,28 +27,43 @@ def _rss_kb() -> int:
         return int(fh.read().split()[1]) * resource.getpagesize() // 1024
 
 
-def _child(target, args, queue):
+def _measure(target, args) -> dict:
+    fn, repeats = target(*args)       # build inputs/model: returns the step to measure
+    cuda = torch.cuda.is_initialized()
+    if cuda:                          # device memory: allocated on top of the model and inputs
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        baseline = torch.cuda.memory_allocated() // 1024
+    else:
+        baseline = _rss_kb()          # resident memory before the first step
+    t0 = time.perf_counter()
+    fn()                              # warm-up (and compilation, for compiled models)
+    first = time.perf_counter() - t0
+    seconds = timed(fn, repeats=repeats, warmup=0)
+    peak = (torch.cuda.max_memory_allocated() // 1024 if cuda
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) - baseline
+    extra = dict(getattr(fn, "extra", {}))
+    if hasattr(fn, "flops"):          # counted after the timing so it cannot affect it
+        extra["gflop"] = fn.flops() / 1e9
+    return {"seconds": seconds, "first_seconds": first, "peak_mb": max(peak, 0) / 1024, **extra}
+
+
+def _child(fn, args, queue):
     try:
-        fn, repeats = target(*args)       # build inputs/model: returns the step to measure
-        cuda = torch.cuda.is_initialized()
-        if cuda:                          # device memory: allocated on top of the model and inputs
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            baseline = torch.cuda.memory_allocated() // 1024
-        else:
-            baseline = _rss_kb()          # resident memory before the first step
-        t0 = time.perf_counter()
-        fn()                              # warm-up (and compilation, for compiled models)
-        first = time.perf_counter() - t0
-        seconds = timed(fn, repeats=repeats, warmup=0)
-        peak = (torch.cuda.max_memory_allocated() // 1024 if cuda
-                else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) - baseline
-        extra = dict(getattr(fn, "extra", {}))
-        if hasattr(fn, "flops"):          # counted after the timing so it cannot affect it
-            extra["gflop"] = fn.flops() / 1e9
-        queue.put({"seconds": seconds, "first_seconds": first, "peak_mb": max(peak, 0) / 1024, **extra})
+        queue.put(fn(*args))
     except Exception as e:  # report, do not hang the parent
         queue.put({"error": f"{type(e).__name__}: {e}"})
+
+
+def in_fresh_process(fn, *args) -> dict:
+    """fn(*args) -> dict, run in a fresh (spawned) process; {"error": ...} if it raised."""
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_child, args=(fn, args, q))
+    p.start()
+    out = q.get()
+    p.join()
+    return out
 
 
 def isolated(target, *args) -> dict:
@@ -57,13 +72,7 @@ def isolated(target, *args) -> dict:
     memory on CUDA). A fresh process per
     point keeps peaks independent. The setup should receive its data from the parent so that
     loading it does not raise the peak."""
-    ctx = mp.get_context("spawn")
-    q = ctx.Queue()
-    p = ctx.Process(target=_child, args=(target, args, q))
-    p.start()
-    out = q.get()
-    p.join()
-    return out
+    return in_fresh_process(_measure, target, args)
 
 
 def fit_exponent(lengths, values) -> float:

@@ -1,7 +1,7 @@
 """The benchmark scripts run and print their tables (tiny sizes; no timing is asserted)."""
 import pytest
 
-from bench import model, scans
+from bench import memory, model, scans
 
 pytestmark = pytest.mark.slow
 
@@ -19,3 +19,12 @@ def test_model_bench_prints_cost_table_and_exponents(capsys):
     for name in ("dnachunker", "transformer", "bimamba"):
         assert f"| tiny | {name} | 256 |" in out
     assert "time_exponent" in out and "time_vs_dnachunker" in out
+
+
+def test_memory_bench_finds_the_peak_and_its_holders(capsys):
+    memory.main(["--size", "tiny", "--length", "256", "--top", "3"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| tiny |")]
+    assert len(rows) == 2 and all(float(r.split("|")[4]) > 0 for r in rows)
+    # the holders name the model code that allocated them, forward (kept) or backward
+    assert "dnachunker/modules/bimamba.py" in out and "dnachunker/modules/transformer.py" in out

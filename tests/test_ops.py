@@ -118,7 +118,7 @@ def test_mamba_direction_recompute_in_backward_gives_bit_identical_gradients():
         results = []
         for fn in (direction, direction.mix):
             direction.zero_grad()
-            y, (gx,) = _grads(lambda t, f=fn: f(t, order), zxbcdt)
+            y, (gx,) = _grads(lambda t, f=fn, o=order: f(t, o), zxbcdt)
             results.append((y, gx, [q.grad.clone() for q in direction.parameters()]))
         (y1, gx1, gp1), (y2, gx2, gp2) = results
         assert torch.equal(y1, y2) and torch.equal(gx1, gx2)
