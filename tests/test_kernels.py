@@ -20,6 +20,7 @@ from dnachunker.masking import bert_mask
 from dnachunker.modules.bimamba import BiMamba
 from dnachunker.modules.transformer import attention
 from dnachunker.ops import gated_scan, gated_scan_ref, kernels
+from dnachunker.ops.ragged import reverse_index
 from dnachunker.tokenizer import batch_encode
 
 from .kernel_contracts import ContractError, causal_conv1d_fn, flash_attn_varlen_func
@@ -59,8 +60,9 @@ def test_bimamba_mixer_on_triton_ssd_and_conv_contract_matches_torch_path(ssd, d
     x = torch.randn(2, 200, d_model, requires_grad=True)
     valid = torch.arange(200)[None, :] < torch.tensor([[200], [137]])
     params = list(mixer.parameters())
-    fast = _run(lambda: mixer(x, valid), [x], params, ssd=ssd, conv1d=causal_conv1d_fn)
-    ref = _run(lambda: mixer(x, valid), [x], params)
+    order = reverse_index(valid)
+    fast = _run(lambda: mixer(x, order), [x], params, ssd=ssd, conv1d=causal_conv1d_fn)
+    ref = _run(lambda: mixer(x, order), [x], params)
     _assert_same(fast, ref)
 
 
@@ -160,7 +162,7 @@ def test_every_bimamba_conv_call_of_a_config_satisfies_the_causal_conv1d_contrac
         mixer = BiMamba(width, cfg.mamba)
         x = torch.randn(1, 24, width)
         with torch.no_grad(), kernels.installed(conv1d=causal_conv1d_fn):
-            mixer(x, torch.ones(1, 24, dtype=torch.bool))
+            mixer(x, None)
 
 
 def test_flash_contract_rejects_what_flash_attn_rejects():

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from dnachunker.ops import gated_scan, gated_scan_ref, selective_scan, selective_scan_ref, ssd_chunked, ssd_sequential
-from dnachunker.ops.ragged import flip_valid
+from dnachunker.ops.ragged import flip_valid, reverse_index
 
 
 def _grads(fn, *xs):
@@ -93,6 +93,8 @@ def test_flip_valid_is_an_involution_that_leaves_padding_in_place():
     assert f[1, :, 0].tolist() == [8, 7, 6, 9, 10, 11]
     assert f[0, :, 0].tolist() == [5, 4, 3, 2, 1, 0]
     assert torch.equal(flip_valid(f, valid), x)
+    full = torch.ones_like(valid)  # nothing padded: no index, the reversal is a flip
+    assert reverse_index(full) is None and torch.equal(flip_valid(x, full), x.flip(1))
 
 
 def test_gated_scan_backward_passes_gradcheck():
@@ -106,15 +108,15 @@ def test_gated_scan_backward_passes_gradcheck():
 def test_mamba_direction_recompute_in_backward_gives_bit_identical_gradients():
     """In training a BiMamba direction keeps only its input for backward and recomputes the
     conv, scan and gated norm; values and gradients (input and every parameter) are exactly
-    those of autograd through every intermediate (`mix`), for both directions' time orders."""
+    those of autograd through every intermediate (`mix`): forward direction, and reverse
+    direction on a padded batch (gather) and on an unpadded one (flip)."""
     from dnachunker.config import MambaConfig
     from dnachunker.modules.bimamba import MambaDirection
-    from dnachunker.ops.ragged import reverse_index
     torch.manual_seed(5)
-    direction = MambaDirection(64, MambaConfig(d_state=16, headdim=16, chunk_size=32))
     zxbcdt = torch.randn(2, 150, 2 * 64 + 2 * 16 + 4)
-    valid = torch.arange(150).expand(2, 150) < torch.tensor([[150], [97]])
-    for order in (None, reverse_index(valid)):
+    padded = reverse_index(torch.arange(150).expand(2, 150) < torch.tensor([[150], [97]]))
+    for reverse, order in ((False, None), (True, padded), (True, None)):
+        direction = MambaDirection(64, MambaConfig(d_state=16, headdim=16, chunk_size=32), reverse)
         results = []
         for fn in (direction, direction.mix):
             direction.zero_grad()

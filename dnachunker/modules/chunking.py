@@ -5,7 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..ops.ragged import gather_time, reverse_index
+from ..ops.ragged import gather_time, reverse_index, reverse_time
 from ..ops.scan import gated_scan
 
 
@@ -58,5 +58,5 @@ def dechunk(z: torch.Tensor, p: torch.Tensor, chunks: Chunks, valid: torch.Tenso
     rev = reverse_index(valid)
     last = valid & ~torch.cat([valid[:, 1:], valid.new_zeros(valid.size(0), 1)], dim=1)
     p_next = torch.cat([p[:, 1:], p.new_zeros(p.size(0), 1)], dim=1).masked_fill(last, 1.0)
-    backward = gather_time(gated_scan(gather_time(u, rev), gather_time(p_next, rev)), rev)
+    backward = reverse_time(gated_scan(reverse_time(u, rev), reverse_time(p_next, rev)), rev)
     return 0.5 * (forward + backward)
