@@ -1,6 +1,7 @@
 """Where a training step's memory goes: the peak of live tensor bytes and what holds it.
 
     python -m bench.memory [--size mid] [--length 8192] [--models dnachunker transformer] [--top 12]
+                           [--by line|part]
 
 One step (forward + backward + AdamW, as in bench.model) is run under `torch.profiler` with
 `profile_memory=True`; replaying its allocation events gives the peak of live tensor bytes (the
@@ -21,8 +22,11 @@ from .common import in_fresh_process
 from .model import SIZES, _setup, real_window
 
 
-def _frames(event) -> str:
-    """'F|B file(line): fn < caller < caller :: op' for an allocation event."""
+def _holder(event, by: str) -> str:
+    """Who allocated a block: 'F|B <frames> :: op'. by='line': the three innermost frames of our
+    code; by='part': the function the model's forward called (frames are named by the line of
+    their `def`), e.g. ChunkingStage.down (encoders, routers), MainNetwork.forward, .up (dechunk,
+    decoders) of DNAChunker."""
     from torch._C._profiler import _EventType
     frames, backward, e = [], False, event.parent
     while e is not None:
@@ -34,11 +38,15 @@ def _frames(event) -> str:
             if i >= 0:
                 frames.append(e.name[i:])
         e = e.parent
+    kind = "B" if backward else "F"
+    if by == "part":
+        ours = [f for f in frames if f.startswith("dnachunker/")]
+        return f"{kind} {ours[-2] if len(ours) > 1 else ours[0] if ours else 'outside the model (optimizer, gradients)'}"
     op = event.parent.name if event.parent is not None else "?"
-    return f"{'B' if backward else 'F'} {' < '.join(frames[:3])} :: {op}"
+    return f"{kind} {' < '.join(frames[:3])} :: {op}"
 
 
-def _profile(model_name: str, size: str, seq: str, top: int):
+def _profile(model_name: str, size: str, seq: str, top: int, by: str):
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
     from torch.profiler._memory_profiler import OpTree
@@ -48,8 +56,8 @@ def _profile(model_name: str, size: str, seq: str, top: int):
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
         step()
     allocations = sorted((e for e in OpTree(prof.profiler.kineto_results).dfs()
-                              if e.typed[0] == _EventType.Allocation and e.typed[1].device.type == "cpu"),
-                             key=lambda e: e.start_time_ns)
+                          if e.typed[0] == _EventType.Allocation and e.typed[1].device.type == "cpu"),
+                         key=lambda e: e.start_time_ns)
     live, now, peak, at_peak = {}, 0, 0, {}
     for e in allocations:
         a = e.typed[1]
@@ -62,7 +70,7 @@ def _profile(model_name: str, size: str, seq: str, top: int):
             now -= live.pop(a.ptr)[0]
     holders = Counter()
     for nbytes, e in at_peak.values():
-        holders[_frames(e)] += nbytes
+        holders[_holder(e, by)] += nbytes
     return {"peak_MB": peak / 2**20, "holders": [(k, v / 2**20) for k, v in holders.most_common(top)]}
 
 
@@ -72,12 +80,14 @@ def main(argv=None):
     ap.add_argument("--length", type=int, default=8192)
     ap.add_argument("--models", nargs="+", default=["dnachunker", "transformer"])
     ap.add_argument("--top", type=int, default=12, help="holders listed per model")
+    ap.add_argument("--by", default="line", choices=["line", "part"],
+                    help="group holders by source line and op, or by the part of the model")
     a = ap.parse_args(argv)
     seq = real_window(a.length)
     results = {}
     for name in a.models:
         print(f"profiling {a.size} {name} at {a.length} bp ...", flush=True)
-        r = in_fresh_process(_profile, name, a.size, seq, a.top)
+        r = in_fresh_process(_profile, name, a.size, seq, a.top, a.by)
         if "error" in r:
             raise SystemExit(f"{name}: {r['error']}")
         results[name] = r

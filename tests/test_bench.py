@@ -1,4 +1,6 @@
 """The benchmark scripts run and print their tables (tiny sizes; no timing is asserted)."""
+import re
+
 import pytest
 
 from bench import memory, model, scans
@@ -28,3 +30,7 @@ def test_memory_bench_finds_the_peak_and_its_holders(capsys):
     assert len(rows) == 2 and all(float(r.split("|")[4]) > 0 for r in rows)
     # the holders name the model code that allocated them, forward (kept) or backward
     assert "dnachunker/modules/bimamba.py" in out and "dnachunker/modules/transformer.py" in out
+    memory.main(["--size", "tiny", "--length", "256", "--models", "dnachunker", "--by", "part"])
+    parts = capsys.readouterr().out  # the encoders (down), the main network and the decoders (up)
+    for part in (r"model\.py\(\d+\): down", r"transformer\.py\(\d+\): forward", r"model\.py\(\d+\): up"):
+        assert re.search(rf"\| F dnachunker/(modules/)?{part} \|", parts), part
