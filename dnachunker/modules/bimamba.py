@@ -67,9 +67,10 @@ class MambaDirection(nn.Module):
         its output in that reversed order.
 
         In training only zxbcdt (and `order`) are kept for backward; the conv, scan and gated norm
-        are recomputed there. That is the saved set of mamba-ssm's fused Mamba-2 kernel
-        (`mamba_split_conv1d_scan_combined`), which also recomputes its conv: at the base-pair
-        level the intermediates would otherwise be ~40 tensors of T x d_inner per mixer.
+        are recomputed there. mamba-ssm's fused Mamba-2 kernel (`mamba_split_conv1d_scan_combined`)
+        keeps zxbcdt and the scan output and recomputes its conv; the scan output is recomputed
+        here too, since the PyTorch scan's backward rebuilds its intermediates anyway. At the
+        base-pair level they would otherwise be hundreds of MB per mixer.
         `mix` is the same computation with autograd through every intermediate (the twin the
         tests compare gradients against)."""
         if torch.is_grad_enabled():
