@@ -9,7 +9,9 @@ quantity `torch.cuda.max_memory_allocated` reports on a GPU, without the CPU all
 that peak RSS includes) and, for the tensors alive at that moment, the code that allocated them:
 forward (F, saved for backward) or backward (B, transient), by source line and op. The first
 table compares the models' peaks side by side (the first model's peak over each one's); then
-one table per model of its biggest holders.
+one table per model of its biggest holders. CPU only: on a GPU, `bench.model --device cuda`
+reports `max_memory_allocated` directly (and `torch.cuda.memory._record_memory_history` shows
+the holders).
 """
 from __future__ import annotations
 
