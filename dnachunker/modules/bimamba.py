@@ -78,6 +78,8 @@ class MambaDirection(nn.Module):
         return self.mix(zxbcdt, order)
 
     def _recomputable(self, chosen: dict, zxbcdt: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+        if not chosen:  # nothing installed (training): no context, which torch.compile cannot trace here
+            return self.mix(zxbcdt, order)
         with kernels.installed(**chosen):  # the recomputation runs the kernels the forward ran
             return self.mix(zxbcdt, order)
 
