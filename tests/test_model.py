@@ -303,3 +303,13 @@ def test_compiled_model_matches_eager_in_loss_and_gradients(chr20_windows):
         torch.testing.assert_close(losses[1], losses[0], rtol=1e-5, atol=1e-6)
         for (name, a), b in zip(eager.named_parameters(), compiled.parameters()):
             torch.testing.assert_close(b.grad, a.grad, rtol=1e-3, atol=1e-5, msg=name)
+
+
+@pytest.mark.slow
+def test_a_compiled_bimamba_mixer_is_one_graph_in_training():
+    """What model.compile compiles for stage 0 must trace whole, recomputation included: a graph
+    break inside the mixer's checkpoint (e.g. a global mutation) silently halves what compiles."""
+    from dnachunker.modules.bimamba import BiMamba
+    mixer = BiMamba(32, tiny().cfg.mamba)
+    explained = torch._dynamo.explain(mixer)(torch.randn(1, 256, 32, requires_grad=True), None)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
