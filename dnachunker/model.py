@@ -172,7 +172,8 @@ class DNAChunker(nn.Module):
         if cfg.compile:  # in place: parameter names (checkpoints) stay the same
             # Stage 0's mixers see the input length (fixed in training): one static graph. The main
             # blocks see a data-dependent number of chunks: dynamic shapes. Stage 1's mixers stay
-            # eager: Inductor (torch 2.13) fails on their dynamic-shape graph.
+            # eager: compiled (dynamic), they recompile for every new chunk count (the scan pads to
+            # whole chunks; torch 2.13), 2-25 s per step.
             for mixer in [*self.stages[0].encoder.mixers, *self.stages[0].decoder.mixers]:
                 mixer.compile(dynamic=False)
             for block in self.main.blocks:
