@@ -36,6 +36,7 @@ class StopFlag:
 EARLY_STOP = StopFlag() if __name__ == "__main__" else None
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
 import sys  # noqa: E402
@@ -275,13 +276,11 @@ class Trainer:
         if dc.bpe_tokenizer:
             from dnachunker.segmenters import BPESegmenter
             segmenter = BPESegmenter.load(dc.bpe_tokenizer)
-        self.train_loader = PretrainLoader(dc.root, "train", dc.micro_batch_size, d.rank, d.world_size, dc.seed,
-                                           dc.num_workers, train=True, mask_prob=dc.mask_prob,
-                                           rc_augment=dc.rc_augment, segmenter=segmenter,
-                                           repeat_weight=dc.repeat_weight)
-        self.val_loader = PretrainLoader(dc.root, "valid", dc.micro_batch_size, d.rank, d.world_size, dc.seed,
-                                         0, train=False, mask_prob=dc.mask_prob, segmenter=segmenter,
-                                         repeat_weight=dc.repeat_weight)
+        loader = functools.partial(PretrainLoader, dc.root, micro_batch_size=dc.micro_batch_size, rank=d.rank,
+                                   world_size=d.world_size, seed=dc.seed, mask_prob=dc.mask_prob,
+                                   segmenter=segmenter, repeat_weight=dc.repeat_weight)
+        self.train_loader = loader("train", num_workers=dc.num_workers, train=True, rc_augment=dc.rc_augment)
+        self.val_loader = loader("valid", num_workers=0, train=False)
         self.step = self.last_saved = 0  # step 0 needs no checkpoint: it is the seeded initialisation
         self.counters = {"nonfinite_total": 0, "nonfinite_in_a_row": 0, "tokens_seen": 0}
         if resume is not None:
