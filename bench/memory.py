@@ -16,12 +16,16 @@ the holders).
 from __future__ import annotations
 
 import argparse
+import re
 from collections import Counter
 
 from dnachunker.fileio import markdown_table
 
 from .common import in_fresh_process
 from .model import SIZES, _setup, real_window
+
+# a profiler frame "<path relative to sys.path, or absolute>(line): function" in our code
+_OUR_FRAME = re.compile(r"(?:^|/)((?:dnachunker|bench)/.*)")
 
 
 def _holder(event, by: str) -> str:
@@ -34,11 +38,9 @@ def _holder(event, by: str) -> str:
     while e is not None:
         if "autograd::engine" in e.name:
             backward = True
-        if e.typed[0] == _EventType.PyCall:  # "<path relative to sys.path or absolute>(line): fn"
-            i = next((i for i in (e.name.find(pkg) for pkg in ("dnachunker/", "bench/"))
-                      if i == 0 or (i > 0 and e.name[i - 1] == "/")), -1)
-            if i >= 0:
-                frames.append(e.name[i:])
+        ours = _OUR_FRAME.search(e.name) if e.typed[0] == _EventType.PyCall else None
+        if ours:
+            frames.append(ours.group(1))
         e = e.parent
     kind = "B" if backward else "F"
     if by == "part":

@@ -2,11 +2,10 @@
 
 A resumed run continues the same MLflow run (its id is stored in every checkpoint); steps it had
 already logged are not logged twice. Tracking never stops training: every MLflow call is
-tried `tracking.retries` times (backoff doubling from `tracking.retry_backoff_s`), and when it still
-fails the run goes on with MLflow
-switched off and a warning. <out_dir>/metrics.jsonl gets every logged metric either way
-({"step", "time", metrics...} per line, appended; after a resume a step may appear again with
-the same values: take the last).
+tried `tracking.retries` times (backoff doubling from `tracking.retry_backoff_s`), and when it
+still fails the run goes on with MLflow switched off and a warning. <out_dir>/metrics.jsonl gets
+every logged metric either way ({"step", "time", metrics...} per line, appended; after a resume a
+step may appear again with the same values: take the last).
 
 sqlite (the default, <out_dir>/mlflow.db) is for one run on a local disk. On a shared filesystem,
 or for sweeps whose points write at once, use a tracking server: tracking.tracking_uri=http://host:5000.
