@@ -24,24 +24,51 @@ def upcast(x: torch.Tensor) -> torch.Tensor:
     return x.to(torch.promote_types(x.dtype, torch.float32))
 
 
+# exp() of arguments below about -87 (results under fp32's smallest normal number, or -inf) takes a
+# slow path on x86 CPUs, 25-100x slower than in range (measured on this project's CI machine), and
+# products of such results are denormals, ~15x slower again. Decays below e^-40 (4e-18) add nothing
+# an fp32 sum can hold, so exponents are clamped to [-40, 40] and the causal mask's zeros are set
+# after exp() instead of as exp(-inf).
+_LOG_BOUND = 40.0
+
+
+class _CausalExp(torch.autograd.Function):
+    """x: (..., s, s) log-decays, valid on and below the diagonal -> exp(x) there, 0 above.
+
+    The within-chunk decays are the largest tensors of the scan: exp and mask run in place on one
+    buffer, which is all backward keeps (d exp(x) = exp(x) dx; 0 above the diagonal)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        upper = torch.ones(x.shape[-2:], dtype=torch.bool, device=x.device).triu(1)
+        out = x.clamp(-_LOG_BOUND, _LOG_BOUND).exp_().masked_fill_(upper, 0.0)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (out,) = ctx.saved_tensors
+        return grad * out
+
+
+def _exp(x: torch.Tensor) -> torch.Tensor:
+    """exp of log-decays (<= 0), floored at e^-40."""
+    return x.clamp(min=-_LOG_BOUND).exp()
+
+
 def _segsum(a: torch.Tensor) -> torch.Tensor:
-    """a: (..., T) -> (..., T, T) with out[i, j] = sum_{k=j+1..i} a_k for i >= j, -inf above."""
+    """a: (..., T) -> (..., T, T) with out[i, j] = sum_{k=j+1..i} a_k for i >= j, 0 above."""
     T = a.size(-1)
     a = a.unsqueeze(-1).expand(*a.shape, T)  # [..., i, j] = a_i
     strict = torch.tril(torch.ones(T, T, dtype=torch.bool, device=a.device), diagonal=-1)
-    a = a.masked_fill(~strict, 0.0)
-    out = torch.cumsum(a, dim=-2)
-    lower = torch.tril(torch.ones(T, T, dtype=torch.bool, device=a.device), diagonal=0)
-    return out.masked_fill(~lower, float("-inf"))
+    return torch.cumsum(a.masked_fill(~strict, 0.0), dim=-2)
 
 
 def _decay(a_cum: torch.Tensor) -> torch.Tensor:
     """a_cum: (..., s) cumulative log-decays within a chunk -> (..., s, s) with
-    out[i, j] = exp(a_cum_i - a_cum_j) for i >= j, 0 above: one pass, as mamba-ssm's kernels form it
-    (within a chunk the cumulative sums stay small enough for fp32 differences)."""
-    s = a_cum.size(-1)
-    upper = torch.ones(s, s, dtype=torch.bool, device=a_cum.device).triu(1)
-    return (a_cum.unsqueeze(-1) - a_cum.unsqueeze(-2)).masked_fill(upper, float("-inf")).exp()
+    out[i, j] = exp(a_cum_i - a_cum_j) for i >= j, 0 above: one difference, as mamba-ssm's kernels
+    form it (within a chunk the cumulative sums stay small enough for fp32 differences)."""
+    return _CausalExp.apply(a_cum.unsqueeze(-1) - a_cum.unsqueeze(-2))
 
 
 def ssd_chunked(x: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
@@ -75,13 +102,13 @@ def ssd_chunked(x: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tens
     scores = (C @ B.transpose(-1, -2)) * _decay(a_cum)  # (b, c, g, k, s, s)
     y = scores @ x
     # 2. state at the end of each chunk, from that chunk's inputs alone: (b, c, g, k, n, p)
-    states = B.transpose(-1, -2) @ (torch.exp(a_cum[..., -1:] - a_cum).unsqueeze(-1) * x)
+    states = B.transpose(-1, -2) @ (_exp(a_cum[..., -1:] - a_cum).unsqueeze(-1) * x)
     # 3. scan over chunk states (c is small: l / chunk_size): state entering each chunk
     # exact segment sums over chunks: a cumulative sum over the whole sequence would lose precision
-    decay_chunk = torch.exp(_segsum(F.pad(a_cum[..., -1].movedim(1, -1), (1, 0))))  # (b, g, k, c+1, c+1)
+    decay_chunk = _CausalExp.apply(_segsum(F.pad(a_cum[..., -1].movedim(1, -1), (1, 0))))  # (b, g, k, c+1, c+1)
     states = torch.einsum("bgkzc,bcgknp->bzgknp", decay_chunk[..., :-1, 1:], states)
     # 4. contribution of the carried-in state to each position
-    y = y + (C @ states) * torch.exp(a_cum).unsqueeze(-1)
+    y = y + (C @ states) * _exp(a_cum).unsqueeze(-1)
     y = y.permute(0, 1, 4, 2, 3, 5).reshape(b, c * s, h, p)[:, :l]
     return y.to(dtype)
 
