@@ -3,6 +3,7 @@ same depth and width (its main network's), on real chr20 windows.
 
     python -m bench.model [--sizes tiny mid paper] [--lengths 1024 4096 8192] [--device cpu|cuda]
                           [--precision fp32|bf16] [--peak-tflops 989]   # device peak, to report MFU
+                          [--rounds 3]   # repeat every point round-robin; fastest round kept
 
 One step = forward + backward + AdamW update, batch 1, BERT masking. Models with "+ckpt" use
 activation checkpointing (DNAChunkerConfig.activation_checkpointing), "+compile" torch.compile
@@ -97,28 +98,41 @@ def main(argv=None):
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast")
     ap.add_argument("--peak-tflops", type=float, default=None, help="device peak at that precision, for MFU")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure every point this many times, round-robin over all points; step_s is the "
+                         "fastest round, spread = slowest / fastest (machine noise), peak_MB the highest")
     a = ap.parse_args(argv)
-    rows, fits = [], []
     windows = {L: real_window(L) for L in a.lengths}
+    points = [(size, name, L) for size in a.sizes for name in a.models for L in a.lengths]
+    runs: dict[tuple, list[dict]] = {pt: [] for pt in points}
+    for k in range(a.rounds):  # round-robin, so that a slow spell of the machine hits every model
+        for size, name, L in points:
+            r = isolated(_setup, name, size, windows[L], a.device, a.precision)
+            if "error" in r:
+                print(f"{size} {name} {L}: {r['error']}", flush=True)
+                continue
+            runs[size, name, L].append(r)
+            print(f"round {k + 1}/{a.rounds} {size} {name} {L}: {r['seconds']:.3f}s {r['peak_mb']:.0f}MB", flush=True)
+    rows, fits = [], []
     for size in a.sizes:
         for name in a.models:
             series = []
             for L in a.lengths:
-                r = isolated(_setup, name, size, windows[L], a.device, a.precision)
-                if "error" in r:
-                    print(f"{size} {name} {L}: {r['error']}", flush=True)
+                if not runs[size, name, L]:
                     continue
-                row = {"size": size, "model": name, "length": L, "params": r["params"], "step_s": r["seconds"],
-                       **({"compile_s": r["first_seconds"] - r["seconds"]} if name.endswith("+compile") else {}),
-                       "bp_per_s": L / r["seconds"], "peak_MB": r["peak_mb"],
+                r = min(runs[size, name, L], key=lambda r: r["seconds"])
+                seconds, peak = r["seconds"], max(x["peak_mb"] for x in runs[size, name, L])
+                row = {"size": size, "model": name, "length": L, "params": r["params"], "step_s": seconds,
+                       **({"spread": max(x["seconds"] for x in runs[size, name, L]) / seconds} if a.rounds > 1 else {}),
+                       **({"compile_s": r["first_seconds"] - seconds} if name.endswith("+compile") else {}),
+                       "bp_per_s": L / seconds, "peak_MB": peak,
                        "comp_0": r.get("compression_0", 1.0), "comp_1": r.get("compression_1", 1.0)}
                 if "gflop" in r:
-                    row["GFLOP/s"] = r["gflop"] / r["seconds"]
+                    row["GFLOP/s"] = r["gflop"] / seconds
                     if a.peak_tflops:
                         row["MFU"] = row["GFLOP/s"] / (a.peak_tflops * 1e3)
                 rows.append(row)
-                series.append((L, r["seconds"], r["peak_mb"]))
-                print(f"{size} {name} {L}: {r['seconds']:.3f}s {r['peak_mb']:.0f}MB", flush=True)
+                series.append((L, seconds, peak))
             if len(series) > 1:
                 fits.append({"size": size, "model": name,
                              "time_exponent": fit_exponent([s[0] for s in series], [s[1] for s in series]),
