@@ -118,12 +118,13 @@ def main(argv=None):
         for name in a.models:
             series = []
             for L in a.lengths:
-                if not runs[size, name, L]:
+                measured = runs[size, name, L]
+                if not measured:
                     continue
-                r = min(runs[size, name, L], key=lambda r: r["seconds"])
-                seconds, peak = r["seconds"], max(x["peak_mb"] for x in runs[size, name, L])
+                r = min(measured, key=lambda r: r["seconds"])
+                seconds, peak = r["seconds"], max(x["peak_mb"] for x in measured)
                 row = {"size": size, "model": name, "length": L, "params": r["params"], "step_s": seconds,
-                       **({"spread": max(x["seconds"] for x in runs[size, name, L]) / seconds} if a.rounds > 1 else {}),
+                       **({"spread": max(x["seconds"] for x in measured) / seconds} if a.rounds > 1 else {}),
                        **({"compile_s": r["first_seconds"] - seconds} if name.endswith("+compile") else {}),
                        "bp_per_s": L / seconds, "peak_MB": peak,
                        "comp_0": r.get("compression_0", 1.0), "comp_1": r.get("compression_1", 1.0)}

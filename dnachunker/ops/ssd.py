@@ -25,7 +25,7 @@ def upcast(x: torch.Tensor) -> torch.Tensor:
 
 
 # exp() of arguments below about -87 (results under fp32's smallest normal number, or -inf) takes a
-# slow path on x86 CPUs, 25-100x slower than in range (measured on this project's CI machine), and
+# slow path on x86 CPUs, 25-100x slower than in range (measured on this project's 2-core CPU), and
 # products of such results are denormals, ~15x slower again. Decays below e^-40 (4e-18) add nothing
 # an fp32 sum can hold, so exponents are clamped to [-40, 40] and the causal mask's zeros are set
 # after exp() instead of as exp(-inf).
