@@ -40,15 +40,19 @@ def sbatch(out, shards, *overrides, wait=True):
 
 
 def _job_state(job_id: str) -> str:
-    """Final state of a job from accounting (the batch step excluded)."""
+    """Final state of a job from accounting, once its processes are gone: after `scancel` the job
+    and its steps are CANCELLED at once (and `sbatch --wait` returns) while the processes still have
+    KillWait seconds to checkpoint; squeue shows the job COMPLETING until they have exited."""
+    running = {"RUNNING", "PENDING", "REQUEUED", "COMPLETING"}
     deadline = time.time() + 60
     while time.time() < deadline:
+        queued = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout
         r = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True)
-        state = r.stdout.strip().split("\n")[0].split()[0] if r.stdout.strip() else ""
-        if state and state not in ("RUNNING", "PENDING", "REQUEUED", "COMPLETING"):
+        state = r.stdout.split()[0] if r.stdout.strip() else ""
+        if state and state not in running and not running & set(queued.split()):
             return state
-        time.sleep(1)
-    return state
+        time.sleep(0.5)
+    pytest.fail(f"job {job_id} not over after 60 s (sacct: {state!r}, squeue: {queued.strip()!r})")
 
 
 def _wait_for_steps(out, n, timeout=300):
