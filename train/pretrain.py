@@ -265,12 +265,7 @@ class Trainer:
                 checkpoint.convert_universal(resume)
             torch.distributed.barrier()
 
-        model = init_model(cfg)
-        self.engine, _, _, _ = deepspeed.initialize(
-            model=model, model_parameters=param_groups(model, cfg.optim.weight_decay),
-            config=deepspeed_config(cfg, universal),
-            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)))
-
+        # the data first: a wrong data.root fails before the model and DeepSpeed are set up
         dc = cfg.data
         segmenter = None
         if dc.bpe_tokenizer:
@@ -281,6 +276,12 @@ class Trainer:
                                    segmenter=segmenter, repeat_weight=dc.repeat_weight)
         self.train_loader = loader("train", num_workers=dc.num_workers, train=True, rc_augment=dc.rc_augment)
         self.val_loader = loader("valid", num_workers=0, train=False)
+        model = init_model(cfg)
+        self.engine, _, _, _ = deepspeed.initialize(
+            model=model, model_parameters=param_groups(model, cfg.optim.weight_decay),
+            config=deepspeed_config(cfg, universal),
+            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)))
+
         self.step = self.last_saved = 0  # step 0 needs no checkpoint: it is the seeded initialisation
         self.counters = {"nonfinite_total": 0, "nonfinite_in_a_row": 0, "tokens_seen": 0}
         if resume is not None:
