@@ -19,7 +19,7 @@ from .conftest import ROOT
 from .test_slurm import _job_state, _wait_for_steps, sweep_args, tiny_suite
 from .test_train import mlflow_runs, tiny_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("cores_shared_by_nodes")]
 
 
 def _nodes() -> list[str]:

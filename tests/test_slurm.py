@@ -17,7 +17,7 @@ from train import checkpoint
 from .conftest import ROOT, shared_file
 from .test_train import tiny_run
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("cores_shared_by_nodes")]
 CPU_JOB = ["--gres=none", "--ntasks-per-node=2", "--cpus-per-task=1", "--time=15:00"]
 
 
