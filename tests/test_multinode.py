@@ -16,7 +16,7 @@ from slurm.sweep import main as sweep
 from train import checkpoint
 
 from .conftest import ROOT
-from .test_slurm import _job_state, _wait_for_steps, sweep_args, tiny_suite
+from .test_slurm import _job_state, _sacct, _wait_for_steps, sweep_args, tiny_suite
 from .test_train import mlflow_runs, tiny_run
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("cores_shared_by_nodes")]
@@ -51,11 +51,6 @@ def step_losses(out: Path) -> dict[int, float]:
     return {r["step"]: r["train/loss"] for r in rows if "train/loss" in r}
 
 
-def node_list(job_id: str) -> str:
-    return subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "NodeList"], capture_output=True,
-                          text=True).stdout.split()[0]
-
-
 @pytest.fixture(scope="module")
 def two_node_reference(tmp_path_factory, train_shards):
     """An uninterrupted 12-step run on 2 nodes x 1 task."""
@@ -64,7 +59,7 @@ def two_node_reference(tmp_path_factory, train_shards):
     job = proc.stdout.readline().strip()
     log = finish(proc, out)
     assert "rendezvous node1:" in log and "2 rank(s), gloo" in log
-    assert node_list(job) == "node[1-2]" and _job_state(job) == "COMPLETED"
+    assert _sacct(job, "NodeList") == "node[1-2]" and _job_state(job) == "COMPLETED"
     assert checkpoint.read_state(out / "checkpoints" / "step_00000012")["world_size"] == 2
     _, runs = mlflow_runs(out)
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
@@ -78,7 +73,7 @@ def test_two_nodes_one_task_equal_one_node_two_tasks(tmp_path, train_shards, two
     proc = submit(out, train_shards, 1, 2, "max_steps=12", "checkpoint.every=4")
     job = proc.stdout.readline().strip()
     finish(proc, out)
-    assert "," not in node_list(job) and "[" not in node_list(job)  # both ranks on one node
+    assert "," not in _sacct(job, "NodeList") and "[" not in _sacct(job, "NodeList")  # both ranks on one node
     a, b = step_losses(two_node_reference), step_losses(out)
     assert sorted(a) == sorted(b) == list(range(1, 13))
     np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=1e-6)
@@ -93,7 +88,7 @@ def test_time_limit_signal_requeues_and_resumes_on_both_nodes(tmp_path, train_sh
     subprocess.run(["scancel", "--batch", "--signal=USR1", job], check=True)
     log = finish(proc, out)
     assert "requeueing job" in log and "restart 1:" in log and "resumed from" in log
-    assert log.count("2 rank(s), gloo") == 2 and node_list(job) == "node[1-2]"
+    assert log.count("2 rank(s), gloo") == 2 and _sacct(job, "NodeList") == "node[1-2]"
     a, b = step_losses(two_node_reference), step_losses(out)
     assert sorted(b) == list(range(1, 13))
     np.testing.assert_allclose([b[s] for s in sorted(b)], [a[s] for s in sorted(a)], rtol=1e-6)

@@ -39,6 +39,12 @@ def sbatch(out, shards, *overrides, wait=True):
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True)
 
 
+def _sacct(job_id: str, field: str) -> str:
+    """One field of a job's allocation from accounting ("" while it has no record)."""
+    out = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", field], capture_output=True, text=True).stdout
+    return out.split()[0] if out.strip() else ""
+
+
 def _job_state(job_id: str) -> str:
     """Final state of a job from accounting, once its processes are gone: after `scancel` the job
     and its steps are CANCELLED at once (and `sbatch --wait` returns) while the processes still have
@@ -47,8 +53,7 @@ def _job_state(job_id: str) -> str:
     deadline = time.time() + 60
     while time.time() < deadline:
         queued = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True).stdout
-        r = subprocess.run(["sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State"], capture_output=True, text=True)
-        state = r.stdout.split()[0] if r.stdout.strip() else ""
+        state = _sacct(job_id, "State")
         if state and state not in running and not running & set(queued.split()):
             return state
         time.sleep(0.5)
@@ -201,8 +206,4 @@ def test_slurm_study_runs_evaluations_as_jobs_that_depend_on_pretraining(tmp_pat
                  if "--dependency=afterok:" in text}
     assert len(evals) == 2 and len(dependent) == 1  # the control's evaluation depends on nothing
     (eval_job, pretrain_job), = dependent.items()
-
-    def sacct(job, field):
-        return subprocess.run(["sacct", "-n", "-X", "-P", "-j", job, "-o", field], capture_output=True,
-                              text=True).stdout.split()[0]
-    assert sacct(eval_job, "Start") >= sacct(pretrain_job, "End")  # ISO times compare as strings
+    assert _sacct(eval_job, "Start") >= _sacct(pretrain_job, "End")  # ISO times compare as strings
