@@ -73,7 +73,9 @@ def _linear_scan(x: torch.Tensor, log_a: torch.Tensor, chunk_size: int) -> torch
 class _GatedScan(torch.autograd.Function):
     """Forward: one scan. Backward: one reverse scan for the adjoint, then closed forms; only u, p
     and the output are saved (no per-chunk intermediates), and no gradient flows through the
-    kernel's dt, whose x / dt parametrisation would cancel terms of size 1 / (1 - p)."""
+    kernel's dt, whose x / dt parametrisation would cancel terms of size 1 / (1 - p). The reverse
+    scan runs on the implementation the forward ran (`kernels.current()`, as the BiMamba
+    recomputation does)."""
 
     @staticmethod
     def forward(ctx, u, p, chunk_size):
@@ -81,7 +83,7 @@ class _GatedScan(torch.autograd.Function):
         keep = (1 - pf).clamp(min=1e-6)  # a 1e-6 leak at p = 1 keeps log finite
         h = _linear_scan(uf * pf[..., None], keep.log(), chunk_size)
         ctx.save_for_backward(u, p, h)
-        ctx.chunk_size = chunk_size
+        ctx.chunk_size, ctx.kernels = chunk_size, kernels.current()
         return h.to(u.dtype)
 
     @staticmethod
@@ -91,7 +93,8 @@ class _GatedScan(torch.autograd.Function):
         keep = (1 - pf).clamp(min=1e-6)
         # adjoint: lam_t = g_t + keep_{t+1} lam_{t+1}, a forward scan over reversed time
         log_next = torch.cat([keep[:, 1:].log(), keep.new_zeros(keep.size(0), 1)], dim=1)
-        lam = _linear_scan(g.flip(1), log_next.flip(1), ctx.chunk_size).flip(1)
+        with kernels.installed(**ctx.kernels):
+            lam = _linear_scan(g.flip(1), log_next.flip(1), ctx.chunk_size).flip(1)
         h_prev = torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], dim=1)
         du = pf[..., None] * lam                        # dh_t / du_t = p_t
         dp = (lam * (uf - h_prev)).sum(-1)               # dh_t / dp_t = u_t - h_{t-1}
