@@ -10,6 +10,9 @@ that does not fill a global batch is dropped), so DDP never waits on an exhauste
 
 Masking (BERT 15%: 80/10/10, random bases from A/C/G/T) and reverse-complement augmentation are
 drawn from an RNG keyed by (seed, epoch, sample index), so they are identical after a resume.
+A fixed tokenization whose cuts are computed on the CPU (BPE) is applied here, in the workers, to
+the *masked* ids by the same function the model uses at inference
+(dnachunker.tokenization.Tokenization.boundaries), so no cut depends on a base under [MASK].
 """
 from __future__ import annotations
 
@@ -20,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dnachunker.masking import bert_mask
-from dnachunker.tokenizer import PAD, A, C, G, T, decode
+from dnachunker.tokenizer import PAD, A, C, G, T
 
 from .errors import DataError
 from .reader import ShardSplit
@@ -33,9 +36,10 @@ class _MLMSamples(Dataset):
     """Map-style dataset over (epoch, index) keys -> one masked sample."""
 
     def __init__(self, split: ShardSplit, seed: int, mask_prob: float, rc_augment: bool, train: bool,
-                 segmenter=None, repeat_weight: float = 0.1):
+                 tokenization=None, repeat_weight: float = 0.1):
         self.split, self.seed, self.mask_prob, self.repeat_weight = split, seed, mask_prob, repeat_weight
-        self.rc_augment, self.train, self.segmenter = rc_augment, train, segmenter
+        self.rc_augment, self.train = rc_augment, train
+        self.tokenization = tokenization if tokenization is not None and tokenization.on_host else None
 
     def __len__(self):
         return len(self.split)
@@ -57,10 +61,8 @@ class _MLMSamples(Dataset):
         input_ids, labels = bert_mask(ids[None], valid[None], gen, self.mask_prob)
         out = {"input_ids": input_ids[0], "labels": labels[0], "valid": valid,
                "weight": torch.from_numpy(weight.astype(np.float32)), "index": index, "reverse": reverse}
-        if self.segmenter is not None:  # a fixed baseline tokenization (e.g. BPE) of the unmasked sequence
-            boundaries = torch.zeros(len(bases), dtype=torch.bool)
-            boundaries[torch.from_numpy(self.segmenter(decode(bases)))] = True
-            out["boundaries"] = boundaries
+        if self.tokenization is not None:  # cuts of what the model sees: the masked ids
+            out["boundaries"] = self.tokenization.boundaries(input_ids, valid[None])[0]
         return out
 
 
@@ -85,7 +87,7 @@ class PretrainLoader:
 
     def __init__(self, root: str, split: str, micro_batch_size: int, rank: int = 0, world_size: int = 1,
                  seed: int = 0, num_workers: int = 0, train: bool = True, mask_prob: float = 0.15,
-                 rc_augment: bool = True, segmenter=None, repeat_weight: float = 0.1):
+                 rc_augment: bool = True, tokenization=None, repeat_weight: float = 0.1):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
         self.split = ShardSplit(root, split)
@@ -96,7 +98,7 @@ class PretrainLoader:
                             f"({world_size} ranks x {micro_batch_size})")
         self.micro_batch_size, self.rank, self.world_size = micro_batch_size, rank, world_size
         self.seed, self.num_workers, self.train = seed, num_workers, train
-        self.dataset = _MLMSamples(self.split, seed, mask_prob, rc_augment, train, segmenter, repeat_weight)
+        self.dataset = _MLMSamples(self.split, seed, mask_prob, rc_augment, train, tokenization, repeat_weight)
         self.epoch, self.position = 0, 0
 
     def order(self, epoch: int) -> np.ndarray:

@@ -121,9 +121,16 @@ class DNAChunkerConfig:
     # dynamic chunking
     target_ratio: list[float] = field(default_factory=lambda: [0.5, 0.5])  # alpha per stage
     ratio_loss_weight: float = 0.03  # lambda
-    # ablation switches
-    tokenization: str = "learned"    # learned | single | kmer | given (baselines: fixed stage-0 cuts)
-    kmer_size: int = 6
+    # init: weights normal(0, 0.02); the projections that write into a residual stream (attention
+    # and FFN outputs, BiMamba out_proj) times this factor. None: H-Net's 1/sqrt(n_residuals), n
+    # counting the layers of every stack on the way from the embedding to that stream (nanoGPT:
+    # 1/sqrt(2 n_layers)); 1.0: unscaled
+    residual_init_scale: float | None = None
+    # stage-0 tokenization (dnachunker.tokenization): learned | single | kmer | bpe; the fixed kinds
+    # are the paper's baselines. Its arguments (kmer: k; bpe: vocab_size, fit_samples) default per kind
+    tokenization: str = "learned"
+    tokenization_args: dict = field(default_factory=dict)
+    # ablation switches (a fixed tokenization sets those it implies: dnachunker.tokenization)
     mask_protection: bool = True
     residual_gating: bool = True
     ratio_loss: bool = True
@@ -153,14 +160,32 @@ class DNAChunkerConfig:
         for w in self.d_model[:-1]:
             if (self.mamba.expand * w) % self.mamba.headdim:
                 problems.append(f"expand*width {self.mamba.expand * w} not divisible by headdim {self.mamba.headdim}")
-        for key, allowed in (("tokenization", ("learned", "single", "kmer", "given")),
-                             ("main_norm", ("layernorm", "rmsnorm")), ("main_mlp", ("gelu", "swiglu")),
+        problems += self._resolve_tokenization()
+        if self.residual_init_scale is not None and not self.residual_init_scale > 0:
+            problems.append(f"residual_init_scale must be positive (or null), got {self.residual_init_scale}")
+        for key, allowed in (("main_norm", ("layernorm", "rmsnorm")), ("main_mlp", ("gelu", "swiglu")),
                              ("ratio_loss_on", ("router", "protected"))):
             if getattr(self, key) not in allowed:
                 problems.append(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
         if problems:
             raise ConfigError("invalid DNAChunker config: " + "; ".join(problems))
         return self
+
+    def _resolve_tokenization(self) -> list[str]:
+        """Fill in the kind's arguments and the switches it implies; -> problems."""
+        from .tokenization import TOKENIZATIONS, resolved_args
+        if self.tokenization == "given":
+            return ["tokenization 'given' is now 'bpe': its cuts are computed from the masked input the "
+                    "model sees, fitted at the start of pretraining (docs/architecture.md)"]
+        if self.tokenization not in TOKENIZATIONS:
+            return [f"tokenization must be one of {', '.join(TOKENIZATIONS)}, got {self.tokenization!r}"]
+        try:
+            self.tokenization_args = resolved_args(self.tokenization, self.tokenization_args)
+        except ValueError as e:
+            return [str(e)]
+        for key, value in TOKENIZATIONS[self.tokenization].implies.items():
+            setattr(self, key, value)
+        return []
 
     @classmethod
     def load(cls, path: str | Path, *overrides: str) -> "DNAChunkerConfig":

@@ -17,9 +17,9 @@ import torch
 from transformers import PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 
+from . import tokenization
 from .config import DNAChunkerConfig
 from .model import DNAChunker
-from .segmenters import BPESegmenter
 
 
 class DNAChunkerHFConfig(PretrainedConfig):
@@ -43,20 +43,16 @@ class _Base(PreTrainedModel):
     def _init_weights(self, module):  # every weight comes from the checkpoint
         pass
 
-    def attach_segmenter(self, path) -> None:
-        """A 'given' tokenization cuts its inputs with the export's segmenter.json."""
-        self.dnachunker.segmenter = BPESegmenter.load(path)
-
     def _run(self, input_ids, attention_mask, labels=None, boundaries=None):
         valid = None if attention_mask is None else attention_mask.bool()
         return self.dnachunker(input_ids, valid, labels, None, boundaries)
 
     @classmethod
     def from_pretrained(cls, path, *args, **kwargs):
+        """Weights through Transformers; the stage-0 tokenization (its kind in config.json, a fitted
+        kind's file beside it) as DNAChunker.from_pretrained loads it, so the model cuts its own inputs."""
         model = super().from_pretrained(path, *args, **kwargs)
-        seg = Path(path) / "segmenter.json"
-        if seg.is_file():
-            model.attach_segmenter(seg)
+        model.dnachunker.tokenization = tokenization.load(model.dnachunker.cfg, Path(path))
         return model
 
 

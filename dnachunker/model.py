@@ -10,6 +10,7 @@ residual is zeroed on every chunk that contains one.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,19 +20,22 @@ import torch.nn as nn
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from . import hf_export
+from . import hf_export, tokenization
 from .config import DNAChunkerConfig
 from .fileio import atomic_directory
 from .masking import IGNORE
 from .modules.bimamba import BiMambaStack
 from .modules.chunking import Chunks, dechunk
-from .modules.norm import RMSNorm
 from .modules.routing import Router
 from .modules.transformer import MainNetwork
-from .segmenters import BPESegmenter
-from .tokenizer import MASK, decode
+from .tokenizer import MASK
 
-SEGMENTER = "segmenter.json"
+INIT_STD = 0.02
+# the projections that write into a residual stream (BiMamba, attention, FFN outputs)
+RESIDUAL_OUTPUTS = ("out_proj", "attn.out", "mlp.down")
+# parameters earlier versions had, and why they are gone (an old export or checkpoint is refused)
+REMOVED = {"norm.weight": "the second final norm after the stage-0 decoder's own (DNAChunker.norm) was removed: "
+                          "the decoder's final norm is the only one, as in H-Net"}
 
 
 @dataclass
@@ -103,30 +107,18 @@ class ChunkingStage(nn.Module):
         self.residual_proj = FP32Linear(d, d)
         self.decoder = BiMambaStack(d, cfg.decoder_layers[s], cfg.mamba, cfg.activation_checkpointing)
 
-    def fixed_boundaries(self, valid: torch.Tensor, given: torch.Tensor | None) -> torch.Tensor:
-        """Baseline tokenizations: stage 0 cuts single bases, k-mers or given (e.g. BPE) token
-        starts; later stages keep every position."""
-        kind = self.cfg.tokenization
-        if self.s > 0 or kind == "single":
-            return valid
-        if kind == "kmer":
-            t = torch.arange(valid.size(1), device=valid.device)
-            return valid & (t % self.cfg.kmer_size == 0)
-        if given is None:
-            raise ValueError("tokenization='given' needs the `boundaries` argument (e.g. BPE token starts)")
-        first = torch.zeros_like(valid)
-        first[:, 0] = True  # every sequence starts a chunk, whatever the given cuts say
-        return (given | first) & valid
-
-    def down(self, x, valid, has_mask, start, end, given=None):
+    def down(self, x, valid, has_mask, start, end, fixed=None):
         """x: (b, l, d) at this stage; has_mask: (b, l) position contains a [MASK];
-        start/end: (b, l) float base-pair span. Returns the chunk-level versions of all five
-        (b, m, ...) and the context `up` needs."""
+        start/end: (b, l) float base-pair span; fixed: (b, l) bool cuts of a fixed tokenization
+        (None: the router decides). Returns the chunk-level versions of all five (b, m, ...) and
+        the context `up` needs."""
         h = self.encoder(x, valid)
-        if self.cfg.tokenization == "learned":
+        if fixed is None:
             p_router, b_router = self.router(h, valid)
         else:
-            b_router = self.fixed_boundaries(valid, given)
+            first = torch.zeros_like(valid)
+            first[:, 0] = True  # every sequence starts a chunk, whatever the cuts say
+            b_router = (fixed | first) & valid
             p_router = b_router.float()
         p, boundary = p_router, b_router
         if self.cfg.mask_protection:  # boundary at every masked position and right after it
@@ -162,13 +154,11 @@ class DNAChunker(nn.Module):
         self.stages = nn.ModuleList(ChunkingStage(cfg, s) for s in range(cfg.n_stages))
         self.main = MainNetwork(cfg.d_model[-1], cfg.main_layers, cfg.n_heads, cfg.mlp_ratio, cfg.rope_base,
                                 cfg.activation_checkpointing, cfg.main_norm, cfg.main_mlp)
-        self.norm = RMSNorm(cfg.d_model[0])
+        # the stage-0 decoder ends in the model's one final norm (H-Net: the head reads it directly)
         self.head = nn.Linear(cfg.d_model[0], cfg.vocab_size)
-        self.segmenter = None  # tokenization 'given': cuts inputs that come without `boundaries` (e.g. BPE)
-        self.apply(self._init_weights)
-        for stage in self.stages:
-            stage.router.reset_parameters()
-            nn.init.zeros_(stage.residual_proj.weight)  # H-Net: the decoder starts from the main network's output
+        # stage-0 cuts: the router, or a fixed kind (fitted kinds: load or fit before use)
+        self.tokenization = tokenization.build(cfg)
+        self._init_weights()
         if cfg.compile:  # in place: parameter names (checkpoints) stay the same
             # Stage 0's mixers see the input length (fixed in training): one static graph. The main
             # blocks see a data-dependent number of chunks: dynamic shapes. Stage 1's mixers stay
@@ -179,12 +169,33 @@ class DNAChunker(nn.Module):
             for block in self.main.blocks:
                 block.compile(dynamic=True)
 
-    @staticmethod
-    def _init_weights(m: nn.Module):
-        if isinstance(m, (nn.Linear, nn.Embedding)):
-            nn.init.normal_(m.weight, std=0.02)
-        if isinstance(m, nn.Linear) and m.bias is not None:
-            nn.init.zeros_(m.bias)
+    def residual_streams(self) -> list[tuple[nn.Module, int]]:
+        """(module, n_residuals) for every residual stream: H-Net counts the layers of every stack
+        from the embedding to the stream, the stream's own included."""
+        streams, n = [], 0
+        for stage, enc, dec in zip(self.stages, self.cfg.encoder_layers, self.cfg.decoder_layers):
+            n += enc + dec
+            streams += [(stage.encoder, n), (stage.decoder, n)]
+        return streams + [(self.main, n + self.cfg.main_layers)]
+
+    @torch.no_grad()
+    def _init_weights(self):
+        """normal(0, 0.02) for every linear and embedding weight, zero biases; residual output
+        projections scaled by `residual_init_scale` (default 1/sqrt(n_residuals), as H-Net); the
+        routers start at identity and the residual projections at zero (H-Net)."""
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(m.weight, std=INIT_STD)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+        for stream, n in self.residual_streams():
+            scale = self.cfg.residual_init_scale or 1 / math.sqrt(max(n, 1))
+            for name, m in stream.named_modules():
+                if name.endswith(RESIDUAL_OUTPUTS):
+                    nn.init.normal_(m.weight, std=INIT_STD * scale)
+        for stage in self.stages:
+            stage.router.reset_parameters()
+            nn.init.zeros_(stage.residual_proj.weight)  # the decoder starts from the main network's output
 
     def forward(self, input_ids: torch.Tensor, valid: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, weight: torch.Tensor | None = None,
@@ -192,21 +203,26 @@ class DNAChunker(nn.Module):
         """input_ids: (b, L) long; valid: (b, L) bool (default: all); labels: (b, L) long with -100
         where nothing is predicted; weight: (b, L) float per-base MLM weight (the data pipeline
         stores 0.1 on soft-masked repeats, 1 elsewhere; default: all 1); boundaries: (b, L) bool
-        token starts of a given tokenization (only for cfg.tokenization == 'given')."""
+        stage-0 cuts of a fixed tokenization, already computed from these input_ids by
+        `self.tokenization.boundaries` (the training loader does it in its workers); default:
+        computed here."""
         if valid is None:
             valid = torch.ones_like(input_ids, dtype=torch.bool)
-        if boundaries is None and self.cfg.tokenization == "given" and self.segmenter is not None:
-            boundaries = self._given_boundaries(input_ids, valid)
+        if not self.tokenization.fixed and boundaries is not None:
+            raise ValueError("`boundaries` are for fixed tokenizations; this model's are learned")
+        if boundaries is None:
+            boundaries = self.tokenization.boundaries(input_ids, valid)  # None: learned
         pos = torch.arange(input_ids.size(1), device=input_ids.device, dtype=torch.float32).expand(input_ids.shape)
         x, v, has_mask, start, end = self.embed(input_ids), valid, (input_ids == MASK) & valid, pos, pos
         ctxs = []
-        for stage in self.stages:
-            x, v, has_mask, start, end, ctx = stage.down(x, v, has_mask, start, end, boundaries)
+        for s, stage in enumerate(self.stages):  # a fixed tokenization cuts stage 0; later stages keep all
+            fixed = None if boundaries is None else boundaries if s == 0 else v
+            x, v, has_mask, start, end, ctx = stage.down(x, v, has_mask, start, end, fixed)
             ctxs.append(ctx)
         x = self.main(x, (start + end) / 2, v)
         for stage, ctx in zip(reversed(self.stages), reversed(ctxs)):
             x = stage.up(x, ctx)
-        hidden = self.norm(x)
+        hidden = x  # normalised by the stage-0 decoder's final norm
         out = DNAChunkerOutput(logits=self.head(hidden), hidden=hidden, stages=[c[-1] for c in ctxs])
         if labels is not None:
             self._loss(out, labels, weight)
@@ -226,15 +242,8 @@ class DNAChunker(nn.Module):
         out.ratio_losses = [ratio_loss(st.p if own else st.p_used, st.router_boundary if own else st.boundary,
                                        st.valid, a) for st, a in zip(out.stages, cfg.target_ratio)]
         out.loss = out.mlm_loss
-        if cfg.ratio_loss and cfg.tokenization == "learned":
+        if cfg.ratio_loss:  # off for fixed tokenizations (they imply it)
             out.loss = out.loss + cfg.ratio_loss_weight * sum(out.ratio_losses)
-
-    def _given_boundaries(self, input_ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """(b, L) token starts of the attached segmenter (as the training loader computes them)."""
-        out = torch.zeros_like(valid)
-        for i, (ids, n) in enumerate(zip(input_ids.cpu().numpy(), valid.sum(1).tolist())):
-            out[i, torch.from_numpy(self.segmenter(decode(ids[:n])))] = True
-        return out
 
     # ---- inference API -------------------------------------------------------------------
     def segment(self, seqs: list[str], batch_size: int = 8, window: int | None = None,
@@ -246,14 +255,13 @@ class DNAChunker(nn.Module):
         return [r.chunk_starts for r in run(self, seqs, window, overlap, batch_size, progress=False)]
 
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config.yaml + model.safetensors (+ segmenter.json for a 'given' tokenization) and
-        the Hugging Face files (dnachunker.hf_export) atomically (temp dir, then rename)."""
+        """Write config.yaml + model.safetensors (+ the fitted tokenization's file, e.g. bpe.json)
+        and the Hugging Face files (dnachunker.hf_export) atomically (temp dir, then rename)."""
         with atomic_directory(directory) as tmp:
             (tmp / "config.yaml").write_text(self.cfg.to_yaml())
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-            if self.segmenter is not None:
-                self.segmenter.save(tmp / SEGMENTER)
+            self.tokenization.save(tmp)
             hf_export.write(tmp, self.cfg)  # what Transformers' Auto classes read
         return Path(directory)
 
@@ -264,16 +272,29 @@ class DNAChunker(nn.Module):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory}: not a DNAChunker checkpoint (missing {name})")
         model = cls(DNAChunkerConfig.load(directory / "config.yaml"))
+        weights = directory / "model.safetensors"
         try:
-            state = load_file(str(directory / "model.safetensors"), device=str(map_location))
-            model.load_state_dict(state, strict=True)
+            state = load_file(str(weights), device=str(map_location))
         except Exception as e:
-            raise ValueError(f"{directory / 'model.safetensors'}: cannot load weights: {e}") from None
-        if (directory / SEGMENTER).is_file():
-            model.segmenter = BPESegmenter.load(directory / SEGMENTER)
-        elif model.cfg.tokenization == "given":
-            raise FileNotFoundError(f"{directory}: tokenization 'given' but no {SEGMENTER} to cut inputs with")
+            raise ValueError(f"{weights}: cannot read weights: {e}") from None
+        check_state_keys(model, state.keys(), weights)
+        model.load_state_dict(state, strict=True)
+        model.tokenization = tokenization.load(model.cfg, directory)
         return model.to(map_location)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def check_state_keys(model: nn.Module, keys, source) -> None:
+    """Refuse weights whose parameter names differ from the model's, naming what changed."""
+    expected, found = set(model.state_dict()), set(keys)
+    if expected == found:
+        return
+    gone = [f"{k} ({REMOVED[k]})" if k in REMOVED else k for k in sorted(found - expected)]
+    missing = sorted(expected - found)
+    raise ValueError(f"{source}: these weights do not fit this version's model"
+                     + (f"; not in the model: {', '.join(gone)}" if gone else "")
+                     + (f"; missing: {', '.join(missing)}" if missing else "")
+                     + ". They were written by an earlier DNAChunker or for another config: retrain, or load "
+                       "them with the version that wrote them")

@@ -4,7 +4,7 @@
              several seeds; writes <out>/<task>_<mode>.csv (per seed) and appends to <out>/results.md
   suite      every task of an evaluation suite (configs/eval/) on one model, one protocol;
              <out>/<column>.json per task (skipped on a re-run with the same weights)
-  bpe        train the BPE baseline tokenizer on pretraining shards -> tokenizer JSON
+  bpe        fit the BPE baseline tokenization on pretraining shards -> <out>/bpe.json
   segment    chunk-length table per region type (repeats from soft-masking; exons from a GTF) and
              a PNG + HTML view of both stages' boundaries on one window
   robustness fraction of boundaries unchanged after a random SNV / 1-bp insertion / deletion, for
@@ -13,10 +13,10 @@
 Examples:
   python -m evaluation finetune --model runs/tiny_chr20/export --format gue \\
       --path ../shared/data/gue_from_DeepGene/prom/prom_300_tata --mode probe --seeds 0 1 2
-  python -m evaluation bpe --shards data/chr20_demo --out runs/bpe.json
+  python -m evaluation bpe --shards data/chr20_demo --out runs/bpe
   python -m evaluation segment --model runs/tiny_chr20/export \\
       --fasta ../shared/data/ncbi_softmasked_small_chroms/DmelanDM6_4_*.fna.gz --gtf .../DmelanDM6_4.gtf.gz
-  python -m evaluation robustness --model runs/tiny_chr20/export --bpe runs/bpe.json \\
+  python -m evaluation robustness --model runs/tiny_chr20/export --bpe runs/bpe \\
       --fasta ../shared/data/hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz
 """
 from __future__ import annotations
@@ -70,16 +70,17 @@ def cmd_suite(a) -> int:
     return 0
 
 
+def _bpe_config(vocab_size: int | None = None, samples: int | None = None):
+    """A model config naming only the BPE tokenization (what fitting and loading need)."""
+    from dnachunker import DNAChunkerConfig
+    args = {k: v for k, v in (("vocab_size", vocab_size), ("fit_samples", samples)) if v is not None}
+    return DNAChunkerConfig(tokenization="bpe", tokenization_args=args).validate()
+
+
 def cmd_bpe(a) -> int:
-    from data_pipeline.reader import ShardSplit
-    from dnachunker.segmenters import BPESegmenter
-    from dnachunker.tokenizer import decode
-    shards = ShardSplit(a.shards, "train")
-    pick = np.random.default_rng(0).permutation(len(shards))[:a.max_samples]
-    bpe = BPESegmenter.train((decode(shards[int(i)]["bases"]) for i in pick), a.vocab_size)
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    bpe.save(a.out)
-    print(f"BPE tokenizer ({a.vocab_size} tokens) trained on {a.shards} -> {a.out}")
+    from data_pipeline.fitting import fit_tokenization
+    fit_tokenization(_bpe_config(a.vocab_size, a.max_samples), a.shards, a.out)
+    print(f"BPE ({a.vocab_size} tokens) fitted on {a.shards} -> {Path(a.out) / 'bpe.json'}")
     return 0
 
 
@@ -118,13 +119,15 @@ def cmd_segment(a) -> int:
 
 
 def cmd_robustness(a) -> int:
+    from dnachunker import tokenization
+    from dnachunker.tokenization import KmerArgs, Kmer, NoArgs, Single
+
     from .analysis import robustness
-    from dnachunker.segmenters import BPESegmenter, kmer, single_nucleotide
     seqs, *_ = _windows(a.fasta, a.length, a.count)
-    segmenters = {"single-nucleotide": single_nucleotide, "6-mer": kmer}
+    fixed = {"single-nucleotide": Single(NoArgs()), "6-mer": Kmer(KmerArgs(6))}
     if a.bpe:
-        segmenters["BPE"] = BPESegmenter.load(a.bpe)
-    batch = {name: (lambda ss, f=f: [f(s) for s in ss]) for name, f in segmenters.items()}
+        fixed["BPE"] = tokenization.load(_bpe_config(), a.bpe)
+    batch = {name: (lambda ss, t=t: [t.starts(s) for s in ss]) for name, t in fixed.items()}
     if a.model:
         batch = {"DNAChunker (stage 0)": _model_segmenter(a.model)[1], **batch}
     rows = [{"tokenization": name, **{k: robustness(seg, seqs, k, a.seed) for k in ("snv", "insertion", "deletion")}}
@@ -160,11 +163,11 @@ def main(argv=None) -> int:
     su.add_argument("--out", required=True, help="directory for one result JSON per task")
     su.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     su.add_argument("overrides", nargs="*", help="key=value overrides of the suite, e.g. seeds=[0]")
-    b = sub.add_parser("bpe", help="train the BPE baseline tokenizer on shards")
+    b = sub.add_parser("bpe", help="fit the BPE baseline tokenization on shards")
     b.add_argument("--shards", required=True)
     b.add_argument("--vocab-size", type=int, default=4096)
     b.add_argument("--max-samples", type=int, default=20000)
-    b.add_argument("--out", required=True)
+    b.add_argument("--out", required=True, help="directory for bpe.json")
     s = sub.add_parser("segment", help="chunk lengths per region type + boundary views")
     s.add_argument("--model", required=True)
     s.add_argument("--fasta", required=True)
@@ -174,7 +177,7 @@ def main(argv=None) -> int:
     s.add_argument("--out", default="results/segmentation")
     r = sub.add_parser("robustness", help="boundary agreement under SNVs and 1-bp indels")
     r.add_argument("--model")
-    r.add_argument("--bpe", help="BPE tokenizer JSON from the bpe command")
+    r.add_argument("--bpe", help="directory with a fitted bpe.json (the bpe command's --out, or a BPE model's export)")
     r.add_argument("--fasta", required=True)
     r.add_argument("--length", type=int, default=1024)
     r.add_argument("--count", type=int, default=64)

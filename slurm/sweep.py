@@ -9,8 +9,8 @@ pretraining override (`model.target_ratio`, `model.main_layers`, `optim.lr`, ...
 `label`, the row's name in the tables. Each point trains in <out_dir>/<point>/ (an MLflow child
 run under one parent run), is exported, and, when the sweep names an `evaluation` suite, is probed
 into <out_dir>/<point>/eval/. With `control: true` the untrained base model (same seed) is exported
-and probed as a row of its own. Points whose tokenization is `given` get a BPE tokenizer trained
-on the base config's shards (<out_dir>/bpe.json).
+and probed as a row of its own. A point whose tokenization is fitted (bpe) fits it at its start on
+its own training shards (train.pretrain), and exports it with its weights.
 
 `cluster=local` runs points as local processes, `parallel` at a time (default: one per GPU, one
 on a CPU machine), each with its share of the cores; an evaluation starts when its pretraining
@@ -53,12 +53,6 @@ class SlurmConfig:
 
 
 @dataclass
-class BPEConfig:
-    vocab_size: int = 4096
-    max_samples: int = 20000
-
-
-@dataclass
 class SweepConfig:
     name: str = "sweep"
     config: str = "configs/pretrain/tiny_chr20.yaml"   # base pretraining config
@@ -71,7 +65,6 @@ class SweepConfig:
     tracking_uri: str | None = None                      # default sqlite:///<out_dir>/mlflow.db
     evaluation: str | None = None                        # an evaluation suite (configs/eval/*.yaml)
     control: bool = True                                 # with an evaluation: probe the untrained model too
-    bpe: BPEConfig = field(default_factory=BPEConfig)    # for points with model.tokenization=given
     paper: dict = field(default_factory=dict)            # reference numbers: {row label: {column: value}}
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
@@ -146,27 +139,6 @@ def _points(cfg: SweepConfig, out: Path, uri: str, experiment: str, parent: str)
             raise ValueError(f"point {name}: {e}") from None
         made.append(Point(name, label or name, spec, run_dir, argv, resolved, pretrain=not control))
     return made
-
-
-def _bpe(cfg: SweepConfig, points: list[Point], out: Path) -> None:
-    """Points with tokenization=given and no tokenizer get one BPE, trained once on the shards."""
-    needs = [p for p in points if p.cfg.model.tokenization == "given" and not p.cfg.data.bpe_tokenizer]
-    if not needs:
-        return
-    path = out / "bpe.json"
-    if not path.is_file():
-        import numpy as np
-
-        from data_pipeline.reader import ShardSplit
-        from dnachunker.segmenters import BPESegmenter
-        from dnachunker.tokenizer import decode
-        shards = ShardSplit(needs[0].cfg.data.root, "train")
-        pick = np.random.default_rng(0).permutation(len(shards))[:cfg.bpe.max_samples]
-        print(f"[sweep] training the BPE baseline tokenizer ({cfg.bpe.vocab_size} tokens) -> {path}", file=sys.stderr)
-        BPESegmenter.train((decode(shards[int(i)]["bases"]) for i in pick), cfg.bpe.vocab_size).save(path)
-    for p in needs:
-        p.argv.append(f"data.bpe_tokenizer={path}")
-        p.cfg.data.bpe_tokenizer = str(path)
 
 
 def _export_control(point: Point, uri: str, experiment: str, parent: str) -> None:
@@ -342,7 +314,6 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
         columns = SuiteConfig.load(cfg.evaluation).columns
     parent = _parent_run(cfg, out, uri, experiment)
     points = _points(cfg, out, uri, experiment, parent)
-    _bpe(cfg, points, out)
     for p in points:
         if not p.pretrain:
             _export_control(p, uri, experiment, parent)

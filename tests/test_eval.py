@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from dnachunker import DNAChunker, DNAChunkerConfig
-from dnachunker.segmenters import BPESegmenter, kmer, single_nucleotide
-from dnachunker.tokenizer import batch_encode
+from dnachunker.tokenization import Kmer, KmerArgs, NoArgs, Single
 from evaluation.__main__ import main as eval_cli
 from evaluation.analysis import boundary_agreement, lengths_by_region, robustness
 from evaluation.finetune import FinetuneConfig, _probe, evaluate
@@ -60,41 +59,28 @@ def test_robustness_metric(chr20_windows):
     assert boundary_agreement(ref, ref, "snv", 5) == 1.0
     assert boundary_agreement(ref, np.array([0, 3, 6, 11]), "deletion", 5) == 1.0  # shifted by the deletion
     seqs = chr20_windows(240, 4)
-    batch = lambda f: (lambda ss: [f(s) for s in ss])  # noqa: E731
+    batch = lambda t: (lambda ss: [t.starts(s) for s in ss])  # noqa: E731
     for kind in ("insertion", "deletion"):
-        single = robustness(batch(single_nucleotide), seqs, kind)
-        six = robustness(batch(kmer), seqs, kind)
+        single = robustness(batch(Single(NoArgs())), seqs, kind)
+        six = robustness(batch(Kmer(KmerArgs(6))), seqs, kind)
         assert single > 0.98 and six < 0.8 * single
 
 
-def test_bpe_on_shards_and_model_robustness(tmp_path, train_shards, pretrained, chr20_windows):
-    assert eval_cli(["bpe", "--shards", str(train_shards), "--vocab-size", "512", "--max-samples", "500",
-                     "--out", str(tmp_path / "bpe.json")]) == 0
-    bpe = BPESegmenter.load(tmp_path / "bpe.json")
+def test_model_robustness_and_the_robustness_command(tmp_path, train_shards, pretrained, chr20_windows):
     seqs = chr20_windows(400, 12)
-    starts = bpe(seqs[0])
-    assert starts[0] == 0 and np.all(np.diff(starts) > 0) and len(seqs[0]) / len(starts) > 2
     model = DNAChunker.from_pretrained(pretrained)
     learned = robustness(lambda ss: [s[0] for s in model.segment(ss)], seqs, "deletion")
     assert 0.0 < learned <= 1.0
     assert robustness(lambda ss: [s[0] for s in model.segment(ss)], seqs, "snv") > 0.5
-
-
-def test_fixed_tokenization_baselines_share_the_backbone(chr20_windows):
-    seqs = chr20_windows(300, 2)
-    for kind, expected in (("kmer", np.arange(0, 300, 6)), ("single", np.arange(300))):
-        model = DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml", f"tokenization={kind}",
-                                                 "mask_protection=false"))
-        s0, s1 = model.segment(seqs)[0]
-        assert np.array_equal(s0, expected) and np.array_equal(s1, expected)
-    model = DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml", "tokenization=given", "mask_protection=false"))
-    batch = batch_encode(seqs)
-    given = torch.zeros_like(batch.valid)
-    given[:, [0, 5, 17, 100]] = True
-    out = model(batch.input_ids, batch.valid, boundaries=given)
-    assert out.stages[0].chunk_start[0].tolist() == [0, 5, 17, 100]
-    tiny = DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml"))
-    assert model.num_parameters() == tiny.num_parameters()  # same backbone budget
+    assert eval_cli(["bpe", "--shards", str(train_shards), "--vocab-size", "512", "--max-samples", "500",
+                     "--out", str(tmp_path / "bpe")]) == 0
+    out = tmp_path / "robustness.csv"
+    assert eval_cli(["robustness", "--model", str(pretrained), "--bpe", str(tmp_path / "bpe"), "--fasta",
+                     str(shared_file("hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz")), "--length", "400",
+                     "--count", "6", "--out", str(out)]) == 0
+    rows = out.read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["DNAChunker (stage 0)", "single-nucleotide", "6-mer", "BPE"]
+    assert float(rows[2].split(",")[1]) == 1.0  # an SNV moves no single-base cut
 
 
 def test_task_loaders_on_real_data_and_malformed_rows(tmp_path, chr20_prefix):

@@ -49,31 +49,6 @@ def test_export_loads_with_transformers_auto_classes_offline_and_matches(tmp_pat
     assert torch.equal(hidden, ref.hidden)
 
 
-def test_a_bpe_model_cuts_its_own_inputs_after_export(tmp_path, monkeypatch, chr20_windows):
-    from dnachunker.segmenters import BPESegmenter
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "hf_modules"))
-    torch.manual_seed(0)
-    model = DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml", "tokenization=given", "mask_protection=false"))
-    model.segmenter = BPESegmenter.train(chr20_windows(500, 40), vocab_size=128)
-    seqs = chr20_windows(240, 3)
-    batch = batch_encode(seqs)
-    given = torch.zeros_like(batch.valid)
-    for i, s in enumerate(seqs):
-        given[i, model.segmenter(s)] = True
-    path = model.save_pretrained(tmp_path / "bpe")
-    loaded = DNAChunker.from_pretrained(path).eval()
-    from transformers import AutoModelForMaskedLM
-    hf = AutoModelForMaskedLM.from_pretrained(path, trust_remote_code=True).eval()
-    with torch.no_grad():
-        ref = model.eval()(batch.input_ids, batch.valid, boundaries=given).logits
-        assert torch.equal(loaded(batch.input_ids, batch.valid).logits, ref)
-        assert torch.equal(hf(input_ids=batch.input_ids, attention_mask=batch.valid.long()).logits, ref)
-    (path / "segmenter.json").unlink()
-    with pytest.raises(FileNotFoundError, match="no segmenter.json"):
-        DNAChunker.from_pretrained(path)
-
-
 def test_tiles_cover_once_and_keep_the_middle_of_each_overlap():
     for length, window, overlap in ((5000, 1024, 512), (1024, 1024, 512), (3000, 1000, 100), (700, 1024, 512)):
         t = tiles(length, window, overlap)

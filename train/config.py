@@ -20,7 +20,6 @@ class DataConfig:
     rc_augment: bool = True
     mask_prob: float = 0.15
     repeat_weight: float = 0.1       # MLM loss weight of soft-masked (repeat) bases; others weigh 1
-    bpe_tokenizer: str | None = None # baseline: BPE token starts as fixed boundaries (model tokenization=given)
 
 
 @dataclass
@@ -59,6 +58,10 @@ class TrainConfig:
     # the model: a section (model.target_ratio=[0.3,0.5] on the command line), or the path of a
     # model YAML (model=configs/model/tiny.yaml), read once at load; defaults: the paper's model
     model: DNAChunkerConfig = field(default_factory=DNAChunkerConfig)
+    # a tokenization that is fitted (model.tokenization=bpe): a directory holding it fitted (another
+    # run's out_dir or export); default: <out_dir>, where it is fitted on data.root's train split at
+    # the first start (resolved and recorded in config.yaml; exported with the weights)
+    tokenization_from: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)

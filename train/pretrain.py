@@ -46,8 +46,9 @@ from pathlib import Path  # noqa: E402
 import torch  # noqa: E402
 
 from data_pipeline.errors import DataError  # noqa: E402
+from data_pipeline.fitting import fit_tokenization  # noqa: E402
 from data_pipeline.loader import PretrainLoader  # noqa: E402
-from dnachunker import DNAChunker  # noqa: E402
+from dnachunker import DNAChunker, tokenization  # noqa: E402
 from dnachunker.fileio import write_text  # noqa: E402
 
 from . import checkpoint, distributed  # noqa: E402
@@ -150,10 +151,30 @@ def export(cfg: TrainConfig, ckpt: Path, out: Path) -> Path:
     state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt.parent), tag=ckpt.name)
     model = DNAChunker(cfg.model)
     model.load_state_dict(state, strict=True)
-    if cfg.data.bpe_tokenizer:  # the cuts travel with the weights: inference needs them too
-        from dnachunker.segmenters import BPESegmenter
-        model.segmenter = BPESegmenter.load(cfg.data.bpe_tokenizer)
+    model.tokenization = fitted_tokenization(cfg)  # the cuts travel with the weights
     return model.save_pretrained(out)
+
+
+def fitted_tokenization(cfg: TrainConfig):
+    """The model's tokenization, fitted: read from `tokenization_from` (resolved at start-up)."""
+    if cfg.tokenization_from is None:
+        return tokenization.build(cfg.model)
+    return tokenization.load(cfg.model, cfg.tokenization_from)
+
+
+def _resolve_tokenization(cfg: TrainConfig, d: distributed.Dist) -> None:
+    """A tokenization to fit (bpe) with no `tokenization_from`: rank 0 fits it on the train split
+    into out_dir at the first start (a restart finds it there); every rank then loads it."""
+    if tokenization.build(cfg.model).file is None or cfg.tokenization_from is not None:
+        return
+    cfg.tokenization_from = str(Path(cfg.out_dir))
+    error = None
+    if d.main and not (Path(cfg.out_dir) / tokenization.build(cfg.model).file).is_file():
+        try:
+            fit_tokenization(cfg.model, cfg.data.root, cfg.out_dir)
+        except (DataError, ValueError) as e:
+            error = str(e)
+    distributed.raise_if_any(error)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -253,6 +274,7 @@ class Trainer:
         distributed.raise_if_any(error)
         resume, rollback = distributed.broadcast((resume, bool(set_aside)))
         cfg.grad_accum = _grad_accum(cfg, d.world_size)
+        _resolve_tokenization(cfg, d)
         if d.main:
             write_text(self.out / "config.yaml", to_yaml(cfg))
         state, universal = {}, False
@@ -267,16 +289,17 @@ class Trainer:
 
         # the data first: a wrong data.root fails before the model and DeepSpeed are set up
         dc = cfg.data
-        segmenter = None
-        if dc.bpe_tokenizer:
-            from dnachunker.segmenters import BPESegmenter
-            segmenter = BPESegmenter.load(dc.bpe_tokenizer)
+        try:
+            cuts = fitted_tokenization(cfg)
+        except (FileNotFoundError, ValueError) as e:
+            raise SetupError(f"tokenization_from: {e}") from None
         loader = functools.partial(PretrainLoader, dc.root, micro_batch_size=dc.micro_batch_size, rank=d.rank,
                                    world_size=d.world_size, seed=dc.seed, mask_prob=dc.mask_prob,
-                                   segmenter=segmenter, repeat_weight=dc.repeat_weight)
+                                   tokenization=cuts, repeat_weight=dc.repeat_weight)
         self.train_loader = loader("train", num_workers=dc.num_workers, train=True, rc_augment=dc.rc_augment)
         self.val_loader = loader("valid", num_workers=0, train=False)
         model = init_model(cfg)
+        model.tokenization = cuts
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, model_parameters=param_groups(model, cfg.optim.weight_decay),
             config=deepspeed_config(cfg, universal),

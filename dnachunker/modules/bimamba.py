@@ -114,14 +114,14 @@ class BiMamba(nn.Module):
 
 
 class BiMambaStack(nn.Module):
-    """n pre-norm residual BiMamba blocks and a final norm (identity when n == 0)."""
+    """n pre-norm residual BiMamba blocks and a final norm (as H-Net's stacks: also when n == 0)."""
 
     def __init__(self, d_model: int, n_layers: int, cfg: MambaConfig, checkpointing: bool = False):
         super().__init__()
         self.checkpointing = checkpointing
         self.norms = nn.ModuleList(RMSNorm(d_model) for _ in range(n_layers))
         self.mixers = nn.ModuleList(BiMamba(d_model, cfg) for _ in range(n_layers))
-        self.final_norm = RMSNorm(d_model) if n_layers else nn.Identity()
+        self.final_norm = RMSNorm(d_model)
 
     def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         order = reverse_index(valid)  # once for all layers (None: nothing padded)
