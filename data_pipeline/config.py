@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
-from dnachunker.config import ConfigError, load_structured, to_dict
+from dnachunker.config import ConfigError, invalid, load_structured, out_of_range, to_dict
 
 from .errors import DataError
 
@@ -48,7 +48,7 @@ class PipelineConfig:
 
     @property
     def stride(self) -> int:
-        return self.window.stride or self.window.length
+        return self.window.length if self.window.stride is None else self.window.stride
 
     @classmethod
     def load(cls, path: str | None = None, overrides: list[str] = ()) -> "PipelineConfig":
@@ -58,8 +58,11 @@ class PipelineConfig:
             raise DataError(str(e)) from None
 
     def validate(self) -> "PipelineConfig":
-        if self.window.length <= 0 or self.stride <= 0 or self.samples_per_shard <= 0:
-            raise ConfigError("window.length, window.stride and samples_per_shard must be positive")
+        problems = out_of_range(self, {"window.length": ">=1", "window.stride": ">=1", "window.max_n_fraction": "[0,1]",
+                                       "samples_per_shard": ">=1", "workers": ">=0", "zarr_chunk": ">=1",
+                                       "zarr_clevel": "[0,9]"})
+        if problems:
+            raise invalid(problems, "pipeline config")
         return self
 
     def to_dict(self) -> dict:

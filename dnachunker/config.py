@@ -3,6 +3,7 @@ goes through (model, data pipeline, pretraining, sweeps): a dataclass schema, th
 then `key=value` overrides in OmegaConf dot-list form, checked against the schema and validated."""
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,43 @@ T = TypeVar("T")
 
 
 class ConfigError(ValueError):
-    """A bad config: the message names the file (or override) and the key."""
+    """A bad config: the message names the file (or override) and the key. `keys`: the dotted
+    keys at fault, when known (load_structured names the layer that set each)."""
+
+    def __init__(self, message: str, keys: Sequence[str] = ()):
+        super().__init__(message)
+        self.keys = list(keys)
+
+
+def invalid(problems: list[tuple[str, str]], what: str = "config") -> ConfigError:
+    """[(dotted key, what is wrong)] -> one ConfigError naming them all."""
+    return ConfigError(f"invalid {what}: " + "; ".join(f"{k}: {m}" for k, m in problems), [k for k, _ in problems])
+
+
+def out_of_range(obj, rules: dict[str, str], prefix: str = "") -> list[tuple[str, str]]:
+    """Range checks: {dotted attribute: bound} with bounds '>0', '>=0', '[0,1]', '(0,1]', ...;
+    None values pass (optional keys), list values are checked element by element."""
+    problems = []
+    for key, bound in rules.items():
+        value = obj
+        for part in key.split("."):
+            value = getattr(value, part)
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if v is not None and not _within(v, bound):
+                need = f"in {bound}" if bound[0] in "[(" else f"{bound.rstrip('0123456789.-')} {bound.lstrip('<>=')}"
+                problems.append((prefix + key, f"must be {need}, got {value}"))
+                break
+    return problems
+
+
+def _within(v: float, bound: str) -> bool:
+    b = bound.replace(" ", "")
+    if b[0] in "<>":
+        op, x = (b[:2], b[2:]) if b[1] == "=" else (b[:1], b[1:])
+        x = float(x)
+        return {">": v > x, ">=": v >= x, "<": v < x, "<=": v <= x}[op]
+    lo, hi = (float(t) for t in b[1:-1].split(","))
+    return (v >= lo if b[0] == "[" else v > lo) and (v <= hi if b[-1] == "]" else v < hi)
 
 
 def load_structured(schema: type[T], path: str | Path | None = None, overrides: Sequence[str] = (),
@@ -58,7 +95,19 @@ def load_structured(schema: type[T], path: str | Path | None = None, overrides: 
     try:
         return obj.validate()
     except ValueError as e:
-        raise ConfigError(f"{path or what}: {e}") from None
+        keys = getattr(e, "keys", [])
+        where = list(dict.fromkeys(_source(k, layers) or str(path or what) for k in keys)) or [str(path or what)]
+        raise ConfigError(f"{', '.join(where)}: {e}", keys) from None
+
+
+def _source(key: str, layers) -> str | None:
+    """The last layer (file or override) that set `key` (or a section above it), if any."""
+    found = None
+    for source, layer in layers:
+        parts = key.split(".")
+        if any(OmegaConf.select(layer, ".".join(parts[:i]), default=None) is not None for i in range(1, len(parts) + 1)):
+            found = source
+    return found
 
 
 def _section_file(file: str, section: type):
@@ -71,12 +120,39 @@ def _section_file(file: str, section: type):
 
 
 def to_yaml(obj) -> str:
-    """A config dataclass (nested sections included) as YAML: what every run records."""
-    return OmegaConf.to_yaml(OmegaConf.structured(obj))
+    """A config dataclass (nested sections included) as YAML, secrets redacted: what every run
+    records (config.yaml, checkpoints, sweep.yaml)."""
+    return OmegaConf.to_yaml(OmegaConf.create(to_dict(obj)))
 
 
-def to_dict(obj) -> dict:
-    return OmegaConf.to_container(OmegaConf.structured(obj))
+def to_dict(obj, redact: bool = True) -> dict:
+    """A config dataclass as a dict; secrets redacted (see `redacted`) unless redact=False."""
+    d = OmegaConf.to_container(OmegaConf.structured(obj))
+    return redacted(d) if redact else d
+
+
+_SECRET = re.compile(r"(^|[_.-])(password|passwd|pwd|pass|token|secret|api_?key|access_?key|private_?key|auth|"
+                     r"credentials?|signature|sig)($|[_.-])", re.IGNORECASE)
+_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+
+
+def redact(value: str) -> str:
+    """A URL's user info (user:token@) and secret-looking query parameters -> ***."""
+    value = _USERINFO.sub(r"\1***@", value)
+    if "?" in value and "://" in value:
+        base, query = value.split("?", 1)
+        value = base + "?" + "&".join(f"{k}=***" if _SECRET.search(k) else f"{k}={v}" if sep else k
+                                      for k, sep, v in (q.partition("=") for q in query.split("&")))
+    return value
+
+
+def redacted(d):
+    """Every string of a nested config redacted; the values of secret-named keys hidden."""
+    if isinstance(d, dict):
+        return {k: "***" if isinstance(v, str) and _SECRET.search(str(k)) and v else redacted(v) for k, v in d.items()}
+    if isinstance(d, list):
+        return [redacted(v) for v in d]
+    return redact(d) if isinstance(d, str) else d
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -146,30 +222,39 @@ class DNAChunkerConfig:
         return len(self.target_ratio)
 
     def validate(self) -> "DNAChunkerConfig":
+        problems = self.problems()
+        if problems:
+            raise invalid(problems, "DNAChunker config")
+        return self
+
+    def problems(self, prefix: str = "") -> list[tuple[str, str]]:
+        """[(key, what is wrong)]; resolves the tokenization's arguments and implied switches."""
         s = self.n_stages
-        problems = []
+        problems = out_of_range(self, {
+            "vocab_size": ">=7", "d_model": ">=1", "encoder_layers": ">=0", "decoder_layers": ">=0",
+            "main_layers": ">=1", "n_heads": ">=1", "mlp_ratio": ">0", "rope_base": ">0", "max_len": ">=1",
+            "target_ratio": "(0,1)", "ratio_loss_weight": ">=0", "residual_init_scale": ">0",
+            "mamba.d_state": ">=1", "mamba.headdim": ">=1", "mamba.expand": ">=1", "mamba.d_conv": "[2,4]",
+            "mamba.ngroups": ">=1", "mamba.chunk_size": ">=1"})
+        if problems:  # the shape checks below divide by these
+            return [(prefix + k, m) for k, m in problems]
         if len(self.d_model) != s + 1:
-            problems.append(f"d_model needs {s + 1} widths (one per stage + main), got {self.d_model}")
+            problems.append(("d_model", f"needs {s + 1} widths (one per stage + main), got {self.d_model}"))
         for name in ("encoder_layers", "decoder_layers"):
             if len(getattr(self, name)) != s:
-                problems.append(f"{name} needs {s} entries (one per stage), got {getattr(self, name)}")
-        if any(not 0.0 < a < 1.0 for a in self.target_ratio):
-            problems.append(f"target_ratio values must lie in (0, 1), got {self.target_ratio}")
+                problems.append((name, f"needs {s} entries (one per stage), got {getattr(self, name)}"))
         if self.d_model[-1] % self.n_heads or (self.d_model[-1] // self.n_heads) % 2:
-            problems.append(f"main width {self.d_model[-1]} must split into {self.n_heads} heads of even size")
+            problems.append(("n_heads", f"main width {self.d_model[-1]} must split into {self.n_heads} heads of even size"))
         for w in self.d_model[:-1]:
             if (self.mamba.expand * w) % self.mamba.headdim:
-                problems.append(f"expand*width {self.mamba.expand * w} not divisible by headdim {self.mamba.headdim}")
-        problems += self._resolve_tokenization()
-        if self.residual_init_scale is not None and not self.residual_init_scale > 0:
-            problems.append(f"residual_init_scale must be positive (or null), got {self.residual_init_scale}")
+                problems.append(("mamba.headdim", f"expand*width {self.mamba.expand * w} not divisible by headdim "
+                                                  f"{self.mamba.headdim}"))
+        problems += [("tokenization", p) for p in self._resolve_tokenization()]
         for key, allowed in (("main_norm", ("layernorm", "rmsnorm")), ("main_mlp", ("gelu", "swiglu")),
                              ("ratio_loss_on", ("router", "protected"))):
             if getattr(self, key) not in allowed:
-                problems.append(f"{key} must be one of {', '.join(allowed)}, got {getattr(self, key)!r}")
-        if problems:
-            raise ConfigError("invalid DNAChunker config: " + "; ".join(problems))
-        return self
+                problems.append((key, f"must be one of {', '.join(allowed)}, got {getattr(self, key)!r}"))
+        return [(prefix + k, m) for k, m in problems]
 
     def _resolve_tokenization(self) -> list[str]:
         """Fill in the kind's arguments and the switches it implies; -> problems."""

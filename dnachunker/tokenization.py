@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from .config import out_of_range
 from .tokenizer import MASK, batch_encode, decode
 
 # tokenizers' Rust thread pool and DataLoader workers forked after it was used do not mix (it
@@ -119,6 +120,7 @@ class Single(Tokenization):
 @dataclass
 class KmerArgs:
     k: int = 6
+    ranges: ClassVar[dict] = {"k": ">=1"}
 
 
 @register
@@ -138,6 +140,7 @@ class Kmer(Tokenization):
 class BPEArgs:
     vocab_size: int = 4096
     fit_samples: int = 20000  # training windows drawn (fixed seed) to fit on
+    ranges: ClassVar[dict] = {"vocab_size": ">=6", "fit_samples": ">=1"}
 
 
 @register
@@ -200,9 +203,13 @@ def _args(kind: str, given: dict):
     """The kind's Args from a model config's tokenization_args (unknown keys are an error)."""
     cls = TOKENIZATIONS[kind]
     try:
-        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Args), given or {}))
+        args = OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(cls.Args), given or {}))
     except Exception as e:
         raise ValueError(f"tokenization_args for {kind!r}: {e}".splitlines()[0]) from None
+    bad = out_of_range(args, getattr(args, "ranges", {}))
+    if bad:
+        raise ValueError(f"tokenization_args.{bad[0][0]} for {kind!r} {bad[0][1]}")
+    return args
 
 
 def resolved_args(kind: str, given: dict) -> dict:

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from data_pipeline.config import digest, file_sha256
-from dnachunker.config import load_structured
+from dnachunker.config import invalid, load_structured, out_of_range
 from dnachunker.fileio import write_text
 
 from .finetune import FinetuneConfig, evaluate
@@ -46,11 +46,19 @@ class SuiteConfig:
     tasks: list[SuiteTask] = field(default_factory=list)
 
     def validate(self) -> "SuiteConfig":
+        problems = out_of_range(self, {"epochs": ">=1", "lr": ">0", "batch_size": ">=1", "max_len": ">=1",
+                                       "max_train": ">=2", "max_test": ">=1"})
+        if self.mode not in ("probe", "finetune"):
+            problems.append(("mode", f"must be probe or finetune, got {self.mode!r}"))
+        if not self.seeds:
+            problems.append(("seeds", "needs at least one seed"))
         if not self.tasks:
-            raise ValueError("an evaluation suite needs at least one task")
+            problems.append(("tasks", "an evaluation suite needs at least one task"))
         columns = [t.column for t in self.tasks]
         if len(set(columns)) != len(columns):
-            raise ValueError(f"task columns must be unique, got {columns}")
+            problems.append(("tasks", f"task columns must be unique, got {columns}"))
+        if problems:
+            raise invalid(problems, "evaluation suite")
         return self
 
     @property

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dnachunker.config import ConfigError, load_structured, to_yaml
+from dnachunker.config import ConfigError, invalid, load_structured, out_of_range, to_yaml
 from dnachunker.fileio import write_text
 
 from . import local
@@ -69,10 +69,13 @@ class SweepConfig:
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     def validate(self) -> "SweepConfig":
+        problems = out_of_range(self, {"parallel": ">=1", "slurm.time_min": ">=1", "slurm.eval_time_min": ">=1",
+                                       "slurm.nodes": ">=1", "slurm.tasks_per_node": ">=1", "slurm.gpus_per_node": ">=0",
+                                       "slurm.cpus_per_task": ">=1", "slurm.mem_gb": ">=1"})
         if self.cluster not in ("local", "slurm"):
-            raise ValueError(f"cluster must be local or slurm, got {self.cluster!r}")
-        if self.parallel is not None and self.parallel < 1:
-            raise ValueError(f"parallel must be at least 1, got {self.parallel}")
+            problems.append(("cluster", f"must be local or slurm, got {self.cluster!r}"))
+        if problems:
+            raise invalid(problems, "sweep config")
         return self
 
 

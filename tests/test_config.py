@@ -1,5 +1,7 @@
 """One configuration system: schema <- YAML <- overrides, the model as a section of the training
 config, resolved once; errors name where they come from."""
+import re
+
 import pytest
 
 from data_pipeline.config import PipelineConfig
@@ -36,7 +38,7 @@ def test_errors_name_the_file_or_override(tmp_path, monkeypatch):
     bad.write_text("d_model: seven\n")
     with pytest.raises(ConfigError, match="bad_model.yaml"):
         load_config(PRETRAIN, [f"model={bad}"])
-    with pytest.raises(ConfigError, match="tiny_chr20.yaml: .*main_mlp must be one of gelu, swiglu"):
+    with pytest.raises(ConfigError, match="override 'model.main_mlp=relu': .*main_mlp: must be one of gelu, swiglu"):
         load_config(PRETRAIN, ["model.main_mlp=relu"])
     with pytest.raises(ConfigError, match="nope.yaml: config file not found"):
         load_config(PRETRAIN, ["model=nope.yaml"])
@@ -44,6 +46,32 @@ def test_errors_name_the_file_or_override(tmp_path, monkeypatch):
         PipelineConfig.load(None, ["fasta=x", "out=y", "window.length=0"])
     with pytest.raises(ConfigError, match="override 'no_such=1': Key 'no_such' not in 'SweepConfig'"):
         load_structured(SweepConfig, None, ["no_such=1"], what="sweep config")
+
+
+@pytest.mark.parametrize("override,message", [
+    ("optim.lr=-1e-3", "optim.lr: must be > 0, got -0.001"),
+    ("data.micro_batch_size=0", "data.micro_batch_size: must be >= 1, got 0"),
+    ("grad_accum=0", "grad_accum: must be >= 1"), ("checkpoint.every=0", "checkpoint.every: must be >= 1"),
+    ("max_steps=-5", "max_steps: must be >= 1"), ("checkpoint.keep=0", "checkpoint.keep: must be >= 1"),
+    ("data.mask_prob=1.5", r"data.mask_prob: must be in \(0,1\), got 1.5"),
+    ("data.repeat_weight=-1", "data.repeat_weight: must be >= 0"),
+    ("optim.min_lr_ratio=5", r"optim.min_lr_ratio: must be in \[0,1\], got 5.0"),
+    ("data.num_workers=-1", "data.num_workers: must be >= 0"),
+    ("optim.betas=[0.9,1.2]", r"optim.betas: must be in \[0,1\)"),
+    ("model.mamba.d_conv=7", r"model.mamba.d_conv: must be in \[2,4\]"),
+    ("model.tokenization=kmer model.tokenization_args.k=0", "tokenization_args.k for 'kmer' must be >= 1")])
+def test_every_key_is_range_checked_naming_the_override(monkeypatch, override, message):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ConfigError, match=f"override {re.escape(repr(override.split()[-1]))}: invalid pretraining "
+                                          f"config: .*{message}"):
+        load_config(PRETRAIN, override.split())
+
+
+@pytest.mark.parametrize("override,message", [("window.stride=0", "window.stride: must be >= 1"),
+                                              ("window.max_n_fraction=2", r"window.max_n_fraction: must be in \[0,1\]")])
+def test_pipeline_keys_are_range_checked(override, message):
+    with pytest.raises(DataError, match=f"override '{override}': invalid pipeline config: {message}"):
+        PipelineConfig.load(None, ["fasta=x", "out=y", override])
 
 
 def test_model_changes_against_a_checkpoint_name_the_keys(monkeypatch):

@@ -200,7 +200,7 @@ def test_from_pretrained_rejects_a_non_checkpoint(tmp_path):
 def test_bad_config_is_reported_with_its_file(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("d_model: [32, 48]\n")
-    with pytest.raises(ValueError, match="d_model needs 3 widths"):
+    with pytest.raises(ValueError, match="bad.yaml: invalid DNAChunker config: d_model: needs 3 widths"):
         DNAChunkerConfig.load(bad)
     bad.write_text("no_such_key: 1\n")
     with pytest.raises(ValueError, match="bad.yaml"):

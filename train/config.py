@@ -3,12 +3,15 @@ key=value overrides, dnachunker.config.load_structured) and recorded whole: <out
 every checkpoint, the MLflow params."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import MISSING, OmegaConf
 
-from dnachunker.config import DNAChunkerConfig, flatten, load_structured, to_dict
+from dnachunker import tokenization
+from dnachunker.config import (ConfigError, DNAChunkerConfig, flatten, invalid, load_structured, out_of_range,
+                               to_dict)
 
 
 @dataclass
@@ -62,6 +65,10 @@ class TrainConfig:
     # run's out_dir or export); default: <out_dir>, where it is fitted on data.root's train split at
     # the first start (resolved and recorded in config.yaml; exported with the weights)
     tokenization_from: str | None = None
+    # warm start from an export (its model.safetensors and recorded model config, which replaces the
+    # model section; runtime keys stay yours): fresh optimizer, step 0. Applies when no checkpoint
+    # is resumed. Safe with weights you did not write: safetensors holds no code, unlike a checkpoint
+    init_from: str | None = None
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -78,21 +85,58 @@ class TrainConfig:
     seed: int = 0                    # model initialisation
 
     def validate(self) -> "TrainConfig":
-        if self.zero_stage not in (1, 2, 3):
-            raise ValueError(f"zero_stage must be 1, 2 or 3, got {self.zero_stage}")
+        problems = out_of_range(self, {
+            "data.micro_batch_size": ">=1", "data.num_workers": ">=0", "data.mask_prob": "(0,1)",
+            "data.repeat_weight": ">=0", "optim.lr": ">0", "optim.min_lr_ratio": "[0,1]", "optim.warmup_steps": ">=0",
+            "optim.betas": "[0,1)", "optim.eps": ">0", "optim.weight_decay": ">=0", "optim.grad_clip": ">=0",
+            "checkpoint.every": ">=1", "checkpoint.keep": ">=1", "tracking.log_every": ">=1",
+            "tracking.retries": ">=1", "tracking.retry_backoff_s": ">=0", "max_steps": ">=1", "grad_accum": ">=1",
+            "global_batch_size": ">=1", "zero_stage": "[1,3]", "val_every": ">=0", "val_batches": ">=1",
+            "max_nonfinite": ">=1", "max_stops_without_progress": ">=1"})
+        if len(self.optim.betas) != 2:
+            problems.append(("optim.betas", f"needs two values, got {self.optim.betas}"))
         if self.precision not in ("bf16", "fp32"):
-            raise ValueError(f"precision must be bf16 or fp32, got {self.precision!r}")
-        self.model.validate()
+            problems.append(("precision", f"must be bf16 or fp32, got {self.precision!r}"))
+        problems += self.model.problems(prefix="model.")
+        if problems:
+            raise invalid(problems, "pretraining config")
         return self
 
 
 def load_config(path: str | Path | None, overrides: list[str]) -> TrainConfig:
-    return load_structured(TrainConfig, path, overrides, what="pretraining config",
-                           sections={"model": DNAChunkerConfig})
+    """The resolved pretraining config (with init_from: the export's model section)."""
+    cfg = load_structured(TrainConfig, path, overrides, what="pretraining config",
+                          sections={"model": DNAChunkerConfig})
+    replaced = apply_init_from(cfg)
+    if replaced:
+        print(f"init_from={cfg.init_from}: the model section is the export's ({'; '.join(replaced)})", file=sys.stderr)
+    return cfg
 
 
 # keys of the model section that change how it runs, not what it computes: free to differ on resume
 RUNTIME_MODEL_KEYS = {"activation_checkpointing", "compile"}
+
+
+def apply_init_from(cfg: TrainConfig) -> list[str]:
+    """With `init_from`: the model section becomes the export's recorded config (runtime keys kept),
+    and a fitted tokenization comes from the export too. -> 'model.key: yours -> export's' for
+    every key that the export replaced."""
+    if cfg.init_from is None:
+        return []
+    path = Path(cfg.init_from) / "config.yaml"
+    if not (Path(cfg.init_from) / "model.safetensors").is_file() or not path.is_file():
+        raise ConfigError(f"init_from={cfg.init_from}: not an export (needs config.yaml and model.safetensors; "
+                          f"a training run's is <out_dir>/export)", ["init_from"])
+    export = DNAChunkerConfig.load(path)
+    for key in RUNTIME_MODEL_KEYS:
+        setattr(export, key, getattr(cfg.model, key))
+    a, b = flatten(to_dict(cfg.model)), flatten(to_dict(export))
+    replaced = [f"model.{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+    cfg.model = export
+    fitted = tokenization.build(export).file
+    if cfg.tokenization_from is None and fitted and (Path(cfg.init_from) / fitted).is_file():
+        cfg.tokenization_from = cfg.init_from
+    return replaced
 
 
 def model_changes(cfg: TrainConfig, checkpoint_config: str) -> list[str]:
