@@ -125,6 +125,9 @@ class PretrainLoader:
         it = iter(loader)
         try:
             yield from it
+        except DataError as e:  # from a worker: its message, without the worker's traceback
+            last = str(e).strip().splitlines()[-1]
+            raise DataError(last.split("Error: ", 1)[-1] if "Original Traceback" in str(e) else str(e)) from None
         finally:  # on close(): stop workers now (they ignore SIGTERM, so exit-time cleanup would hang)
             if hasattr(it, "_shutdown_workers"):
                 it._shutdown_workers()

@@ -1,13 +1,17 @@
 """Stage 3: WebDataset tar shards + manifest, in parallel, deterministic and resumable.
 
-Format 2 (dnachunker-shards/2). Each sample <key> has three members:
-  <key>.bases   uint8 token ids (dnachunker.tokenizer codes), one per base
+Format 3 (dnachunker-shards/3). Each sample <key> has three members:
+  <key>.bases   uint8 token ids (dnachunker.tokenizer codes A..N), one per base
   <key>.repeat  the repeat (soft-masked) flag of each base, bit-packed (numpy.packbits, big-endian
                 bit order; the last byte zero-padded)
   <key>.json    chrom, start, end, split, index
 The loss weight of repeats is applied by the training loader (`data.repeat_weight`), so it can
-change without re-sharding; at 8 kbp a sample takes 1.4 bytes per base instead of format 1's 3.25
-(uint8 bases + a float16 weight per base, weight baked in; still read). Tars are plain USTAR with
+change without re-sharding; at 8 kbp a sample takes 1.4 bytes per base. The shard's record
+(<name>.json, and the manifest) lists each sample's byte offset and the CRC-32 of its bytes (its
+three members, headers and padding included), which the reader checks on every read
+(data_pipeline.reader). Format 2 is format 3 without the CRC-32 list; format 1 stored a float16
+loss weight per base instead of the repeat bits (3.25 bytes per base). Both are still read, each
+shard verified whole (SHA-256) when a process first opens it. Tars are plain USTAR with
 fixed metadata (mode 0444, uid/gid 0, mtime 0), written from headers made here into one buffer per
 shard and hashed from that buffer, so the same input and config give byte-identical shards. A
 shard is written under a hidden temporary name, renamed, then its record <name>.json (checksum,
@@ -20,6 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
+import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -33,8 +39,8 @@ from .errors import DataError
 from .genome import GenomeStore
 
 MANIFEST = "manifest.json"
-FORMAT = "dnachunker-shards/2"
-FORMATS = ("dnachunker-shards/1", FORMAT)  # readable
+FORMAT = "dnachunker-shards/3"
+FORMATS = ("dnachunker-shards/1", "dnachunker-shards/2", FORMAT)  # readable
 SPLITS = ("train", "valid", "test")
 BLOCK = 512
 
@@ -75,7 +81,7 @@ def _write_shard(job: dict) -> dict:
         lo, hi = spans.get(chrom, (start, start + L))
         spans[chrom] = (min(lo, start), max(hi, start + L))
     loaded = {c: (lo, store.seq(c, lo, hi), store.repeat(c, lo, hi)) for c, (lo, hi) in spans.items()}
-    buf = bytearray()
+    buf, crcs = bytearray(), []
     for k, (chrom, start) in enumerate(zip(job["chroms"], job["starts"])):
         index = job["first_index"] + k
         key = f"{job['split']}-{index:09d}"
@@ -86,12 +92,13 @@ def _write_shard(job: dict) -> dict:
         _append(buf, f"{key}.bases", seq[start - lo:start - lo + L].tobytes())
         _append(buf, f"{key}.repeat", np.packbits(rep[start - lo:start - lo + L]).tobytes())
         _append(buf, f"{key}.json", meta)
+        crcs.append(zlib.crc32(memoryview(buf)[offsets[-1]:]))
     buf += bytes(2 * BLOCK)            # end of archive
     buf += bytes(-len(buf) % 10240)    # tarfile's record size, as every tar reader expects
     with atomic_file(path) as tmp, open(tmp, "wb") as fh:
         fh.write(buf)
     record = {"name": path.name, "split": job["split"], "samples": len(offsets), "first_index": job["first_index"],
-              "bytes": len(buf), "sha256": hashlib.sha256(buf).hexdigest(), "offsets": offsets,
+              "bytes": len(buf), "sha256": hashlib.sha256(buf).hexdigest(), "offsets": offsets, "crc32": crcs,
               "config_key": job["config_key"]}
     _write_json(path.with_name(path.name + ".json"), record)
     return record
@@ -187,7 +194,34 @@ def load_manifest(root: str | Path) -> dict:
     if manifest.get("format") not in FORMATS:
         raise DataError(f"{path}: unknown manifest format {manifest.get('format')!r} (this version reads "
                         f"{', '.join(FORMATS)})")
+    _check_records(path, manifest)
     return manifest
+
+
+def _check_records(path: Path, manifest: dict) -> None:
+    """A hand-edited manifest must not read a file twice, or one outside the shard set: every
+    record names a plain <split>-NNNNNN.tar of its own split, no two records the same file, and
+    the sample indices run on without gap or overlap."""
+    seen = {}
+    try:
+        for split, info in manifest["splits"].items():
+            first = 0
+            for i, rec in enumerate(info["shards"]):
+                name, where = rec["name"], f"splits.{split}.shards[{i}]"
+                if not re.fullmatch(rf"{re.escape(split)}-\d{{6}}\.tar", str(name)):
+                    raise DataError(f"{path}: {where}: shard name {name!r} is not a plain '{split}-NNNNNN.tar' of "
+                                    f"this shard set (a path, or another split's file, is never read)")
+                if name in seen:
+                    raise DataError(f"{path}: {where}: shard file {name!r} is listed twice (also {seen[name]}): "
+                                    f"its samples would be read twice")
+                seen[name] = where
+                if rec["first_index"] != first or len(rec["offsets"]) != rec["samples"] or \
+                        ("crc32" in rec and len(rec["crc32"]) != rec["samples"]):
+                    raise DataError(f"{path}: {where}: sample indices or offsets do not follow on from the "
+                                    f"previous shard (first_index {rec['first_index']}, expected {first})")
+                first += rec["samples"]
+    except (KeyError, TypeError, AttributeError) as e:
+        raise DataError(f"{path}: malformed manifest ({type(e).__name__}: {e})") from None
 
 
 def verify(root: str | Path, checksums: bool = True) -> list[str]:

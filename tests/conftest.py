@@ -122,6 +122,7 @@ def format1_copy(root: Path, dest: Path, repeat_weight: float = 0.1) -> Path:
                         member.size, member.mode = len(data), 0o444
                         tar.addfile(member, io.BytesIO(data))
             rec["bytes"], rec["sha256"] = path.stat().st_size, file_sha256(path)
+            rec.pop("crc32", None)  # per-sample checksums came with format 3
     manifest["format"] = "dnachunker-shards/1"
     (dest / "manifest.json").write_text(json.dumps(manifest))
     return dest

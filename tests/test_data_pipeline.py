@@ -150,7 +150,7 @@ def test_format_1_shards_are_still_read_and_repeat_weight_is_applied_by_the_load
                 "splits.valid=[]", "splits.test=[]", "samples_per_shard=50")
     old = format1_copy(out, tmp_path / "v1", repeat_weight=0.25)
     v1, v2 = ShardSplit(old, "train"), ShardSplit(out, "train")
-    assert v1.format == "dnachunker-shards/1" and v2.format == "dnachunker-shards/2"
+    assert v1.format == "dnachunker-shards/1" and v2.format == "dnachunker-shards/3"
     size = {p.name: p.stat().st_size for p in (old / "train").glob("*.tar")}
     # 1 kbp windows: 3.5 kB a sample instead of 5 kB (headers are a large part at this length)
     assert sum(p.stat().st_size for p in (out / "train").glob("*.tar")) < 0.72 * sum(size.values())
@@ -328,6 +328,67 @@ def test_loader_detects_damaged_shards(yeast_data, tmp_path):
     with pytest.raises(DataError, match=f"{victim.name}: 4096 bytes, the manifest says"):
         PretrainLoader(str(copy), "train", 4)
     assert any("train-000002.tar" in p for p in verify(copy))
+
+
+def _flip_a_base(shard: Path, at: float = 0.5, to: int | None = None) -> int:
+    """XOR 1 into the first T (token 5) from `at` of the way into the shard: T -> G, as a bad
+    disk or cable would, or write token `to` there instead. -> the byte's offset."""
+    data = bytearray(shard.read_bytes())
+    i = data.index(5, int(len(data) * at))
+    data[i] = data[i] ^ 1 if to is None else to
+    shard.write_bytes(data)
+    return i
+
+
+def _manifest(root: Path, edit) -> None:
+    m = json.loads((root / "manifest.json").read_text())
+    edit(m)
+    (root / "manifest.json").write_text(json.dumps(m))
+
+
+def test_every_read_is_checked_and_a_damaged_sample_is_named(yeast_data, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(yeast_data, copy)
+    shard = copy / "train" / "train-000000.tar"
+    _flip_a_base(shard)
+    split = ShardSplit(copy, "train")
+    with pytest.raises(DataError, match=r"train-000000\.tar: sample \d+ \(byte \d+\): CRC-32 differs"):
+        [split[i] for i in range(len(split))]
+    loader = iter(PretrainLoader(str(copy), "train", 4, num_workers=1, train=False))
+    with pytest.raises(DataError, match=r"^\S+train-000000\.tar: sample \d+ \(byte \d+\): CRC-32") as e:
+        list(loader)
+    assert "Traceback" not in str(e.value)  # the worker's message, not its traceback
+    # a token that is no base (a shard written by a broken tool, its checksums made over it)
+    shutil.copy(yeast_data / "train" / "train-000000.tar", shard)
+    offset = _flip_a_base(shard, to=9)
+    rec = json.loads((copy / "manifest.json").read_text())["splits"]["train"]["shards"][0]
+    k = int(np.searchsorted(rec["offsets"], offset, side="right") - 1)
+    import zlib
+    end = rec["offsets"][k + 1]
+    _manifest(copy, lambda m: m["splits"]["train"]["shards"][0]["crc32"].__setitem__(
+        k, zlib.crc32(shard.read_bytes()[rec["offsets"][k]:end])))
+    with pytest.raises(DataError, match=rf"sample {k} \(byte {rec['offsets'][k]}\): token id 9 at position \d+ is not a base"):
+        ShardSplit(copy, "train")[k]
+    # a shard set without per-sample checksums (format 2): the whole shard against its SHA-256
+    _manifest(copy, lambda m: [r.pop("crc32") for s in m["splits"].values() for r in s["shards"]]
+              or m.__setitem__("format", "dnachunker-shards/2"))
+    with pytest.raises(DataError, match=r"train-000000\.tar: SHA-256 differs from the manifest's"):
+        ShardSplit(copy, "train")[0]
+    assert ShardSplit(copy, "train")[len(split) - 1]["meta"]["index"] == len(split) - 1  # other shards read
+
+
+def test_a_hand_edited_manifest_is_refused(yeast_data, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(yeast_data, copy)
+    original = (copy / "manifest.json").read_text()
+    for edit, message in (
+            (lambda m: m["splits"]["train"]["shards"][1].__setitem__("name", "train-000000.tar"), "listed twice"),
+            (lambda m: m["splits"]["train"]["shards"][1].__setitem__("name", "../../outside.tar"), "not a plain"),
+            (lambda m: m["splits"]["train"]["shards"][1].__setitem__("first_index", 3), "do not follow on")):
+        (copy / "manifest.json").write_text(original)
+        _manifest(copy, edit)
+        with pytest.raises(DataError, match=rf"manifest.json: splits.train.shards\[1\]: .*{message}"):
+            PretrainLoader(str(copy), "train", 4)
 
 
 def test_a_split_without_windows_is_an_error_naming_split_window_and_longest_sequence(tmp_path):
