@@ -1,4 +1,5 @@
-"""Outputs written so that an interrupted run never leaves one that looks complete, and the
+"""Outputs written so that an interrupted run never leaves one that looks complete, with the
+permissions the user's umask gives (colleagues on a shared filesystem can read them), and the
 tables every command prints and saves."""
 from __future__ import annotations
 
@@ -11,21 +12,68 @@ from contextlib import contextmanager
 from pathlib import Path
 
 
+def _reraise(e: BaseException, path: Path):
+    """Raise e again; an OSError without a file name (a failed write: a full disk) gets the
+    output's name, so the command's error names it."""
+    if isinstance(e, OSError) and e.errno and not e.filename:
+        raise OSError(e.errno, e.strerror, str(path)) from e
+    raise e
+
+
+def umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _by_umask(path: Path) -> None:
+    """Give what a private temporary location made the permissions a plain create would have."""
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        p.chmod((0o777 if p.is_dir() else 0o666) & ~umask())
+
+
+def _temporary_directory(final: Path) -> Path:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+
+
 @contextmanager
 def atomic_directory(final: str | Path) -> Iterator[Path]:
     """Yield a temporary directory beside `final`; when the block succeeds it replaces `final`
-    (rename), when it fails it is removed."""
+    (rename), when it fails it is removed. For outputs that are one thing (a zarr store)."""
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    tmp = _temporary_directory(final)
     try:
         yield tmp
+        _by_umask(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _reraise(e, final)
+
+
+@contextmanager
+def replace_files(final: str | Path, last: str) -> Iterator[Path]:
+    """Yield a temporary directory beside `final`; when the block succeeds, each file written there
+    replaces its namesake in `final` (created if needed), every other file of `final` stays, as
+    Hugging Face's save_pretrained does. `last` (the weights) is removed first and moved in last,
+    so an interruption leaves either the old set, or a set without `last` that no loader takes
+    for complete, or the new set."""
+    final = Path(final)
+    tmp = _temporary_directory(final)
+    try:
+        yield tmp
+        _by_umask(tmp)
+        final.mkdir(parents=True, exist_ok=True)
+        (final / last).unlink(missing_ok=True)
+        for f in sorted(tmp.iterdir(), key=lambda f: f.name == last):
+            os.replace(f, final / f.name)
+    except BaseException as e:
+        _reraise(e, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 @contextmanager
@@ -36,10 +84,11 @@ def atomic_file(final: str | Path) -> Iterator[Path]:
     tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
     try:
         yield tmp
+        _by_umask(tmp)
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         tmp.unlink(missing_ok=True)
-        raise
+        _reraise(e, final)
 
 
 def write_text(path: str | Path, text: str) -> None:

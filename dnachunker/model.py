@@ -22,7 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from . import hf_export, tokenization
 from .config import DNAChunkerConfig
-from .fileio import atomic_directory
+from .fileio import replace_files
 from .masking import IGNORE
 from .modules.bimamba import BiMambaStack
 from .modules.chunking import Chunks, dechunk
@@ -256,8 +256,9 @@ class DNAChunker(nn.Module):
 
     def save_pretrained(self, directory: str | Path) -> Path:
         """Write config.yaml + model.safetensors (+ the fitted tokenization's file, e.g. bpe.json)
-        and the Hugging Face files (dnachunker.hf_export) atomically (temp dir, then rename)."""
-        with atomic_directory(directory) as tmp:
+        and the Hugging Face files (dnachunker.hf_export) into `directory`, replacing only those
+        files (others there stay); the weights go in last (dnachunker.fileio.replace_files)."""
+        with replace_files(directory, last="model.safetensors") as tmp:
             (tmp / "config.yaml").write_text(self.cfg.to_yaml())
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -272,15 +273,19 @@ class DNAChunker(nn.Module):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory}: not a DNAChunker checkpoint (missing {name})")
         model = cls(DNAChunkerConfig.load(directory / "config.yaml"))
-        weights = directory / "model.safetensors"
+        model.load_weights(directory, map_location)
+        model.tokenization = tokenization.load(model.cfg, directory)
+        return model.to(map_location)
+
+    def load_weights(self, directory: str | Path, map_location: str | torch.device = "cpu") -> None:
+        """The weights of an export (model.safetensors: tensors only, no code), names checked."""
+        weights = Path(directory) / "model.safetensors"
         try:
             state = load_file(str(weights), device=str(map_location))
         except Exception as e:
             raise ValueError(f"{weights}: cannot read weights: {e}") from None
-        check_state_keys(model, state.keys(), weights)
-        model.load_state_dict(state, strict=True)
-        model.tokenization = tokenization.load(model.cfg, directory)
-        return model.to(map_location)
+        check_state_keys(self, state.keys(), weights)
+        self.load_state_dict(state, strict=True)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

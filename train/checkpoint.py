@@ -1,9 +1,9 @@
 """Atomic, self-validating checkpoints on top of DeepSpeed's.
 
-<root>/step_00001000/   DeepSpeed files (model, ZeRO optimizer shards), rng_rank*.pt and
+<root>/step_00001000/   DeepSpeed files (model, ZeRO optimizer shards), rng_rank*.json and
                         trainer_state.json (step, write order `seq`, data position, MLflow run id,
-                        world size, the resolved config, and the size of every file as *every*
-                        rank saw it: the completeness check)
+                        world size, the resolved config, the size of every file as *every* rank
+                        saw it: the completeness check, and the SHA-256 of every file)
 <root>/latest           name of the newest checkpoint, written last
 <root>/set_aside/<time>-from-<name>/   checkpoints newer than a rollback point (never deleted)
 
@@ -17,9 +17,18 @@ Resuming from an older checkpoint (rollback), or starting afresh in a directory 
 checkpoints, moves the newer ones to set_aside/ and says so, so two histories never mix.
 A checkpoint written by W ranks is loaded on W' != W ranks through DeepSpeed's universal format
 (converted once with ds_to_universal --inject_missing_state, kept in <ckpt>/universal).
+
+Trust: DeepSpeed's own files are pickles, which run code when loaded (DeepSpeed and zero_to_fp32
+load them with torch.load(weights_only=False)): a checkpoint is code. What this module writes
+itself holds none (JSON). Resuming verifies every file's SHA-256 against the one recorded at save
+and refuses a checkpoint whose files changed, before anything is unpickled; that catches a
+corrupted or edited file, not a checkpoint forged whole. Start from weights you did not write
+with `init_from=<export>` (safetensors) instead.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import random
@@ -33,6 +42,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from dnachunker.errors import describe
 from dnachunker.fileio import atomic_directory, write_text
 
 from . import distributed
@@ -56,7 +66,7 @@ def _missing_rank_files(files, world: int) -> list[str]:
     """Per-rank files a checkpoint of `world` ranks must have: one ZeRO optimizer shard and one
     RNG state per rank."""
     shards = [f for f in files if f.endswith("optim_states.pt")]
-    missing = [f"rng_rank{r:05d}.pt" for r in range(world) if f"rng_rank{r:05d}.pt" not in files]
+    missing = [_rng_file(r) for r in range(world) if _rng_file(r) not in files]
     if len(shards) != world:
         missing.append(f"{world - len(shards)} of {world} ZeRO optimizer shards")
     return missing
@@ -148,11 +158,61 @@ def retain(root: Path, keep: int) -> list[Path]:
     return doomed
 
 
+def _rng_file(rank: int) -> str:
+    return f"rng_rank{rank:05d}.json"
+
+
+def _bytes(t: torch.Tensor) -> str:
+    return base64.b64encode(t.numpy().tobytes()).decode()
+
+
+def _tensor(text: str) -> torch.Tensor:
+    return torch.frombuffer(bytearray(base64.b64decode(text)), dtype=torch.uint8)
+
+
 def _rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Every RNG of this rank as JSON (no pickle: loading it runs no code)."""
+    version, internal, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"python": [version, list(internal), gauss], "numpy": [name, keys.tolist(), pos, has_gauss, cached],
+             "torch": _bytes(torch.get_rng_state())}
     if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state()
+        state["cuda"] = _bytes(torch.cuda.get_rng_state())
     return state
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 24):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _hashes(path: Path, files) -> dict[str, str]:
+    """Collective: SHA-256 of `files` under path, each rank hashing its share."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    mine = {f: _sha256(path / f) for f in sorted(files)[rank::world]}
+    return {f: h for part in distributed.gather(mine) for f, h in part.items()}
+
+
+def verify(path: Path) -> None:
+    """Collective: every file of the checkpoint against the SHA-256 recorded at save; raises
+    SetupError naming the first file that differs (corrupted or edited), before any is loaded."""
+    state = read_state(path)
+    recorded = state.get("sha256")
+    error = None
+    if recorded is None:
+        error = (f"{path}: no SHA-256 recorded (written by an earlier version of DNAChunker); it cannot be "
+                 f"verified, and is not resumed. Start afresh, or from its weights with init_from=<export>")
+    else:
+        now = _hashes(path, recorded)
+        changed = sorted(f for f in recorded if now.get(f) != recorded[f])
+        if changed:
+            error = (f"{path / changed[0]}: SHA-256 differs from the one recorded at save: corrupted or edited "
+                     f"({len(changed)} file(s) changed: {', '.join(changed[:5])}); not resuming from it. Resume from "
+                     f"another checkpoint with checkpoint.resume=<path>, or checkpoint.resume=none")
+    distributed.raise_if_any(error if dist.get_rank() == 0 else None)
 
 
 def save(engine, root: Path, step: int, trainer_state: dict, keep: int) -> Path:
@@ -163,10 +223,21 @@ def save(engine, root: Path, step: int, trainer_state: dict, keep: int) -> Path:
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
     dist.barrier()
-    engine.save_checkpoint(str(root), tag=tmp.name, save_latest=False)
-    torch.save(_rng_state(), tmp / f"rng_rank{rank:05d}.pt")
-    dist.barrier()
+    failed = None
+    try:
+        engine.save_checkpoint(str(root), tag=tmp.name, save_latest=False)
+        write_text(tmp / _rng_file(rank), json.dumps(_rng_state()))
+    except (OSError, RuntimeError) as e:  # a full disk surfaces as either (torch.save: RuntimeError)
+        reason = describe(e) if isinstance(e, OSError) else str(e).strip().splitlines()[0]
+        failed = (f"{tmp}: writing the checkpoint of step {step} failed on rank {rank} ({reason}; a full disk?). "
+                  f"Nothing of it is kept; the newest complete checkpoint stays the one to resume from")
+    errors = [e for e in distributed.gather(failed) if e]
+    if errors:
+        if rank == 0:
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise distributed.SetupError(errors[0])
     views = distributed.gather(_sizes(tmp))  # what every rank sees of the checkpoint
+    hashes = _hashes(tmp, views[0])
     final = step_dir(root, step)
     error = None
     if rank == 0:
@@ -178,7 +249,7 @@ def save(engine, root: Path, step: int, trainer_state: dict, keep: int) -> Path:
         else:
             seqs = [_seq(p.parent) for p in root.rglob(STATE)]  # set-aside checkpoints included
             state = {**trainer_state, "step": step, "seq": max(seqs, default=0) + 1, "world_size": world,
-                     "files": views[0]}
+                     "files": views[0], "sha256": hashes}
             (tmp / STATE).write_text(json.dumps(state, indent=1))
             old = root / f".replaced-{final.name}"
             if final.exists():  # keep the complete one until its replacement is in place
@@ -214,13 +285,15 @@ def convert_universal(path: Path) -> None:
 
 
 def load_rng(path: Path, rank: int) -> bool:
-    f = path / f"rng_rank{rank:05d}.pt"
+    f = path / _rng_file(rank)
     if not f.is_file():
         return False
-    state = torch.load(f, weights_only=False)
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    state = json.loads(f.read_text())
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(_tensor(state["torch"]))
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state["cuda"])
+        torch.cuda.set_rng_state(_tensor(state["cuda"]))
     return True

@@ -4,7 +4,10 @@
 local and network filesystems) and touches it every `heartbeat` seconds. A second run on the
 same out_dir fails fast naming the holder. A lock is taken over when it is stale: its holder is
 an earlier incarnation of this same Slurm job (requeued), a dead process on this host, or its
-heartbeat stopped more than `stale_after` seconds ago (the holder's node died).
+heartbeat stopped more than `stale_after` seconds ago (the holder's node died). A lock that is
+empty or unreadable (its holder died writing it, e.g. on a full disk) names no holder: it is
+judged by its age alone, and taken over once untouched for two heartbeats (a live holder writes
+it at once and touches it every heartbeat).
 """
 from __future__ import annotations
 
@@ -55,34 +58,52 @@ class RunLock:
                 fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 try:
-                    holder = json.loads(self.path.read_text())
-                    reason = self._stale(holder)
-                except (OSError, ValueError):  # vanished or half-written: look again
-                    time.sleep(0.2)
+                    raw = self.path.read_bytes()
+                    age = time.time() - self.path.stat().st_mtime
+                except FileNotFoundError:  # released meanwhile: try again
                     continue
+                try:
+                    holder = json.loads(raw)
+                    reason = self._stale(holder)
+                except ValueError:  # empty or half-written
+                    holder, reason = {}, self._unreadable_stale(age)
                 if reason is None:
-                    job = f"Slurm job {holder['slurm_job']}, " if holder.get("slurm_job") else ""
-                    raise LockError(f"{self.path.parent}: out_dir is in use by another run ({job}pid {holder.get('pid')} "
-                                    f"on {holder.get('host')}, since {holder.get('since')}). Two runs must not write "
-                                    f"one out_dir: wait for it to end, cancel it, or choose another out_dir (a lock "
-                                    f"whose holder died is taken over after {self.stale_after:.0f} s)")
+                    raise LockError(self._in_use(holder, age))
                 moved = self.path.with_name(f"run.lock.stale-{os.getpid()}")
                 try:  # only one contender wins this rename
                     os.replace(self.path, moved)
-                    if json.loads(moved.read_text()) != holder:  # lost a race: that was a new holder's
+                    if moved.read_bytes() != raw:  # lost a race: that was a new holder's
                         os.replace(moved, self.path)
                         continue
                     moved.unlink()
                     print(f"taking over the lock of {self.path.parent}: {reason}", flush=True)
-                except (FileNotFoundError, ValueError):
+                except FileNotFoundError:
                     pass
                 continue
-            with os.fdopen(fd, "w") as fh:
-                json.dump(self.me, fh)
+            try:
+                with os.fdopen(fd, "w") as fh:
+                    json.dump(self.me, fh)
+            except OSError as e:  # e.g. a full disk: leave no lock naming nobody
+                self.path.unlink(missing_ok=True)
+                raise OSError(e.errno, e.strerror, str(self.path)) from None
             self._thread = threading.Thread(target=self._beat, daemon=True, name="run-lock-heartbeat")
             self._thread.start()
             return self
         raise LockError(f"{self.path}: could not take the lock (it keeps changing hands)")
+
+    def _unreadable_stale(self, age: float) -> str | None:
+        return f"an empty or unreadable lock untouched for {age:.0f} s" if age > 2 * self.heartbeat else None
+
+    def _in_use(self, holder: dict, age: float) -> str:
+        if not holder:
+            return (f"{self.path}: the lock is empty or unreadable and was written {age:.0f} s ago: a run is "
+                    f"starting on this out_dir, or one died while writing it (a full disk?). It is taken over "
+                    f"once untouched for {2 * self.heartbeat:.0f} s")
+        job = f"Slurm job {holder['slurm_job']}, " if holder.get("slurm_job") else ""
+        return (f"{self.path.parent}: out_dir is in use by another run ({job}pid {holder.get('pid')} on "
+                f"{holder.get('host')}, since {holder.get('since')}). Two runs must not write one out_dir: wait "
+                f"for it to end, cancel it, or choose another out_dir (a lock whose holder died is taken over "
+                f"after {self.stale_after:.0f} s)")
 
     def _beat(self):
         while not self._stop.wait(self.heartbeat):

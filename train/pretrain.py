@@ -49,6 +49,7 @@ from data_pipeline.errors import DataError  # noqa: E402
 from data_pipeline.fitting import fit_tokenization  # noqa: E402
 from data_pipeline.loader import PretrainLoader  # noqa: E402
 from dnachunker import DNAChunker, tokenization  # noqa: E402
+from dnachunker.errors import describe  # noqa: E402
 from dnachunker.fileio import write_text  # noqa: E402
 
 from . import checkpoint, distributed  # noqa: E402
@@ -187,16 +188,16 @@ def main(argv: list[str] | None = None) -> int:
     stop = EARLY_STOP or StopFlag()
     try:
         cfg = load_config(args.config, args.overrides)
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (ValueError, OSError) as e:
+        print(f"error: {describe(e)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     d = distributed.setup()
     lock = None
     try:
         lock = _claim_out_dir(cfg, d)
         return _train(cfg, d, stop)
-    except (DataError, SetupError, LockError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (DataError, SetupError, LockError, OSError) as e:
+        print(f"error: {describe(e)}", file=sys.stderr)
         return EXIT_NO_PROGRESS if isinstance(e, NoProgress) else EXIT_BAD_INPUT
     finally:
         if lock is not None:
@@ -214,11 +215,11 @@ def _claim_out_dir(cfg: TrainConfig, d: distributed.Dist) -> RunLock | None:
     out = Path(cfg.out_dir)
     lock, error = None, None
     if d.main:
-        out.mkdir(parents=True, exist_ok=True)
         try:
+            out.mkdir(parents=True, exist_ok=True)
             lock = RunLock(out).acquire()
-        except LockError as e:
-            error = str(e)
+        except (LockError, OSError) as e:  # in use; or read-only, full, not permitted
+            error = describe(e)
     distributed.raise_if_any(error)
     distributed.check_shared_dir(out)
     if d.main:
@@ -279,6 +280,7 @@ class Trainer:
             write_text(self.out / "config.yaml", to_yaml(cfg))
         state, universal = {}, False
         if resume is not None:
+            checkpoint.verify(resume)  # before anything of it is unpickled
             state = checkpoint.read_state(resume)
             load_dir, tag, universal = checkpoint.prepare_load(resume, d.world_size)
             if universal and d.main:
@@ -297,9 +299,22 @@ class Trainer:
                                    world_size=d.world_size, seed=dc.seed, mask_prob=dc.mask_prob,
                                    tokenization=cuts, repeat_weight=dc.repeat_weight)
         self.train_loader = loader("train", num_workers=dc.num_workers, train=True, rc_augment=dc.rc_augment)
+        if self.train_loader.split.length > cfg.model.max_len:
+            raise SetupError(f"{Path(dc.root) / 'manifest.json'}: windows of {self.train_loader.split.length} bp are "
+                             f"longer than model.max_len={cfg.model.max_len}; the export would tell embed and "
+                             f"score-variants to use windows the model never saw. Set model.max_len >= "
+                             f"{self.train_loader.split.length}, or shard with a shorter window.length")
         self.val_loader = loader("valid", num_workers=0, train=False)
         model = init_model(cfg)
         model.tokenization = cuts
+        if resume is None and cfg.init_from:  # warm start: the export's weights, a fresh optimizer
+            try:
+                model.load_weights(cfg.init_from)
+            except ValueError as e:
+                raise SetupError(f"init_from: {e}") from None
+            if d.main:
+                print(f"weights from {cfg.init_from} (init_from); optimizer, schedule and data order start afresh",
+                      file=sys.stderr)
         self.engine, _, _, _ = deepspeed.initialize(
             model=model, model_parameters=param_groups(model, cfg.optim.weight_decay),
             config=deepspeed_config(cfg, universal),

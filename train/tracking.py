@@ -9,15 +9,21 @@ step may appear again with the same values: take the last).
 
 sqlite (the default, <out_dir>/mlflow.db) is for one run on a local disk. On a shared filesystem,
 or for sweeps whose points write at once, use a tracking server: tracking.tracking_uri=http://host:5000.
+A server that stops answering costs a few seconds, not minutes: MLflow's own HTTP retries are off
+and its request timeout is 10 s unless MLFLOW_HTTP_REQUEST_MAX_RETRIES / _TIMEOUT say otherwise;
+this module's retries decide. A sqlite store deleted or moved mid-run (sqlite would go on writing
+to the unlinked file, or into a new empty one) is noticed at the next log: one warning, then
+metrics.jsonl is the record. Parameters are logged with secrets redacted (URL user info, tokens).
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
 
-from dnachunker.config import flatten, to_dict
+from dnachunker.config import flatten, redact, to_dict
 
 
 class Tracker:
@@ -29,7 +35,26 @@ class Tracker:
             return
         self.uri = t.tracking_uri or f"sqlite:///{Path(cfg.out_dir).resolve() / 'mlflow.db'}"
         self.jsonl = open(Path(cfg.out_dir) / "metrics.jsonl", "a")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         self._call("connect", self._start, cfg, run_id, tags or {})
+        self.store = Path(self.uri[len("sqlite:///"):]) if self.uri.startswith("sqlite:///") else None
+        self.inode = self._inode()
+
+    def _inode(self) -> int | None:
+        try:
+            return self.store.stat().st_ino if self.store else None
+        except OSError:
+            return None
+
+    def _store_gone(self, step: int) -> bool:
+        """The sqlite store deleted or replaced since the run started: warn once, stop using it."""
+        if self.store is None or self.degraded or self._inode() == self.inode:
+            return False
+        self.degraded = True
+        print(f"warning: the MLflow store {self.store} was deleted or moved (noticed at step {step}); training "
+              f"continues without MLflow, every metric is in {self.jsonl.name}", file=sys.stderr, flush=True)
+        return True
 
     def _start(self, cfg, run_id, tags):
         from mlflow.entities import Param
@@ -63,9 +88,9 @@ class Tracker:
                 if attempt + 1 < self.retries:
                     time.sleep(self.backoff * 2 ** attempt)
         self.degraded = True
-        print(f"warning: MLflow tracking failed {self.retries} times ({what}: {type(error).__name__}: "
-              f"{str(error).strip()[:300]}); training continues without MLflow, metrics still go to "
-              f"{self.jsonl.name}", file=sys.stderr, flush=True)
+        print(f"warning: MLflow tracking at {redact(self.uri)} failed {self.retries} times ({what}: "
+              f"{type(error).__name__}: {redact(str(error).strip()[:300])}); training continues without MLflow, "
+              f"metrics still go to {self.jsonl.name}", file=sys.stderr, flush=True)
         return None
 
     def log(self, metrics: dict[str, float], step: int) -> None:
@@ -73,7 +98,7 @@ class Tracker:
             return
         self.jsonl.write(json.dumps({"step": step, "time": time.time(), **metrics}) + "\n")
         self.jsonl.flush()
-        if step <= self.logged_until:
+        if step <= self.logged_until or self._store_gone(step):
             return
         from mlflow.entities import Metric
         ts = int(time.time() * 1000)
