@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from dnachunker.errors import describe
+
 from .config import PipelineConfig
 from .errors import DataError
 
@@ -47,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
                   "all": [build_genome, build_windows, build_shards]}[args.stage]
         for stage in stages:
             stage(cfg)
-    except DataError as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (DataError, OSError) as e:
+        print(f"error: {describe(e)}", file=sys.stderr)
         return 2
     return 0
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import InputError, describe
 from .fileio import atomic_directory, atomic_file, write_csv
 from .tokenizer import TokenizerError, decode, decode_interval, encode
 from .variants import COLUMNS
@@ -45,7 +45,7 @@ def _from_bed(bed: str, fasta: str) -> tuple[list[str], list[str]]:
         raise InputError(f"{bed}: BED file not found")
     with open_maybe_gzip(path) as fh:
         for line_no, raw in enumerate(fh, 1):
-            line = raw.decode(errors="replace").rstrip("\n")
+            line = raw.decode(errors="replace").rstrip("\r\n")  # LF or CRLF, as the pipeline's BED reader
             if not line.strip() or line.startswith(("#", "track", "browser")):
                 continue
             f = line.split("\t")
@@ -75,7 +75,7 @@ def _from_csv(path: str, column: str, name_column: str | None) -> tuple[list[str
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{path}: CSV file not found")
-    with open(p, newline="") as fh:
+    with open(p, newline="", encoding="utf-8-sig") as fh:  # -sig: a byte order mark is not a column name
         reader = csv.DictReader(fh, delimiter="\t" if p.suffix in (".tsv", ".txt") else ",")
         if column not in (reader.fieldnames or []):
             raise InputError(f"{path}:1: no column {column!r} (columns: {reader.fieldnames})")
@@ -194,8 +194,8 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         return {"embed": cmd_embed, "score-variants": cmd_score_variants}[a.cmd](a)
-    except (InputError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (InputError, OSError) as e:
+        print(f"error: {describe(e)}", file=sys.stderr)
         return 2
 
 

@@ -50,6 +50,7 @@ def read_fasta(path: str | Path, on_bytes: Callable[[int], None] | None = None
     rec: _Record | None = None
     line_no = 1  # line number of the first byte of `buf`
     buf = b""
+    first = True
     with open_maybe_gzip(path) as fh:
         while True:
             try:
@@ -62,6 +63,8 @@ def read_fasta(path: str | Path, on_bytes: Callable[[int], None] | None = None
                 raise InputError(f"{path}: corrupt gzip data near line {line_no}: {e}") from None
             if on_bytes and data:
                 on_bytes(len(data))
+            if first:  # a UTF-8 byte order mark, as some Windows tools write, is no sequence data
+                data, first = data.removeprefix(b"\xef\xbb\xbf"), False
             buf += data
             if data:
                 cut = buf.rfind(b"\n") + 1

@@ -10,6 +10,7 @@ indel, unknown_chrom, out_of_range, not_acgt (REF or ALT is not A/C/G/T).
 from __future__ import annotations
 
 import io
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,11 +69,26 @@ def read_vcf(path: str | Path) -> Iterator[Variant]:
             yield v
 
 
+def naming_hint(unknown: set[str], fasta_names: set[str]) -> str | None:
+    """Which chromosome naming would have matched the FASTA (UCSC 'chr1' against Ensembl '1')."""
+    for how, rename in (("with 'chr' added", lambda c: f"chr{c}"), ("without 'chr'", lambda c: c.removeprefix("chr"))):
+        hits = sorted(c for c in unknown if rename(c) != c and rename(c) in fasta_names)
+        if hits:
+            return (f"{len(hits)} of the {len(unknown)} chromosome names not in the FASTA would match {how} "
+                    f"(e.g. {hits[0]} -> {rename(hits[0])}): rename them in the VCF, e.g. with bcftools annotate "
+                    f"--rename-chrs")
+    return None
+
+
 def score_variants(model, vcf: str | Path, fasta: str | Path, context: int | None = None,
                    batch_size: int = 16, device=None) -> list[Variant]:
     variants = list(read_vcf(vcf))
-    chroms = {v.chrom for v in variants}
-    genome = {name: codes for name, codes, _ in read_fasta(fasta) if name in chroms}
+    chroms, names = {v.chrom for v in variants}, set()
+    genome = {}
+    for name, codes, _ in read_fasta(fasta):
+        names.add(name)
+        if name in chroms:
+            genome[name] = codes
     context = context or model.cfg.max_len
     todo = []
     for v in variants:
@@ -89,6 +105,13 @@ def score_variants(model, vcf: str | Path, fasta: str | Path, context: int | Non
                 v.status = "ref_mismatch"
             elif v.status == "ok":
                 todo.append(v)
+    unknown = {v.chrom for v in variants if v.status == "unknown_chrom"}
+    hint = naming_hint(unknown, names)
+    if unknown and not genome:
+        raise InputError(f"{vcf}: none of its chromosomes ({', '.join(sorted(unknown)[:5])}...) is in {fasta} "
+                         f"(which has {', '.join(sorted(names)[:5])}...); " + (hint or "is it the right reference?"))
+    if hint:
+        print(f"warning: {vcf}: {hint}", file=sys.stderr)
     device = device or next(model.parameters()).device
     with evaluating(model), torch.no_grad(), tqdm(total=len(todo), desc="variants", unit="snv",
                                                   dynamic_ncols=True) as bar:

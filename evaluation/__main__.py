@@ -186,13 +186,14 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     from data_pipeline.errors import DataError
     from dnachunker.config import ConfigError
+    from dnachunker.errors import describe
 
     from .tasks import EvalDataError
     try:
         return {"finetune": cmd_finetune, "suite": cmd_suite, "bpe": cmd_bpe, "segment": cmd_segment,
                 "robustness": cmd_robustness}[a.cmd](a)
-    except (EvalDataError, DataError, ConfigError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (EvalDataError, DataError, ConfigError, OSError) as e:
+        print(f"error: {describe(e)}", file=sys.stderr)
         return 2
 
 

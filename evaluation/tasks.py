@@ -69,7 +69,7 @@ def _open_text(path: Path):
             raw = gzip.decompress(raw)
         except (EOFError, OSError) as e:
             raise EvalDataError(f"{path}: corrupt or truncated gzip ({e})") from None
-    return io.StringIO(raw.decode("utf-8", "replace"))
+    return io.StringIO(raw.decode("utf-8-sig", "replace"))  # -sig: a byte order mark is not a column name
 
 
 def _check_seq(path, line, seq: str) -> str:

@@ -164,7 +164,7 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_after_k(tmp_path, train_sh
 def _fake_checkpoint(root, step, world=1, shards=None):
     d = checkpoint.step_dir(root, step)
     d.mkdir(parents=True)
-    files = {f"rng_rank{r:05d}.pt": 10 for r in range(world)}
+    files = {f"rng_rank{r:05d}.json": 10 for r in range(world)}
     files.update({f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt": 100 for r in range(world if shards is None else shards)})
     for name, size in files.items():
         (d / name).write_bytes(b"x" * size)
@@ -179,7 +179,7 @@ def test_resume_auto_ignores_truncated_unfinished_and_partial_checkpoints(tmp_pa
     _fake_checkpoint(root, 20, world=4, shards=2)  # 2 of 4 optimizer shards, all listed files present
     (root / ".tmp-step_00000015").mkdir()  # interrupted while saving
     assert checkpoint.find_resume(root, "auto") == checkpoint.step_dir(root, 10)
-    with open(checkpoint.step_dir(root, 10) / "rng_rank00000.pt", "r+b") as fh:
+    with open(checkpoint.step_dir(root, 10) / "rng_rank00000.json", "r+b") as fh:
         fh.truncate(5)
     assert checkpoint.find_resume(root, "auto") == checkpoint.step_dir(root, 5)
     (checkpoint.step_dir(root, 5) / checkpoint.STATE).unlink()
