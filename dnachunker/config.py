@@ -178,7 +178,7 @@ class MambaConfig:
 
 @dataclass
 class DNAChunkerConfig:
-    vocab_size: int = 8
+    vocab_size: int = 7              # the tokenizer's: [PAD] [MASK] A C G T N (dnachunker.tokenizer)
     # widths: [stage-0 (base pairs), stage-1 (stage-0 chunks), main network (stage-1 chunks)]
     d_model: list[int] = field(default_factory=lambda: [256, 512, 672])
     # BiMamba layers before routing and after dechunking, per stage
@@ -231,7 +231,7 @@ class DNAChunkerConfig:
         """[(key, what is wrong)]; resolves the tokenization's arguments and implied switches."""
         s = self.n_stages
         problems = out_of_range(self, {
-            "vocab_size": ">=7", "d_model": ">=1", "encoder_layers": ">=0", "decoder_layers": ">=0",
+            "vocab_size": "[7,7]", "d_model": ">=1", "encoder_layers": ">=0", "decoder_layers": ">=0",
             "main_layers": ">=1", "n_heads": ">=1", "mlp_ratio": ">0", "rope_base": ">0", "max_len": ">=1",
             "target_ratio": "(0,1)", "ratio_loss_weight": ">=0", "residual_init_scale": ">0",
             "mamba.d_state": ">=1", "mamba.headdim": ">=1", "mamba.expand": ">=1", "mamba.d_conv": "[2,4]",

@@ -8,7 +8,8 @@ DNAChunker.save_pretrained without importing transformers:
   tokenizer.json, tokenizer_config.json, special_tokens_map.json
                               a PreTrainedTokenizerFast with the ids of dnachunker.tokenizer: one
                               token per base, case dropped, IUPAC ambiguity codes -> N; no
-                              special tokens added around a sequence
+                              special tokens added around a sequence; decode() joins the bases
+                              without spaces ("ACGT"); its 7 tokens are config.json's vocab_size
 """
 from __future__ import annotations
 
@@ -30,12 +31,13 @@ REMOTE_CODE = {
 
 
 def tokenizer_json():
-    from tokenizers import Regex, Tokenizer, models, normalizers, pre_tokenizers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate(VOCAB)}, unk_token="N"))
     # case dropped (soft-masking is not an input), ambiguity codes to N, as dnachunker.tokenizer.encode
     tok.normalizer = normalizers.Sequence([normalizers.Replace(Regex(f"[{b}{b.lower()}]"), b) for b in "ACGT"]
                                           + [normalizers.Replace(Regex("[nNrRyYsSwWkKmMbBdDhHvV]"), "N")])
     tok.pre_tokenizer = pre_tokenizers.Split(Regex("."), behavior="isolated")
+    tok.decoder = decoders.Fuse()  # a DNA string, not space-separated bases
     tok.add_special_tokens([VOCAB[PAD], VOCAB[MASK]])
     return tok
 
@@ -49,5 +51,6 @@ def write(directory: Path, cfg: DNAChunkerConfig) -> None:
         (directory / name).write_text(text)
     tokenizer_json().save(str(directory / "tokenizer.json"))
     (directory / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": cfg.max_len, **special}, indent=1))
+        {"tokenizer_class": "PreTrainedTokenizerFast", "model_max_length": cfg.max_len,
+         "clean_up_tokenization_spaces": False, **special}, indent=1))
     (directory / "special_tokens_map.json").write_text(json.dumps(special, indent=1))

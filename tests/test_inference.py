@@ -38,6 +38,7 @@ def test_export_loads_with_transformers_auto_classes_offline_and_matches(tmp_pat
     batch = batch_encode(seqs)
     assert torch.equal(enc.input_ids, batch.input_ids) and torch.equal(enc.attention_mask.bool(), batch.valid)
     assert (tok.mask_token_id, tok.pad_token_id) == (MASK, 0) and tok("AC[MASK]g").input_ids == [2, 3, MASK, 4]
+    assert tok.decode([2, 3, 4, 5, 6]) == "ACGTN" and len(tok) == native.cfg.vocab_size == 7
     ids, labels = bert_mask(batch.input_ids, batch.valid, torch.Generator().manual_seed(0))
     mlm = AutoModelForMaskedLM.from_pretrained(pretrained, trust_remote_code=True).eval()
     encoder = AutoModel.from_pretrained(pretrained, trust_remote_code=True).eval()
@@ -47,6 +48,10 @@ def test_export_loads_with_transformers_auto_classes_offline_and_matches(tmp_pat
         hidden = encoder(input_ids=ids, attention_mask=enc.attention_mask).last_hidden_state
     assert torch.equal(out.logits, ref.logits) and torch.equal(out.loss, ref.loss)
     assert torch.equal(hidden, ref.hidden)
+    from transformers import pipeline
+    fill = pipeline("fill-mask", model=mlm, tokenizer=tok)
+    best = fill(seqs[0][:40] + "[MASK]" + seqs[0][41:80])[0]
+    assert best["sequence"] == (seqs[0][:40] + best["token_str"] + seqs[0][41:80]).upper() and " " not in best["sequence"]
 
 
 def test_tiles_cover_once_and_keep_the_middle_of_each_overlap():
