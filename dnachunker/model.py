@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from . import hf_export, tokenization
 from .config import DNAChunkerConfig
 from .fileio import replace_files
+from .model_card import model_card
 from .masking import IGNORE
 from .modules.bimamba import BiMambaStack
 from .modules.chunking import Chunks, dechunk
@@ -180,12 +181,15 @@ class DNAChunker(nn.Module):
 
     @torch.no_grad()
     def _init_weights(self):
-        """normal(0, 0.02) for every linear and embedding weight, zero biases; residual output
-        projections scaled by `residual_init_scale` (default 1/sqrt(n_residuals), as H-Net); the
-        routers start at identity and the residual projections at zero (H-Net)."""
+        """As H-Net: normal(0, 0.02) for every linear weight, zero biases, normal(0, 1) for the
+        embedding (its first norm sees unit-scale inputs); residual output projections scaled by
+        `residual_init_scale` (default 1/sqrt(n_residuals)); the routers start at identity and the
+        residual projections at zero."""
         for m in self.modules():
-            if isinstance(m, (nn.Linear, nn.Embedding)):
+            if isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, std=INIT_STD)
+            if isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=1.0)
             if isinstance(m, nn.Linear) and m.bias is not None:
                 nn.init.zeros_(m.bias)
         for stream, n in self.residual_streams():
@@ -254,11 +258,14 @@ class DNAChunker(nn.Module):
         from .inference import run
         return [r.chunk_starts for r in run(self, seqs, window, overlap, batch_size, progress=False)]
 
-    def save_pretrained(self, directory: str | Path) -> Path:
-        """Write config.yaml + model.safetensors (+ the fitted tokenization's file, e.g. bpe.json)
-        and the Hugging Face files (dnachunker.hf_export) into `directory`, replacing only those
-        files (others there stay); the weights go in last (dnachunker.fileio.replace_files)."""
+    def save_pretrained(self, directory: str | Path, training: dict | None = None, name: str | None = None) -> Path:
+        """Write config.yaml + model.safetensors (+ the fitted tokenization's file, e.g. bpe.json),
+        the Hugging Face files (dnachunker.hf_export) and the model card README.md (with what
+        `training` tells: dnachunker.model_card) into `directory`, replacing only those files
+        (others there stay); the weights go in last (dnachunker.fileio.replace_files)."""
         with replace_files(directory, last="model.safetensors") as tmp:
+            (tmp / "README.md").write_text(model_card(self.cfg, self.num_parameters(), name or Path(directory).name,
+                                                      training))
             (tmp / "config.yaml").write_text(self.cfg.to_yaml())
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
@@ -271,7 +278,7 @@ class DNAChunker(nn.Module):
         directory = Path(directory)
         for name in ("config.yaml", "model.safetensors"):
             if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory}: not a DNAChunker checkpoint (missing {name})")
+                raise FileNotFoundError(f"{directory}: not a DNAChunker export (missing {name})" + _export_hint(directory))
         model = cls(DNAChunkerConfig.load(directory / "config.yaml"))
         model.load_weights(directory, map_location)
         model.tokenization = tokenization.load(model.cfg, directory)
@@ -289,6 +296,16 @@ class DNAChunker(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def _export_hint(directory: Path) -> str:
+    """What a user probably meant when pointing at a training run or one of its checkpoints."""
+    if (directory / "export" / "model.safetensors").is_file() or (directory / "checkpoints").is_dir():
+        return f": that is a training run's out_dir; use {directory / 'export'}"
+    if (directory / "trainer_state.json").is_file():
+        return (f": that is a DeepSpeed checkpoint (code, not weights: it is loaded only to resume training); "
+                f"use <out_dir>/export, here {directory.parent.parent / 'export'}")
+    return ""
 
 
 def check_state_keys(model: nn.Module, keys, source) -> None:
