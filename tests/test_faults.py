@@ -149,13 +149,13 @@ def test_init_from_an_export_warm_starts_with_the_exports_model_and_a_fresh_opti
 def test_save_pretrained_replaces_only_its_own_files_readable_by_the_umask(tmp_path, monkeypatch):
     export = tmp_path / "export"
     export.mkdir()
-    (export / "README.md").write_text("my notes")
+    (export / "NOTES.md").write_text("my notes")
     (export / "results.csv").write_text("a,b\n")
     model = DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml"))
     old = os.umask(0o022)
     try:
         model.save_pretrained(export)
-        assert (export / "README.md").read_text() == "my notes" and (export / "results.csv").is_file()
+        assert (export / "NOTES.md").read_text() == "my notes" and (export / "results.csv").is_file()
         assert DNAChunker.from_pretrained(export).num_parameters() == model.num_parameters()
         assert oct(export.stat().st_mode & 0o777) == "0o755"
         assert {oct(p.stat().st_mode & 0o777) for p in export.iterdir()} == {"0o644"}

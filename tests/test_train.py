@@ -100,6 +100,26 @@ def test_sigterm_checkpoint_and_resume_reproduce_the_uninterrupted_losses(tmp_pa
     assert "resumed from" in (out / "rank0.log").read_text()
     from dnachunker import DNAChunker
     assert DNAChunker.from_pretrained(out / "export").num_parameters() > 0
+    _check_model_card(out, train_shards)
+
+
+def _check_model_card(out: Path, shards: Path) -> None:
+    """export/README.md: Hugging Face metadata, and the run's own numbers (summary.json, manifest)."""
+    import yaml
+
+    from dnachunker import DNAChunker
+    card = (out / "export" / "README.md").read_text()
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["library_name"] == "dnachunker" and meta["pipeline_tag"] == "fill-mask" and meta["license"]
+    assert "dnachunker" in meta["tags"]
+    summary = json.loads((out / "summary.json").read_text())
+    manifest = json.loads((shards / "manifest.json").read_text())
+    assert f"| validation MLM loss | {summary['valid/mlm_loss']:.4f} |" in card
+    for s in (0, 1):
+        assert f"| {summary[f'valid/compression_{s}']:.4f} |" in card
+    assert f"steps: {summary['step']:,}; tokens seen: {summary['tokens_seen']:,}" in card
+    assert manifest["source"]["fasta_sha256"] in card
+    assert f"| parameters | {DNAChunker.from_pretrained(out / 'export').num_parameters():,} |" in card
 
 
 def test_two_rank_zero2_checkpoint_resumes_on_one_rank(tmp_path, train_shards):

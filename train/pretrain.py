@@ -10,30 +10,12 @@ data, out_dir in use by another run, or out_dir not shared by all ranks.
 """
 from __future__ import annotations
 
-import signal
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
-
-
-class StopFlag:
-    """Set by a stop signal; acted on at the next step boundary, once all ranks agree."""
-
-    def __init__(self):
-        self.signum = None
-        for s in STOP_SIGNALS:
-            signal.signal(s, self._handle)
-
-    def _handle(self, signum, frame):
-        self.signum = signum
-
-    @property
-    def name(self) -> str:
-        return signal.Signals(self.signum).name if self.signum else "a stop signal on another rank"
-
+from .signals import StopFlag, early_stop_flag
 
 # Run as a program: catch stop signals before torch and DeepSpeed load (seconds during which a
 # signal's default action would kill the process without a checkpoint).
-EARLY_STOP = StopFlag() if __name__ == "__main__" else None
+if __name__ == "__main__":
+    early_stop_flag()
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
@@ -43,6 +25,7 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import dnachunker  # noqa: E402,F401  (before torch: it sets how OpenMP threads wait)
 import torch  # noqa: E402
 
 from data_pipeline.errors import DataError  # noqa: E402
@@ -146,14 +129,14 @@ def init_model(cfg: TrainConfig) -> DNAChunker:
     return DNAChunker(cfg.model)
 
 
-def export(cfg: TrainConfig, ckpt: Path, out: Path) -> Path:
-    """fp32 master weights of a checkpoint -> save_pretrained directory (rank 0)."""
+def export(cfg: TrainConfig, ckpt: Path, out: Path, training: dict | None = None) -> Path:
+    """fp32 master weights of a checkpoint -> save_pretrained directory with its model card (rank 0)."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
     state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt.parent), tag=ckpt.name)
     model = DNAChunker(cfg.model)
     model.load_state_dict(state, strict=True)
     model.tokenization = fitted_tokenization(cfg)  # the cuts travel with the weights
-    return model.save_pretrained(out)
+    return model.save_pretrained(out, training, name=Path(cfg.out_dir).name)
 
 
 def fitted_tokenization(cfg: TrainConfig):
@@ -178,14 +161,14 @@ def _resolve_tokenization(cfg: TrainConfig, d: distributed.Dist) -> None:
     distributed.raise_if_any(error)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m train.pretrain", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None, prog: str = "python -m train.pretrain") -> int:
+    from dnachunker.cli import parser as make_parser
+    parser = make_parser(prog, __doc__)
     parser.add_argument("--config", help="YAML pretraining config (configs/pretrain/)")
     parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. max_steps=100 data.micro_batch_size=4")
     args = parser.parse_intermixed_args(argv)
-    stop = EARLY_STOP or StopFlag()
+    stop = early_stop_flag()
     try:
         cfg = load_config(args.config, args.overrides)
     except (ValueError, OSError) as e:
@@ -416,10 +399,14 @@ class Trainer:
         valid = validate(self.engine, self.val_loader, cfg.val_batches, d)
         self.tracker.log(valid, self.step)
         if d.main:
-            path = export(cfg, final, self.out / "export")
             summary = {"step": self.step, **valid, **run_avg.pop(), "tokens_seen": c["tokens_seen"],
                        "nonfinite_steps": c["nonfinite_total"], "mlflow_run_id": self.tracker.run_id,
                        "torch_threads": torch.get_num_threads(), "data_workers": cfg.data.num_workers}
+            manifest = self.train_loader.split.manifest
+            card = {**summary, "source": manifest["source"], "window_length": manifest["window_length"],
+                    "splits": {k: v["samples"] for k, v in manifest["splits"].items()},
+                    "repeat_weight": cfg.data.repeat_weight}
+            path = export(cfg, final, self.out / "export", card)
             write_text(self.out / "summary.json", json.dumps(summary, indent=1))
             print(f"finished {self.step} steps; weights exported to {path}", file=sys.stderr)
             (self.out / RESTARTS).unlink(missing_ok=True)
