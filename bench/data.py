@@ -10,7 +10,6 @@
 """
 from __future__ import annotations
 
-import argparse
 import json
 import tempfile
 import time
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from dnachunker.cli import parser
 from dnachunker.fileio import markdown_table
 
 from .model import CHR20, ROOT
@@ -33,11 +33,11 @@ def gunzip_seconds(path: Path) -> float:
     return time.perf_counter() - t
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--window", type=int, default=1024)
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--batches", type=int, default=100)
+def main(argv=None, prog: str | None = None):
+    ap = parser(prog or f"python -m {__name__}", __doc__)
+    ap.add_argument("--window", type=int, default=1024, help="window length of the shards (bp)")
+    ap.add_argument("--workers", type=int, default=2, help="sharding processes")
+    ap.add_argument("--batches", type=int, default=100, help="loader batches timed")
     a = ap.parse_args(argv)
     from data_pipeline.config import PipelineConfig
     from data_pipeline.genome import build_genome

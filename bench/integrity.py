@@ -13,7 +13,6 @@ training loader does:
 """
 from __future__ import annotations
 
-import argparse
 import tempfile
 import time
 import zlib
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dnachunker.cli import parser
 from dnachunker.fileio import markdown_table
 
 from .model import CHR20
@@ -29,10 +29,10 @@ HG38_SHARD_BYTES = 3.9e9   # configs/data/hg38.yaml: chr1-22, X, Y minus valid/t
 HG38_PROCESSES = 32        # e.g. 8 ranks x 4 DataLoader workers
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--window", type=int, default=8192)
-    ap.add_argument("--reads", type=int, default=3000)
+def main(argv=None, prog: str | None = None):
+    ap = parser(prog or f"python -m {__name__}", __doc__)
+    ap.add_argument("--window", type=int, default=8192, help="window length of the shards (bp)")
+    ap.add_argument("--reads", type=int, default=3000, help="random sample reads timed")
     a = ap.parse_args(argv)
     from data_pipeline.config import PipelineConfig, file_sha256
     from data_pipeline.genome import build_genome

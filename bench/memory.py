@@ -15,10 +15,10 @@ the holders).
 """
 from __future__ import annotations
 
-import argparse
 import re
 from collections import Counter
 
+from dnachunker.cli import parser
 from dnachunker.fileio import markdown_table
 
 from .common import in_fresh_process
@@ -78,11 +78,11 @@ def _profile(model_name: str, size: str, seq: str, top: int, by: str):
     return {"peak_MB": peak / 2**20, "holders": [(k, v / 2**20) for k, v in holders.most_common(top)]}
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--size", default="mid", choices=list(SIZES))
-    ap.add_argument("--length", type=int, default=8192)
-    ap.add_argument("--models", nargs="+", default=["dnachunker", "transformer"])
+def main(argv=None, prog: str | None = None):
+    ap = parser(prog or f"python -m {__name__}", __doc__)
+    ap.add_argument("--size", default="mid", choices=list(SIZES), help="model size")
+    ap.add_argument("--length", type=int, default=8192, help="sequence length (bp)")
+    ap.add_argument("--models", nargs="+", default=["dnachunker", "transformer"], help="models compared")
     ap.add_argument("--top", type=int, default=12, help="holders listed per model")
     ap.add_argument("--by", default="line", choices=["line", "part"],
                     help="group holders by source line and op, or by the part of the model")

@@ -14,11 +14,11 @@ DNAChunker in this run; cost exponents come from a log-log fit over the lengths.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import torch
 
+from dnachunker.cli import parser
 from dnachunker.fileio import markdown_table
 
 from .common import fit_exponent, isolated
@@ -89,13 +89,13 @@ def _setup(model_name: str, size: str, seq: str, device: str, precision: str = "
     return step, 2
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--sizes", nargs="+", default=["tiny", "mid"], choices=list(SIZES))
+def main(argv=None, prog: str | None = None):
+    ap = parser(prog or f"python -m {__name__}", __doc__)
+    ap.add_argument("--sizes", nargs="+", default=["tiny", "mid"], choices=list(SIZES), help="model sizes")
     ap.add_argument("--models", nargs="+", default=list(MODELS),
-                    choices=[*MODELS, "dnachunker+compile", "transformer+compile"])
-    ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 8192])
-    ap.add_argument("--device", default="cpu")
+                    choices=[*MODELS, "dnachunker+compile", "transformer+compile"], help="models and variants")
+    ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 8192], help="sequence lengths (bp)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast")
     ap.add_argument("--peak-tflops", type=float, default=None, help="device peak at that precision, for MFU")
     ap.add_argument("--rounds", type=int, default=1,

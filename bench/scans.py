@@ -7,10 +7,10 @@ and the dechunk p-gated scan (width 64). Ratios are reference / fast, measured i
 """
 from __future__ import annotations
 
-import argparse
 
 import torch
 
+from dnachunker.cli import parser
 from dnachunker.fileio import markdown_table
 
 from .common import isolated
@@ -42,10 +42,10 @@ def _setup(kind: str, impl: str, length: int, device: str):
     return step, (1 if impl == "sequential" else 3)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 8192])
-    ap.add_argument("--device", default="cpu")
+def main(argv=None, prog: str | None = None):
+    ap = parser(prog or f"python -m {__name__}", __doc__)
+    ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 8192], help="sequence lengths (bp)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args(argv)
     rows = []
     for kind in ("selective", "dechunk"):

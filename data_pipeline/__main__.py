@@ -12,19 +12,18 @@ Examples:
 """
 from __future__ import annotations
 
-import argparse
 import sys
 
+from dnachunker import cli
 from dnachunker.errors import describe
 
 from .config import PipelineConfig
 from .errors import DataError
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("stage", choices=["all", "genome", "windows", "shards", "verify"])
+def main(argv: list[str] | None = None, prog: str = "python -m data_pipeline") -> int:
+    parser = cli.parser(prog, __doc__)
+    parser.add_argument("stage", choices=["all", "genome", "windows", "shards", "verify"], help="what to run")
     parser.add_argument("--config", help="YAML pipeline config (see configs/data/)")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides")
     args = parser.parse_intermixed_args(argv)

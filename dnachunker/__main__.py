@@ -1,4 +1,4 @@
-"""python -m dnachunker COMMAND ...  (using a trained model)
+"""dnachunker embed|score-variants ...   (or python -m dnachunker ...; using a trained model)
 
   embed           embeddings of sequences from FASTA, BED + FASTA or CSV -> .npy (mean-pooled) or
                   zarr (mean-pooled, per base, per chunk); any length (overlapping windows)
@@ -11,7 +11,6 @@ Examples:
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import sys
 from collections import Counter
@@ -164,33 +163,34 @@ def cmd_score_variants(a) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m dnachunker", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
+def main(argv=None, prog: str = "python -m dnachunker") -> int:
+    from .cli import parser, subparser
+    p = parser(prog, __doc__)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    e = sub.add_parser("embed", help="sequence embeddings")
-    e.add_argument("--model", required=True, help="an export directory (save_pretrained)")
+    model_help = "an export directory (a training run's <out_dir>/export)"
+    e = subparser(sub, "embed", "sequence embeddings (any length: overlapping windows)")
+    e.add_argument("--model", required=True, help=model_help)
     e.add_argument("--fasta", help="FASTA of sequences, or the reference for --bed")
     e.add_argument("--bed", help="BED intervals (chrom start end [name [score [strand]]]) cut from --fasta")
     e.add_argument("--csv", help="CSV/TSV with a sequence column")
     e.add_argument("--column", default="sequence", help="CSV column holding the sequences")
-    e.add_argument("--name-column", help="CSV column naming the rows")
-    e.add_argument("--out", required=True, help=".npy (mean-pooled) or .zarr")
+    e.add_argument("--name-column", help="CSV column naming the rows (None: row<line>)")
+    e.add_argument("--out", required=True, help="the output file: .npy (mean-pooled) or .zarr")
     e.add_argument("--per-base", action="store_true", help="also per-base states (zarr)")
     e.add_argument("--chunks", type=int, choices=[0, 1], help="also per-chunk means for this stage (zarr)")
-    e.add_argument("--window", type=int, default=None, help="bases per forward pass (default max_len; 0: whole)")
-    e.add_argument("--overlap", type=int, default=None, help="overlap of windows (default window/2)")
-    e.add_argument("--batch-size", type=int, default=8)
-    e.add_argument("--device", default=device)
-    s = sub.add_parser("score-variants", help="zero-shot SNV effect scores")
-    s.add_argument("--model", required=True)
-    s.add_argument("--vcf", required=True)
+    e.add_argument("--window", type=int, default=None, help="bases per forward pass (None: max_len; 0: whole)")
+    e.add_argument("--overlap", type=int, default=None, help="overlap of windows (None: window/2)")
+    e.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    e.add_argument("--device", default=device, help="cpu or cuda")
+    s = subparser(sub, "score-variants", "zero-shot SNV effect scores log P(alt) - log P(ref)")
+    s.add_argument("--model", required=True, help=model_help)
+    s.add_argument("--vcf", required=True, help="VCF (.gz accepted) of the variants")
     s.add_argument("--fasta", required=True, help="the reference the VCF refers to")
-    s.add_argument("--out", required=True, help="TSV: " + " ".join(COLUMNS))
-    s.add_argument("--context", type=int, default=None, help="bases around each variant (default max_len)")
-    s.add_argument("--batch-size", type=int, default=16)
-    s.add_argument("--device", default=device)
+    s.add_argument("--out", required=True, help="the output file, a TSV: " + " ".join(COLUMNS))
+    s.add_argument("--context", type=int, default=None, help="bases around each variant (None: max_len)")
+    s.add_argument("--batch-size", type=int, default=16, help="variants per forward pass")
+    s.add_argument("--device", default=device, help="cpu or cuda")
     a = p.parse_args(argv)
     try:
         return {"embed": cmd_embed, "score-variants": cmd_score_variants}[a.cmd](a)

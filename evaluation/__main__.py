@@ -1,4 +1,4 @@
-"""python -m evaluation COMMAND ...
+"""dnachunker eval COMMAND ...   (or python -m evaluation COMMAND ...)
 
   finetune   fine-tune (or --mode probe: linear probe) a pretrained model on a classification task,
              several seeds; writes <out>/<task>_<mode>.csv (per seed) and appends to <out>/results.md
@@ -8,7 +8,7 @@
   segment    chunk-length table per region type (repeats from soft-masking; exons from a GTF) and
              a PNG + HTML view of both stages' boundaries on one window
   robustness fraction of boundaries unchanged after a random SNV / 1-bp insertion / deletion, for
-             DNAChunker and the single-nucleotide, 6-mer and BPE tokenizations
+             DNAChunker and the single-nucleotide, 6-mer and BPE tokenizations; a table and a plot
 
 Examples:
   python -m evaluation finetune --model runs/tiny_chr20/export --format gue \\
@@ -21,7 +21,6 @@ Examples:
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -49,6 +48,8 @@ def cmd_finetune(a) -> int:
     cfg = FinetuneConfig(mode=a.mode, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, max_len=a.max_len,
                          seeds=a.seeds, max_train=a.max_train)
     rows, summary = evaluate(a.model, task, cfg)
+    for r in [*rows, summary]:
+        r.update({"format": a.format, "path": a.path})
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = task.name.replace("/", "_") + f"_{a.mode}"
@@ -111,10 +112,15 @@ def cmd_segment(a) -> int:
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out / "chunk_lengths.csv")
-    (out / "segmentation.html").write_text(html_view(seqs[0], segs[0], f"{chrom}:{starts[0]}"))
-    png_view(seqs[0], segs[0], out / "segmentation.png", regions["repeat"][0])
+    # the window shown: the one where the most telling region (exons if given) is closest to half
+    shown = max(range(len(seqs)), key=lambda i: min(m := regions[list(regions)[-1]][i].mean(), 1 - m))
+    where = f"{chrom}:{starts[shown] + 1:,}-{starts[shown] + a.length:,}"
+    (out / "segmentation.html").write_text(html_view(seqs[shown], segs[shown], f"{where} ({a.model})"))
+    png_view(seqs[shown], segs[shown], out / "segmentation.png", {k: v[shown] for k, v in regions.items()},
+             f"{where} by {Path(a.model).resolve().parent.name}/{Path(a.model).name}", offset=int(starts[shown]))
     print(markdown_table(rows))
-    print(f"views: {out / 'segmentation.html'}, {out / 'segmentation.png'}")
+    print(f"results: {out / 'chunk_lengths.csv'}; views: {out / 'segmentation.html'}, {out / 'segmentation.png'}",
+          file=sys.stderr)
     return 0
 
 
@@ -122,7 +128,9 @@ def cmd_robustness(a) -> int:
     from dnachunker import tokenization
     from dnachunker.tokenization import KmerArgs, Kmer, NoArgs, Single
 
-    from .analysis import robustness
+    from tqdm import tqdm
+
+    from .analysis import robustness, robustness_plot
     seqs, *_ = _windows(a.fasta, a.length, a.count)
     fixed = {"single-nucleotide": Single(NoArgs()), "6-mer": Kmer(KmerArgs(6))}
     if a.bpe:
@@ -130,59 +138,78 @@ def cmd_robustness(a) -> int:
     batch = {name: (lambda ss, t=t: [t.starts(s) for s in ss]) for name, t in fixed.items()}
     if a.model:
         batch = {"DNAChunker (stage 0)": _model_segmenter(a.model)[1], **batch}
-    rows = [{"tokenization": name, **{k: robustness(seg, seqs, k, a.seed) for k in ("snv", "insertion", "deletion")}}
-            for name, seg in batch.items()]
+    kinds = ("snv", "insertion", "deletion")
+    rows = []
+    with tqdm(total=len(batch) * len(kinds), desc="robustness", unit="tokenization x mutation",
+              dynamic_ncols=True) as bar:
+        for name, seg in batch.items():
+            row = {"tokenization": name}
+            for k in kinds:
+                bar.set_postfix_str(f"{name}, {k}")
+                row[k] = robustness(seg, seqs, k, a.seed)
+                bar.update()
+            rows.append(row)
     print(markdown_table(rows))
-    if a.out:
-        write_csv(rows, Path(a.out))
-        print(f"results: {a.out}", file=sys.stderr)
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_csv(rows, out / "robustness.csv")
+    robustness_plot(rows, out / "robustness.png", f"Boundaries kept after one random mutation, {len(seqs)} windows "
+                                                   f"of {a.length} bp of {Path(a.fasta).name}")
+    print(f"results: {out / 'robustness.csv'}, {out / 'robustness.png'}", file=sys.stderr)
     return 0
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m evaluation", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="cmd", required=True)
-    f = sub.add_parser("finetune", help="fine-tune or probe on a classification task")
-    f.add_argument("--model", required=True, help="save_pretrained directory (e.g. <out_dir>/export)")
-    f.add_argument("--format", required=True, choices=["gue", "csv", "nt", "gb", "gbseq", "janggu"])
-    f.add_argument("--path", required=True)
-    f.add_argument("--nt-task", help="task name for --format nt")
-    f.add_argument("--fasta", help="reference FASTA for --format gb (coordinates)")
-    f.add_argument("--mode", default="finetune", choices=["finetune", "probe"])
-    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    f.add_argument("--epochs", type=int, default=3)
-    f.add_argument("--lr", type=float, default=None)
-    f.add_argument("--batch-size", type=int, default=32)
-    f.add_argument("--max-len", type=int, default=None)
-    f.add_argument("--max-train", type=int, default=None)
-    f.add_argument("--out", default="results/eval")
-    su = sub.add_parser("suite", help="an evaluation suite (configs/eval/*.yaml) on one model")
-    su.add_argument("--model", required=True, help="save_pretrained directory (e.g. <out_dir>/export)")
+def main(argv=None, prog: str = "python -m evaluation") -> int:
+    from dnachunker.cli import parser, subparser
+
+    from .tasks import FORMATS
+    p = parser(prog, __doc__)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model_help = "an export directory (a training run's <out_dir>/export)"
+    f = subparser(sub, "finetune", "fine-tune or linear-probe a model on one classification task, several seeds")
+    f.add_argument("--model", required=True, help=model_help)
+    f.add_argument("--format", required=True, choices=list(FORMATS),
+                   help="task format: " + "; ".join(f"{k}: {v.expects}" for k, v in FORMATS.items()))
+    f.add_argument("--path", required=True, help="the task's file or directory, as --format expects")
+    f.add_argument("--nt-task", help="the task to take from an nt TSV (a wrong name lists those there)")
+    f.add_argument("--fasta", help="the reference FASTA that gb coordinates are cut from (GRCh38)")
+    f.add_argument("--mode", default="finetune", choices=["finetune", "probe"],
+                   help="finetune: train everything; probe: frozen model, linear head on mean-pooled states")
+    f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed (its valid split and head)")
+    f.add_argument("--epochs", type=int, default=3, help="epochs; the best one on valid is scored on test")
+    f.add_argument("--lr", type=float, default=None, help="learning rate (None: 1e-4 finetune, 1e-2 probe)")
+    f.add_argument("--batch-size", type=int, default=32, help="sequences per batch")
+    f.add_argument("--max-len", type=int, default=None, help="truncate longer sequences (None: keep whole)")
+    f.add_argument("--max-train", type=int, default=None, help="subsample the training pool (None: all)")
+    f.add_argument("--out", default="outputs/eval", help="directory for <task>_<mode>.csv and results.md")
+    su = subparser(sub, "suite", "every task of an evaluation suite (configs/eval/*.yaml) on one model")
+    su.add_argument("--model", required=True, help=model_help)
     su.add_argument("--suite", required=True, help="suite YAML, e.g. configs/eval/paper_columns.yaml")
-    su.add_argument("--out", required=True, help="directory for one result JSON per task")
-    su.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    su.add_argument("--out", required=True, help="directory for one result JSON per task (reused on a re-run)")
+    su.add_argument("--device", default=device, help="cpu or cuda")
     su.add_argument("overrides", nargs="*", help="key=value overrides of the suite, e.g. seeds=[0]")
-    b = sub.add_parser("bpe", help="fit the BPE baseline tokenization on shards")
-    b.add_argument("--shards", required=True)
-    b.add_argument("--vocab-size", type=int, default=4096)
-    b.add_argument("--max-samples", type=int, default=20000)
+    b = subparser(sub, "bpe", "fit the BPE baseline tokenization on pretraining shards")
+    b.add_argument("--shards", required=True, help="a shard set (python -m data_pipeline's out)")
+    b.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary size")
+    b.add_argument("--max-samples", type=int, default=20000, help="training windows it is fitted on")
     b.add_argument("--out", required=True, help="directory for bpe.json")
-    s = sub.add_parser("segment", help="chunk lengths per region type + boundary views")
-    s.add_argument("--model", required=True)
-    s.add_argument("--fasta", required=True)
-    s.add_argument("--gtf")
-    s.add_argument("--length", type=int, default=1024)
-    s.add_argument("--count", type=int, default=64)
-    s.add_argument("--out", default="results/segmentation")
-    r = sub.add_parser("robustness", help="boundary agreement under SNVs and 1-bp indels")
-    r.add_argument("--model")
+    s = subparser(sub, "segment", "chunk lengths per region type, and a picture of both stages' chunks")
+    s.add_argument("--model", required=True, help=model_help)
+    s.add_argument("--fasta", required=True, help="FASTA whose first record is segmented (soft-masked: repeats)")
+    s.add_argument("--gtf", help="GTF of that FASTA: exons as a region type and a track")
+    s.add_argument("--length", type=int, default=1024, help="window length (bp)")
+    s.add_argument("--count", type=int, default=64, help="N-free windows drawn (fixed seed)")
+    s.add_argument("--out", default="outputs/segmentation",
+                   help="directory for chunk_lengths.csv, segmentation.png and segmentation.html")
+    r = subparser(sub, "robustness", "boundaries kept after a random SNV / 1-bp insertion / deletion")
+    r.add_argument("--model", help="an export: its learned stage-0 chunks are compared too")
     r.add_argument("--bpe", help="directory with a fitted bpe.json (the bpe command's --out, or a BPE model's export)")
-    r.add_argument("--fasta", required=True)
-    r.add_argument("--length", type=int, default=1024)
-    r.add_argument("--count", type=int, default=64)
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--out")
+    r.add_argument("--fasta", required=True, help="FASTA whose first record the windows come from")
+    r.add_argument("--length", type=int, default=1024, help="window length (bp)")
+    r.add_argument("--count", type=int, default=64, help="N-free windows drawn (fixed seed)")
+    r.add_argument("--seed", type=int, default=0, help="seed of the mutations")
+    r.add_argument("--out", default="outputs/robustness", help="directory for robustness.csv and robustness.png")
     a = p.parse_args(argv)
     from data_pipeline.errors import DataError
     from dnachunker.config import ConfigError

@@ -80,26 +80,86 @@ def html_view(seq: str, stage_starts: list[np.ndarray], title: str = "DNAChunker
             f"<h3>{html.escape(title)}</h3>" + "".join(rows))
 
 
-def png_view(seq: str, stage_starts: list[np.ndarray], path: Path, region: np.ndarray | None = None,
-             region_label: str = "repeat") -> None:
-    """Boundary ticks of each stage along the sequence (and a shaded region track)."""
+def png_view(seq: str, stage_starts: list[np.ndarray], path: Path, regions: dict[str, np.ndarray],
+             where: str, offset: int = 0, zoom: int = 120) -> None:
+    """A self-explanatory picture of one window's segmentation: title with the sequence's name and
+    coordinates and each stage's chunk count; the whole window (each stage's chunks as alternating
+    bands, region tracks such as repeats and exons); and a zoom of `zoom` bp at its centre where
+    single chunks and the bases themselves are legible."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    n = len(stage_starts) + (region is not None)
-    fig, axes = plt.subplots(n, 1, figsize=(12, 1.1 * n + 0.6), sharex=True, squeeze=False)
-    for s, starts in enumerate(stage_starts):
-        ax = axes[s, 0]
-        ax.vlines(starts, 0, 1, linewidth=0.6)
-        ax.set_ylabel(f"stage {s}", rotation=0, ha="right", va="center")
-        ax.set_yticks([])
-    if region is not None:
-        ax = axes[-1, 0]
-        ax.fill_between(np.arange(len(region)), 0, region.astype(float), step="mid", alpha=0.5)
-        ax.set_ylabel(region_label, rotation=0, ha="right", va="center")
-        ax.set_yticks([])
-    axes[-1, 0].set_xlim(0, len(seq))
-    axes[-1, 0].set_xlabel("position (bp)")
+    from matplotlib.patches import Patch
+
+    L = len(seq)
+    lo = max(0, L // 2 - zoom // 2)
+    hi = min(L, lo + zoom)
+    colours = ["#4c72b0", "#dd8452"]
+    region_colours = {"repeat": "#8c8c8c", "exon": "#55a868"}
+    rows = len(stage_starts) + len(regions)
+    fig, (full, near) = plt.subplots(2, 1, figsize=(14, 2.2 + 0.75 * rows * 2), height_ratios=[1, 1.25])
+    counts = ", ".join(f"stage {s}: {len(b)} chunks (mean {L / max(len(b), 1):.1f} bp)" for s, b in enumerate(stage_starts))
+    fig.suptitle(f"DNAChunker segmentation of {where}  ({L:,} bp; {counts})", fontsize=11)
+
+    def bands(ax, a, b):
+        """Chunks of each stage as alternating bands, region tracks below, over [a, b)."""
+        labels = []
+        for s, starts in enumerate(stage_starts):
+            y = rows - 1 - s
+            ends = np.append(starts[1:], L)
+            for i, (c0, c1) in enumerate(zip(starts, ends)):
+                if c1 > a and c0 < b:
+                    ax.broken_barh([(offset + c0, c1 - c0)], (y + 0.1, 0.8),
+                                   facecolors=colours[i % 2], edgecolors="white", linewidth=0.3)
+            labels.append(f"stage {s}\n{len(starts)} chunks")
+        for k, (name, mask) in enumerate(regions.items()):
+            y = rows - 1 - len(stage_starts) - k
+            edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+            spans = [(offset + e0, e1 - e0) for e0, e1 in zip(edges[::2], edges[1::2]) if e1 > a and e0 < b]
+            ax.broken_barh(spans, (y + 0.25, 0.5), facecolors=region_colours.get(name, "#937860"))
+            labels.append(f"{name}s\n{mask.mean():.0%} of bases")
+        ax.set_yticks([rows - 1 - i + 0.5 for i in range(rows)], labels, fontsize=8)
+        ax.set_ylim(0, rows)
+        ax.set_xlim(offset + a, offset + b)
+        ax.ticklabel_format(axis="x", style="plain", useOffset=False)
+    bands(full, 0, L)
+    full.axvspan(offset + lo, offset + hi, color="#f2c80f", alpha=0.25, zorder=0)
+    full.set_title("whole window (shaded: the zoom below)", fontsize=9, loc="left")
+    bands(near, lo, hi)
+    for i in range(lo, hi):  # the bases, lowercase where soft-masked
+        near.text(offset + i + 0.5, -0.35, seq[i], ha="center", va="center", fontsize=6, family="monospace")
+    near.set_ylim(-0.7, rows)
+    near.set_title(f"zoom: {offset + lo + 1:,}-{offset + hi:,} (each band one chunk; bases below, lowercase = "
+                   f"soft-masked repeat)", fontsize=9, loc="left")
+    near.set_xlabel("position on the sequence (bp, 0-based)")
+    handles = [Patch(color=colours[0], label="a chunk"), Patch(color=colours[1], label="the next chunk")]
+    handles += [Patch(color=region_colours.get(n, "#937860"), label=f"{n}s") for n in regions]
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.955), fontsize=8, ncol=len(handles),
+               frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+
+
+def robustness_plot(rows: list[dict], path: Path, title: str) -> None:
+    """Grouped bars: boundary agreement per tokenization and mutation kind."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    kinds = ["snv", "insertion", "deletion"]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(rows)
+    for i, r in enumerate(rows):
+        xs = np.arange(len(kinds)) + i * width
+        ax.bar(xs, [r[k] for k in kinds], width, label=r["tokenization"])
+        for x, k in zip(xs, kinds):
+            ax.text(x, r[k] + 0.01, f"{r[k]:.2f}", ha="center", fontsize=7)
+    ax.set_xticks(np.arange(len(kinds)) + 0.4 - width / 2, ["SNV", "1-bp insertion", "1-bp deletion"])
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("boundaries unchanged |B ∩ B'| / |B ∪ B'|")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
     with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")

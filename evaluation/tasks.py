@@ -19,6 +19,7 @@ import gzip
 import io
 import random
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,6 +118,15 @@ def read_table(path: Path, task: str | None = None) -> tuple[list[tuple[str, int
     return rows, splits
 
 
+def _column_values(path: Path, column: str) -> list[str]:
+    """The distinct values of one column of a CSV/TSV."""
+    fh = _open_text(path)
+    first = fh.readline()
+    delim = "\t" if "\t" in first else ","
+    i = [h.strip().lower() for h in next(csv.reader([first], delimiter=delim))].index(column)
+    return sorted({rec[i] for rec in csv.reader(fh, delimiter=delim) if len(rec) > i})
+
+
 def _find(d: Path, stem: str) -> Path | None:
     for ext in (".csv", ".csv.gz", ".tsv", ".tsv.gz"):
         if (d / f"{stem}{ext}").is_file():
@@ -165,7 +175,12 @@ def load_csv(path: str | Path) -> Task:
 def load_nt(path: str | Path, task: str, test_fraction: float = 0.2, seed: int = 0) -> Task:
     """One task of a Nucleotide Transformer TSV. Files without a test split (as the subset we
     ship) are split into train/test by a fixed seed, stratified by label."""
-    rows, splits = read_table(Path(path), task=task)
+    try:
+        rows, splits = read_table(Path(path), task=task)
+    except EvalDataError as e:
+        if "no rows for task" not in str(e):
+            raise
+        raise EvalDataError(f"{e}; the tasks in it: {', '.join(_column_values(Path(path), 'task'))}") from None
     full = Task(name=f"nt/{task}", train=rows, test=[])
     train, test = full.split_valid(seed=seed, fraction=test_fraction)
     return Task(name=f"nt/{task}", train=train, test=test)
@@ -257,10 +272,44 @@ def load_janggu(path: str | Path) -> Task:
     return Task(name="janggu/oct4_vs_mafk", train=train, test=test, labels=["Oct4", "Mafk"])
 
 
-LOADERS = {"gue": load_gue, "csv": load_csv, "gbseq": load_gb_sequences, "janggu": load_janggu}
+@dataclass
+class Format:
+    """One task format: its loader, what it expects to find, and a check that `path` has that."""
+    load: Callable
+    expects: str
+    found: Callable[[Path], bool]
+
+
+def _split_dir(d: Path) -> bool:
+    return d.is_dir() and _find(d, "test") is not None and (_find(d, "train") or _find(d, "dev")) is not None
+
+
+FORMATS = {
+    "gue": Format(load_gue, "a directory with train.csv, dev.csv and test.csv (.gz accepted), columns sequence,label",
+                  _split_dir),
+    "csv": Format(load_csv, "a CSV/TSV with sequence, label and split columns, or a directory laid out like gue",
+                  lambda p: p.is_file() or _split_dir(p)),
+    "nt": Format(load_nt, "a TSV (.gz accepted) with sequence, name, label and task columns (choose --nt-task)",
+                 lambda p: p.is_file()),
+    "gb": Format(load_genomic_benchmark, "a Genomic Benchmarks directory with metadata.yaml and "
+                 "{train,test}/<class>.csv.gz coordinates (and --fasta, GRCh38)", lambda p: (p / "metadata.yaml").is_file()),
+    "gbseq": Format(load_gb_sequences, "a directory with train.tsv and/or test.tsv (.gz accepted), columns seq,label",
+                    lambda p: p.is_dir() and (_find(p, "train") or _find(p, "test")) is not None
+                    and not (p / "metadata.yaml").is_file()),
+    "janggu": Format(load_janggu, "janggu's sample data: sample.fa, sample2.fa and their *_test.fa",
+                     lambda p: (p / "sample.fa").is_file()),
+}
 
 
 def load_task(kind: str, path: str, task: str | None = None, fasta: str | None = None) -> Task:
+    """A task in one of FORMATS; the path must hold what the format expects."""
+    if kind not in FORMATS:
+        raise EvalDataError(f"unknown task format {kind!r} ({', '.join(FORMATS)})")
+    p = Path(path)
+    if not FORMATS[kind].found(p):
+        fits = [k for k, f in FORMATS.items() if k != kind and f.found(p)]
+        raise EvalDataError(f"{path}: --format {kind} expects {FORMATS[kind].expects}; "
+                            + (f"it looks like --format {' or '.join(fits)}" if fits else "nothing like it is there"))
     if kind == "nt":
         if not task:
             raise EvalDataError("--nt-task is required for the nt format")
@@ -269,6 +318,4 @@ def load_task(kind: str, path: str, task: str | None = None, fasta: str | None =
         if not fasta:
             raise EvalDataError("the gb (coordinates) format needs --fasta (the GRCh38 reference)")
         return load_genomic_benchmark(path, fasta)
-    if kind not in LOADERS:
-        raise EvalDataError(f"unknown task format {kind!r} (gue, csv, nt, gb, gbseq, janggu)")
-    return LOADERS[kind](path)
+    return FORMATS[kind].load(path)

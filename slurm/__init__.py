@@ -1,0 +1,1 @@
+import dnachunker  # noqa: F401  (first: it sets how OpenMP threads wait, before torch loads)

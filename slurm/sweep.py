@@ -22,7 +22,6 @@ A failed point is a row with its status, never the end of the sweep.
 """
 from __future__ import annotations
 
-import argparse
 import itertools
 import json
 import os
@@ -355,9 +354,9 @@ def load_sweep(path: str | None, overrides: list[str]) -> SweepConfig:
     return load_structured(SweepConfig, path, overrides, what="sweep config", whole=("grid",))
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m slurm.sweep", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None, prog: str = "python -m slurm.sweep") -> int:
+    from dnachunker.cli import parser as make_parser
+    parser = make_parser(prog, __doc__)
     parser.add_argument("--sweep", help="sweep YAML (configs/sweep/)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the sweep config")
     args = parser.parse_intermixed_args(argv)

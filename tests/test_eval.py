@@ -74,11 +74,12 @@ def test_model_robustness_and_the_robustness_command(tmp_path, train_shards, pre
     assert robustness(lambda ss: [s[0] for s in model.segment(ss)], seqs, "snv") > 0.5
     assert eval_cli(["bpe", "--shards", str(train_shards), "--vocab-size", "512", "--max-samples", "500",
                      "--out", str(tmp_path / "bpe")]) == 0
-    out = tmp_path / "robustness.csv"
+    out = tmp_path / "robustness"
     assert eval_cli(["robustness", "--model", str(pretrained), "--bpe", str(tmp_path / "bpe"), "--fasta",
                      str(shared_file("hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz")), "--length", "400",
                      "--count", "6", "--out", str(out)]) == 0
-    rows = out.read_text().splitlines()
+    assert (out / "robustness.png").stat().st_size > 0
+    rows = (out / "robustness.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["DNAChunker (stage 0)", "single-nucleotide", "6-mer", "BPE"]
     assert float(rows[2].split(",")[1]) == 1.0  # an SNV moves no single-base cut
 

@@ -13,6 +13,7 @@ ALLOWED = {
     "evaluation": {"dnachunker", "data_pipeline"},
     "slurm": {"dnachunker", "data_pipeline", "train", "evaluation"},
     "bench": {"dnachunker", "data_pipeline", "train", "evaluation"},
+    "dnachunker_cli": {"dnachunker", "data_pipeline", "train", "evaluation", "slurm", "bench"},
 }
 
 

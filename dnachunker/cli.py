@@ -1,0 +1,23 @@
+"""What every command line of the project shares: `--help` that shows each flag's default, and
+one meaning of `--out` (where a command writes: a directory when it writes several files, the
+file itself when it writes one; never results/ by default, which holds published studies)."""
+from __future__ import annotations
+
+import argparse
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The module docstring as written, and '(default: ...)' after every flag that has one."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(prog=prog, description=description, formatter_class=HelpFormatter)
+
+
+def subparser(sub, name: str, help: str, **kw) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter, **kw)

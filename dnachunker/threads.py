@@ -1,0 +1,22 @@
+"""How OpenMP threads wait, set before torch loads: the one CPU-threading setting of the project.
+
+libgomp (PyTorch's OpenMP on Linux) lets an idle thread spin for GOMP_SPINCOUNT iterations (default
+300,000) before it sleeps. On cores of its own that saves a wake-up; on cores shared with another
+process (a second job, a data-loader worker, a laptop's other work) the spinning threads take the
+cores from the threads doing the work, and a tiny training step measured 26x slower. Importing
+dnachunker (every entry point does, before torch) sets GOMP_SPINCOUNT to SPINCOUNT unless you set
+GOMP_SPINCOUNT or OMP_WAIT_POLICY yourself: OMP_WAIT_POLICY=PASSIVE for shared cores at any
+price, OMP_WAIT_POLICY=ACTIVE (or a larger GOMP_SPINCOUNT) for dedicated cores. The measurements
+behind the choice are in docs/benchmarks.md (python -m bench.threads).
+"""
+from __future__ import annotations
+
+import os
+
+SPINCOUNT = "10000"
+
+
+def set_default_wait_policy() -> None:
+    """GOMP_SPINCOUNT=SPINCOUNT unless the user chose a wait policy (no effect once torch loaded)."""
+    if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
+        os.environ["GOMP_SPINCOUNT"] = SPINCOUNT

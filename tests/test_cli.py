@@ -1,0 +1,71 @@
+"""One command line: `dnachunker COMMAND`, every flag with help text and its default, `--out` and
+`--model` meaning one thing everywhere, and errors that say what was meant."""
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from dnachunker_cli import BENCHES, COMMANDS, main
+
+from .conftest import ROOT, shared_file
+
+HELP_CALLS = [[c, "--help"] for c in COMMANDS if c not in ("eval", "bench")]
+HELP_CALLS += [["eval", sub, "--help"] for sub in ("finetune", "suite", "bpe", "segment", "robustness")]
+HELP_CALLS += [["bench", b, "--help"] for b in BENCHES]
+
+
+@pytest.mark.parametrize("argv", HELP_CALLS, ids=" ".join)
+def test_every_flag_has_help_and_shows_its_default(argv, monkeypatch, capsys):
+    seen = []
+    plain = argparse._ActionsContainer.add_argument
+
+    def recording(self, *args, **kwargs):
+        action = plain(self, *args, **kwargs)
+        seen.append(action)
+        return action
+    monkeypatch.setattr(argparse._ActionsContainer, "add_argument", recording)
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"usage: dnachunker {' '.join(argv[:-1])}")
+    missing = [a.option_strings or a.dest for a in seen if not a.help and a.dest != "help"]
+    assert not missing, f"flags without help: {missing}"
+    for a in seen:  # a flag with a default shows it
+        if a.option_strings and a.default not in (None, False, argparse.SUPPRESS) and a.help != argparse.SUPPRESS:
+            assert "(default:" in text, a.option_strings
+
+
+def test_the_console_script_is_installed_and_unknown_commands_are_named():
+    r = subprocess.run([str(Path(sys.executable).with_name("dnachunker")), "--help"], capture_output=True, text=True)
+    assert r.returncode == 0 and "dnachunker eval COMMAND" in r.stdout
+    assert main(["nope"]) == 2
+
+
+def test_outputs_default_outside_results():
+    text = "\n".join((ROOT / p).read_text() for p in ("evaluation/__main__.py", "dnachunker/__main__.py"))
+    assert 'default="results/' not in text
+
+
+def test_a_run_directory_given_as_model_says_which_export_to_use(tmp_path, capsys):
+    from dnachunker.__main__ import main as use
+    run = tmp_path / "run"
+    (run / "checkpoints" / "step_00000002").mkdir(parents=True)
+    (run / "checkpoints" / "step_00000002" / "trainer_state.json").write_text("{}")
+    fasta = tmp_path / "x.fa"
+    fasta.write_text(">a\nACGT\n")
+    assert use(["embed", "--model", str(run), "--fasta", str(fasta), "--out", str(tmp_path / "e.npy")]) == 2
+    assert f"that is a training run's out_dir; use {run / 'export'}" in capsys.readouterr().err
+    assert use(["embed", "--model", str(run / "checkpoints" / "step_00000002"), "--fasta", str(fasta),
+                "--out", str(tmp_path / "e.npy")]) == 2
+    assert f"that is a DeepSpeed checkpoint (code, not weights" in capsys.readouterr().err
+
+
+def test_task_format_and_nt_task_are_checked_against_what_is_there():
+    from evaluation.tasks import EvalDataError, load_task
+    with pytest.raises(EvalDataError, match="--format gue expects a directory with train.csv.*looks like --format gbseq"):
+        load_task("gue", shared_file("ai4h_hub_gb_nt/enhancers_cohn"))
+    with pytest.raises(EvalDataError, match="no rows for task 'nope'; the tasks in it: H2AFZ, .*promoter_all"):
+        load_task("nt", shared_file("ai4h_hub_gb_nt/nucleotide_transformer/train.tsv.gz"), task="nope")
