@@ -34,7 +34,7 @@ def gunzip_seconds(path: Path) -> float:
 
 
 def main(argv=None, prog: str | None = None):
-    ap = parser(prog or f"python -m {__name__}", __doc__)
+    ap = parser(prog or f"python -m {__spec__.name}", __doc__)
     ap.add_argument("--window", type=int, default=1024, help="window length of the shards (bp)")
     ap.add_argument("--workers", type=int, default=2, help="sharding processes")
     ap.add_argument("--batches", type=int, default=100, help="loader batches timed")

@@ -30,7 +30,7 @@ HG38_PROCESSES = 32        # e.g. 8 ranks x 4 DataLoader workers
 
 
 def main(argv=None, prog: str | None = None):
-    ap = parser(prog or f"python -m {__name__}", __doc__)
+    ap = parser(prog or f"python -m {__spec__.name}", __doc__)
     ap.add_argument("--window", type=int, default=8192, help="window length of the shards (bp)")
     ap.add_argument("--reads", type=int, default=3000, help="random sample reads timed")
     a = ap.parse_args(argv)

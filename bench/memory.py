@@ -79,7 +79,7 @@ def _profile(model_name: str, size: str, seq: str, top: int, by: str):
 
 
 def main(argv=None, prog: str | None = None):
-    ap = parser(prog or f"python -m {__name__}", __doc__)
+    ap = parser(prog or f"python -m {__spec__.name}", __doc__)
     ap.add_argument("--size", default="mid", choices=list(SIZES), help="model size")
     ap.add_argument("--length", type=int, default=8192, help="sequence length (bp)")
     ap.add_argument("--models", nargs="+", default=["dnachunker", "transformer"], help="models compared")

@@ -90,7 +90,7 @@ def _setup(model_name: str, size: str, seq: str, device: str, precision: str = "
 
 
 def main(argv=None, prog: str | None = None):
-    ap = parser(prog or f"python -m {__name__}", __doc__)
+    ap = parser(prog or f"python -m {__spec__.name}", __doc__)
     ap.add_argument("--sizes", nargs="+", default=["tiny", "mid"], choices=list(SIZES), help="model sizes")
     ap.add_argument("--models", nargs="+", default=list(MODELS),
                     choices=[*MODELS, "dnachunker+compile", "transformer+compile"], help="models and variants")

@@ -43,7 +43,7 @@ def _setup(kind: str, impl: str, length: int, device: str):
 
 
 def main(argv=None, prog: str | None = None):
-    ap = parser(prog or f"python -m {__name__}", __doc__)
+    ap = parser(prog or f"python -m {__spec__.name}", __doc__)
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 8192], help="sequence lengths (bp)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     a = ap.parse_args(argv)

@@ -16,7 +16,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 from dnachunker.cli import parser
 from dnachunker.fileio import markdown_table
@@ -31,17 +30,10 @@ SETTINGS = {"default (GOMP_SPINCOUNT=300000)": {"GOMP_SPINCOUNT": "300000"},
 
 def child(size: str, steps: int) -> None:
     """Time `steps` training steps of `size` at 8 kbp in this process; print the median (s)."""
-    import statistics
-
+    from .common import timed
     from .model import _setup, real_window
     step, _ = _setup("dnachunker", size, real_window(8192), "cpu")
-    step()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t)
-    print(json.dumps({"step_s": statistics.median(times)}))
+    print(json.dumps({"step_s": timed(step, repeats=steps)}))
 
 
 def measure(size: str, env: dict, steps: int, loaded: bool) -> float:
@@ -58,7 +50,7 @@ def measure(size: str, env: dict, steps: int, loaded: bool) -> float:
 
 
 def main(argv=None, prog: str | None = None):
-    ap = parser(prog or f"python -m {__name__}", __doc__)
+    ap = parser(prog or f"python -m {__spec__.name}", __doc__)
     ap.add_argument("--sizes", nargs="+", default=["tiny", "mid"], help="model sizes (bench.model.SIZES)")
     ap.add_argument("--steps", type=int, default=6, help="timed steps per point")
     ap.add_argument("--rounds", type=int, default=2, help="round-robin repeats; the fastest is kept")

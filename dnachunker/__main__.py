@@ -17,7 +17,6 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .errors import InputError, describe
 from .fileio import atomic_directory, atomic_file, write_csv
@@ -164,13 +163,11 @@ def cmd_score_variants(a) -> int:
 
 
 def main(argv=None, prog: str = "python -m dnachunker") -> int:
-    from .cli import parser, subparser
+    from .cli import add_device, add_model, parser, subparser
     p = parser(prog, __doc__)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model_help = "an export directory (a training run's <out_dir>/export)"
     e = subparser(sub, "embed", "sequence embeddings (any length: overlapping windows)")
-    e.add_argument("--model", required=True, help=model_help)
+    add_model(e)
     e.add_argument("--fasta", help="FASTA of sequences, or the reference for --bed")
     e.add_argument("--bed", help="BED intervals (chrom start end [name [score [strand]]]) cut from --fasta")
     e.add_argument("--csv", help="CSV/TSV with a sequence column")
@@ -182,15 +179,15 @@ def main(argv=None, prog: str = "python -m dnachunker") -> int:
     e.add_argument("--window", type=int, default=None, help="bases per forward pass (None: max_len; 0: whole)")
     e.add_argument("--overlap", type=int, default=None, help="overlap of windows (None: window/2)")
     e.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
-    e.add_argument("--device", default=device, help="cpu or cuda")
+    add_device(e)
     s = subparser(sub, "score-variants", "zero-shot SNV effect scores log P(alt) - log P(ref)")
-    s.add_argument("--model", required=True, help=model_help)
+    add_model(s)
     s.add_argument("--vcf", required=True, help="VCF (.gz accepted) of the variants")
     s.add_argument("--fasta", required=True, help="the reference the VCF refers to")
     s.add_argument("--out", required=True, help="the output file, a TSV: " + " ".join(COLUMNS))
     s.add_argument("--context", type=int, default=None, help="bases around each variant (None: max_len)")
     s.add_argument("--batch-size", type=int, default=16, help="variants per forward pass")
-    s.add_argument("--device", default=device, help="cpu or cuda")
+    add_device(s)
     a = p.parse_args(argv)
     try:
         return {"embed": cmd_embed, "score-variants": cmd_score_variants}[a.cmd](a)

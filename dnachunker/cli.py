@@ -21,3 +21,12 @@ def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
 
 def subparser(sub, name: str, help: str, **kw) -> argparse.ArgumentParser:
     return sub.add_parser(name, help=help, description=help, formatter_class=HelpFormatter, **kw)
+
+
+def add_model(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="an export directory (a training run's <out_dir>/export)")
+
+
+def add_device(p: argparse.ArgumentParser) -> None:
+    import torch
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")

@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from dnachunker.fileio import markdown_table, write_csv
 
@@ -160,15 +159,13 @@ def cmd_robustness(a) -> int:
 
 
 def main(argv=None, prog: str = "python -m evaluation") -> int:
-    from dnachunker.cli import parser, subparser
+    from dnachunker.cli import add_device, add_model, parser, subparser
 
     from .tasks import FORMATS
     p = parser(prog, __doc__)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model_help = "an export directory (a training run's <out_dir>/export)"
     f = subparser(sub, "finetune", "fine-tune or linear-probe a model on one classification task, several seeds")
-    f.add_argument("--model", required=True, help=model_help)
+    add_model(f)
     f.add_argument("--format", required=True, choices=list(FORMATS),
                    help="task format: " + "; ".join(f"{k}: {v.expects}" for k, v in FORMATS.items()))
     f.add_argument("--path", required=True, help="the task's file or directory, as --format expects")
@@ -184,10 +181,10 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     f.add_argument("--max-train", type=int, default=None, help="subsample the training pool (None: all)")
     f.add_argument("--out", default="outputs/eval", help="directory for <task>_<mode>.csv and results.md")
     su = subparser(sub, "suite", "every task of an evaluation suite (configs/eval/*.yaml) on one model")
-    su.add_argument("--model", required=True, help=model_help)
+    add_model(su)
     su.add_argument("--suite", required=True, help="suite YAML, e.g. configs/eval/paper_columns.yaml")
     su.add_argument("--out", required=True, help="directory for one result JSON per task (reused on a re-run)")
-    su.add_argument("--device", default=device, help="cpu or cuda")
+    add_device(su)
     su.add_argument("overrides", nargs="*", help="key=value overrides of the suite, e.g. seeds=[0]")
     b = subparser(sub, "bpe", "fit the BPE baseline tokenization on pretraining shards")
     b.add_argument("--shards", required=True, help="a shard set (python -m data_pipeline's out)")
@@ -195,7 +192,7 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     b.add_argument("--max-samples", type=int, default=20000, help="training windows it is fitted on")
     b.add_argument("--out", required=True, help="directory for bpe.json")
     s = subparser(sub, "segment", "chunk lengths per region type, and a picture of both stages' chunks")
-    s.add_argument("--model", required=True, help=model_help)
+    add_model(s)
     s.add_argument("--fasta", required=True, help="FASTA whose first record is segmented (soft-masked: repeats)")
     s.add_argument("--gtf", help="GTF of that FASTA: exons as a region type and a track")
     s.add_argument("--length", type=int, default=1024, help="window length (bp)")

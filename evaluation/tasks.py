@@ -96,6 +96,7 @@ def read_table(path: Path, task: str | None = None) -> tuple[list[tuple[str, int
     if task is not None and "task" not in header:
         raise EvalDataError(f"{path}:1: no 'task' column to select task {task!r}")
     rows, splits = [], [] if "split" in header else None
+    tasks = set()
     for line, rec in enumerate(csv.reader(fh, delimiter=delim), start=2):
         if not rec or not "".join(rec).strip():
             continue
@@ -103,6 +104,7 @@ def read_table(path: Path, task: str | None = None) -> tuple[list[tuple[str, int
             raise EvalDataError(f"{path}:{line}: {len(rec)} fields, the header has {len(header)}")
         row = dict(zip(header, rec))
         if task is not None and row["task"] != task:
+            tasks.add(row["task"])
             continue
         try:
             label = int(row["label"])
@@ -114,17 +116,9 @@ def read_table(path: Path, task: str | None = None) -> tuple[list[tuple[str, int
         if splits is not None:
             splits.append(row["split"].strip().lower())
     if not rows:
-        raise EvalDataError(f"{path}: no rows" + (f" for task {task!r}" if task else ""))
+        raise EvalDataError(f"{path}: no rows" + (f" for task {task!r}; the tasks in it: {', '.join(sorted(tasks))}"
+                                                  if task else ""))
     return rows, splits
-
-
-def _column_values(path: Path, column: str) -> list[str]:
-    """The distinct values of one column of a CSV/TSV."""
-    fh = _open_text(path)
-    first = fh.readline()
-    delim = "\t" if "\t" in first else ","
-    i = [h.strip().lower() for h in next(csv.reader([first], delimiter=delim))].index(column)
-    return sorted({rec[i] for rec in csv.reader(fh, delimiter=delim) if len(rec) > i})
 
 
 def _find(d: Path, stem: str) -> Path | None:
@@ -175,12 +169,7 @@ def load_csv(path: str | Path) -> Task:
 def load_nt(path: str | Path, task: str, test_fraction: float = 0.2, seed: int = 0) -> Task:
     """One task of a Nucleotide Transformer TSV. Files without a test split (as the subset we
     ship) are split into train/test by a fixed seed, stratified by label."""
-    try:
-        rows, splits = read_table(Path(path), task=task)
-    except EvalDataError as e:
-        if "no rows for task" not in str(e):
-            raise
-        raise EvalDataError(f"{e}; the tasks in it: {', '.join(_column_values(Path(path), 'task'))}") from None
+    rows, splits = read_table(Path(path), task=task)
     full = Task(name=f"nt/{task}", train=rows, test=[])
     train, test = full.split_valid(seed=seed, fraction=test_fraction)
     return Task(name=f"nt/{task}", train=train, test=test)
