@@ -149,7 +149,9 @@ def test_two_rank_zero3_bf16(tmp_path, train_shards):
 
 def _poison(shards: Path, dest: Path, indices) -> Path:
     """A copy of the shard set whose samples `indices` have NaN loss weights (format 1 shards,
-    which store a float16 weight per base, still read)."""
+    which store a float16 weight per base, still read), written as a producer would: the manifest
+    records the poisoned shards' SHA-256, so only the loss sees the NaN."""
+    from data_pipeline.config import file_sha256
     format1_copy(shards, dest)
     manifest = json.loads((dest / "manifest.json").read_text())
     recs = manifest["splits"]["train"]["shards"]
@@ -159,6 +161,8 @@ def _poison(shards: Path, dest: Path, indices) -> Path:
         with open(dest / "train" / rec["name"], "r+b") as fh:
             fh.seek(off)
             fh.write(np.full(512, np.nan, dtype="<f2").tobytes())
+        rec["sha256"] = file_sha256(dest / "train" / rec["name"])
+    (dest / "manifest.json").write_text(json.dumps(manifest))
     return dest
 
 
@@ -222,7 +226,7 @@ def test_retention_follows_write_order_and_spares_latest(tmp_path):
 def test_bad_config_is_a_clear_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "train.pretrain", "--config", "configs/pretrain/tiny_chr20.yaml",
                         f"out_dir={tmp_path}", "zero_stage=4"], cwd=ROOT, capture_output=True, text=True)
-    assert r.returncode == 2 and "zero_stage must be 1, 2 or 3" in r.stderr
+    assert r.returncode == 2 and "zero_stage: must be in [1,3], got 4" in r.stderr
     r = subprocess.run([sys.executable, "-m", "train.pretrain", "--config", "nope.yaml"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "nope.yaml: pretraining config file not found" in r.stderr
