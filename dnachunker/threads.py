@@ -3,9 +3,11 @@
 libgomp (PyTorch's OpenMP on Linux) lets an idle thread spin for GOMP_SPINCOUNT iterations (default
 300,000) before it sleeps. On cores of its own that saves a wake-up; on cores shared with another
 process (a second job, a data-loader worker, a laptop's other work) the spinning threads take the
-cores from the threads doing the work, and a tiny training step measured 26x slower. Importing
-dnachunker (every entry point does, before torch) sets GOMP_SPINCOUNT to SPINCOUNT unless you set
-GOMP_SPINCOUNT or OMP_WAIT_POLICY yourself: OMP_WAIT_POLICY=PASSIVE for shared cores at any
+cores from the threads doing the work (a tiny training step has measured 1.7x to 26x slower than
+with passive waiting, depending on the load). 3000 spins keep steps on idle cores as fast as the
+default and cost 1.2-1.35x a passive wait on loaded ones, where passive waiting costs 1.3x on idle
+cores (docs/benchmarks.md). Importing dnachunker (every entry point does, before torch) sets
+GOMP_SPINCOUNT to SPINCOUNT unless you set GOMP_SPINCOUNT or OMP_WAIT_POLICY yourself: OMP_WAIT_POLICY=PASSIVE for shared cores at any
 price, OMP_WAIT_POLICY=ACTIVE (or a larger GOMP_SPINCOUNT) for dedicated cores. The measurements
 behind the choice are in docs/benchmarks.md (python -m bench.threads).
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import os
 
-SPINCOUNT = "10000"
+SPINCOUNT = "3000"
 
 
 def set_default_wait_policy() -> None:
