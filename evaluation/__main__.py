@@ -2,7 +2,8 @@
 
   finetune   fine-tune (or --mode probe: linear probe) a pretrained model on a classification task,
              several seeds; writes <out>/<task>_<mode>.csv (per seed) and appends to <out>/results.md
-  suite      every task of an evaluation suite (configs/eval/) on one model, one protocol;
+  suite      every task of an evaluation suite (configs/eval/) on one model, one protocol, or on a
+             classical baseline (--baseline kmer_lr | cnn, evaluation.baselines);
              <out>/<column>.json per task (skipped on a re-run with the same weights)
   bpe        fit the BPE baseline tokenization on pretraining shards -> <out>/bpe.json
   segment    chunk-length table per region type (repeats from soft-masking; exons from a GTF) and
@@ -61,9 +62,10 @@ def cmd_finetune(a) -> int:
 
 
 def cmd_suite(a) -> int:
+    from .baselines import baseline
     from .suite import SuiteConfig, run_suite
     suite = SuiteConfig.load(a.suite, a.overrides)
-    results = run_suite(a.model, suite, a.out, a.device)
+    results = run_suite(baseline(a.baseline) if a.baseline else a.model, suite, a.out, a.device)
     print(markdown_table([{"column": c, **r} for c, r in results.items()],
                          ["column", "task", "mcc", "mcc_std", "accuracy", "f1", "majority_accuracy"]))
     print(f"results: {Path(a.out).resolve()}", file=sys.stderr)
@@ -161,6 +163,7 @@ def cmd_robustness(a) -> int:
 def main(argv=None, prog: str = "python -m evaluation") -> int:
     from dnachunker.cli import add_device, add_model, parser, subparser
 
+    from .baselines import BASELINES
     from .tasks import FORMATS
     p = parser(prog, __doc__)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -180,8 +183,12 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     f.add_argument("--max-len", type=int, default=None, help="truncate longer sequences (None: keep whole)")
     f.add_argument("--max-train", type=int, default=None, help="subsample the training pool (None: all)")
     f.add_argument("--out", default="outputs/eval", help="directory for <task>_<mode>.csv and results.md")
-    su = subparser(sub, "suite", "every task of an evaluation suite (configs/eval/*.yaml) on one model")
-    add_model(su)
+    su = subparser(sub, "suite", "every task of an evaluation suite (configs/eval/*.yaml) on one model or baseline")
+    which = su.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="an export directory (a training run's <out_dir>/export)")
+    which.add_argument("--baseline", choices=list(BASELINES),
+                       help="a classical baseline instead of a model: " + "; ".join(
+                           f"{k}: {v.label}" for k, v in BASELINES.items()))
     su.add_argument("--suite", required=True, help="suite YAML, e.g. configs/eval/paper_columns.yaml")
     su.add_argument("--out", required=True, help="directory for one result JSON per task (reused on a re-run)")
     add_device(su)

@@ -13,6 +13,7 @@ import dataclasses
 import math
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -22,6 +23,7 @@ from tqdm import tqdm
 
 from dnachunker.model import DNAChunker
 from dnachunker.tokenizer import batch_encode
+from .baselines import score_baseline
 from .metrics import all_metrics
 from .tasks import Task
 
@@ -145,18 +147,22 @@ def _probe(model, head, task, train, valid, cfg, seed, device, n, cache):
     return {**all_metrics(yte.numpy(), pred, n), "valid_mcc": best}
 
 
-def evaluate(model_dir: str, task: Task, cfg: FinetuneConfig, device="cpu") -> tuple[list[dict], dict]:
-    """-> (one row per seed, summary row with mean and std over seeds)."""
+def evaluate(model, task: Task, cfg: FinetuneConfig, device="cpu") -> tuple[list[dict], dict]:
+    """model: an export directory, or a baseline (evaluation.baselines), scored on the same capped
+    subsample and the same per-seed valid splits. -> (one row per seed, summary with mean and std)."""
     def cap(data, k):
         return data if not k or len(data) <= k else [data[i] for i in sorted(
             np.random.default_rng(0).choice(len(data), k, replace=False))]
     task = dataclasses.replace(task, train=cap(task.train, cfg.max_train), test=cap(task.test, cfg.max_test))
+    baseline = not isinstance(model, (str, Path))
+    mode = model.name if baseline else cfg.mode
     rows, cache = [], {}
-    for seed in tqdm(cfg.seeds, desc=f"{task.name} ({cfg.mode})", unit="seed", dynamic_ncols=True):
-        r = run_seed(model_dir, task, cfg, seed, device, cache)
-        rows.append({"task": task.name, "mode": cfg.mode, "seed": seed, **r})
+    for seed in tqdm(cfg.seeds, desc=f"{task.name} ({mode})", unit="seed", dynamic_ncols=True):
+        r = (score_baseline(model, task, cfg.val_fraction, seed) if baseline
+             else run_seed(str(model), task, cfg, seed, device, cache))
+        rows.append({"task": task.name, "mode": mode, "seed": seed, **r})
     majority = max(np.bincount([y for _, y in task.test])) / len(task.test)
-    summary = {"task": task.name, "mode": cfg.mode, "seeds": len(rows), "majority_accuracy": majority}
+    summary = {"task": task.name, "mode": mode, "seeds": len(rows), "majority_accuracy": majority}
     for k in ("mcc", "accuracy", "f1"):
         vals = [r[k] for r in rows]
         summary[k] = statistics.fmean(vals)

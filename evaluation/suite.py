@@ -7,6 +7,11 @@ into its output directory: the per-seed rows and the mean / std summary, keyed b
 weights and the task's protocol, so a re-run skips every task already done on the same weights.
 
     python -m evaluation suite --model runs/x/export --suite configs/eval/paper_columns.yaml --out runs/x/eval
+    python -m evaluation suite --baseline kmer_lr --suite configs/eval/paper_columns.yaml --out runs/kmer_lr
+
+A baseline (evaluation.baselines: k-mer logistic regression, the Genomic Benchmarks CNN) takes the
+model's place on the same subsamples, seeds and valid splits; the suite's probe settings (mode,
+epochs, lr) are the model's and do not apply to it.
 """
 from __future__ import annotations
 
@@ -75,11 +80,13 @@ class SuiteConfig:
         return load_structured(cls, path, overrides, what="evaluation suite")
 
 
-def run_suite(model_dir: str | Path, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu") -> dict[str, dict]:
-    """Every task of the suite on one model -> {column: summary (mean / std over seeds)}."""
+def run_suite(model, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu") -> dict[str, dict]:
+    """Every task of the suite on one model (an export directory, or a baseline of
+    evaluation.baselines) -> {column: summary (mean / std over seeds)}."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    weights = file_sha256(Path(model_dir) / "model.safetensors")
+    baseline = not isinstance(model, (str, Path))
+    weights = {"baseline": model.name, **asdict(model)} if baseline else file_sha256(Path(model) / "model.safetensors")
     protocol = suite.protocol()
     results = {}
     for i, task_spec in enumerate(suite.tasks, 1):
@@ -92,7 +99,7 @@ def run_suite(model_dir: str | Path, suite: SuiteConfig, out_dir: str | Path, de
             continue
         print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: {task_spec.format} {task_spec.path}", file=sys.stderr)
         task = load_task(task_spec.format, task_spec.path, task=task_spec.nt_task, fasta=task_spec.fasta)
-        rows, summary = evaluate(str(model_dir), task, protocol, device)
+        rows, summary = evaluate(model if baseline else str(model), task, protocol, device)
         write_text(path, json.dumps({"key": key, "task": asdict(task_spec), "rows": rows, "summary": summary}, indent=1))
         results[task_spec.column] = summary
         print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: MCC {summary['mcc']:.3f} ± {summary['mcc_std']:.3f} "

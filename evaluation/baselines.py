@@ -1,0 +1,160 @@
+"""Classical baselines that every study computes itself: no pretraining, no network beyond a small CNN.
+
+A baseline is scored exactly as a pretrained model is (evaluation.finetune.evaluate): the same
+capped subsample of each task, the same valid split per seed (Task.split_valid), the same metrics,
+its hyperparameter (or epoch) chosen on the valid split. Registry: BASELINES; one class and one
+entry add a baseline, and `--baseline NAME` (evaluation suite) or `baselines: [NAME]` (a sweep)
+uses it.
+
+  kmer_lr  logistic regression on k-mer frequencies, k = 1..6 (5460 features: counts of each k-mer
+           over the sequence divided by the number of k-mers of that k; N and other codes break
+           k-mers), standardised on the train split; C from `Cs`, chosen by valid MCC (scikit-learn)
+  cnn      the Genomic Benchmarks baseline CNN (ML-Bioinfo-CEITEC/genomic_benchmarks, models/torch.py):
+           embedding 100 -> 3 x [Conv1d k=8 (16, 8, 4 channels), BatchNorm, ReLU, MaxPool 2] ->
+           Linear 512 -> Linear to the classes; Adam lr 1e-3, batch 64, the epoch with the best valid
+           MCC of `epochs`. Theirs is binary only (one sigmoid output); ours has one logit per class
+           (softmax cross-entropy), so that 3-class splice runs too. Sequences are padded (or cut)
+           to the longest training sequence.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .metrics import all_metrics, mcc
+
+_CODE = np.full(256, 4, dtype=np.int64)  # A C G T -> 0..3 (either case), anything else -> 4
+for _i, _c in enumerate("ACGT"):
+    _CODE[ord(_c)] = _CODE[ord(_c.lower())] = _i
+
+
+def encode(seq: str) -> np.ndarray:
+    """'ACGTN' -> [0, 1, 2, 3, 4]."""
+    return _CODE[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+
+
+def kmer_frequencies(seq: str, ks=(1, 2, 3, 4, 5, 6)) -> np.ndarray:
+    """(sum 4^k,) frequency of every k-mer of every k, A < C < G < T order; k-mers with N skipped."""
+    codes = encode(seq)
+    out = []
+    for k in ks:
+        counts = np.zeros(4 ** k)
+        n = len(codes) - k + 1
+        if n > 0:
+            windows = np.lib.stride_tricks.sliding_window_view(codes, k)
+            ok = (windows < 4).all(1)
+            index = (windows[ok] * 4 ** np.arange(k - 1, -1, -1)).sum(1)
+            counts = np.bincount(index, minlength=4 ** k) / max(ok.sum(), 1)
+        out.append(counts)
+    return np.concatenate(out)
+
+
+@dataclass
+class KmerLogReg:
+    ks: tuple = (1, 2, 3, 4, 5, 6)
+    Cs: tuple = (0.001, 0.01, 0.1, 1.0)
+    max_iter: int = 2000
+    name = "kmer_lr"
+    label = "k-mer LR (baseline)"
+
+    def fit_predict(self, train, valid, test, n_classes: int, seed: int) -> tuple[np.ndarray, float]:
+        """-> (test predictions, valid MCC of the chosen C)."""
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.preprocessing import StandardScaler
+        x = {name: np.stack([kmer_frequencies(s, self.ks) for s, _ in data]) for name, data in
+             (("train", train), ("valid", valid), ("test", test))}
+        y = {name: np.array([label for _, label in data]) for name, data in
+             (("train", train), ("valid", valid), ("test", test))}
+        scale = StandardScaler().fit(x["train"])
+        x = {k: scale.transform(v) for k, v in x.items()}
+        best = (-2.0, None)
+        for c in self.Cs:
+            clf = LogisticRegression(C=c, max_iter=self.max_iter, random_state=seed).fit(x["train"], y["train"])
+            score = mcc(y["valid"], clf.predict(x["valid"]), n_classes)
+            if score > best[0]:
+                best = (score, clf)
+        return best[1].predict(x["test"]), best[0]
+
+
+class GBCNN(nn.Module):
+    """(b, L) codes 0..5 -> (b, n_classes) logits; the Genomic Benchmarks baseline layout."""
+
+    def __init__(self, n_classes: int, length: int, embed: int = 100):
+        super().__init__()
+        layers, width = [], embed
+        for out in (16, 8, 4):
+            layers += [nn.Conv1d(width, out, 8), nn.BatchNorm1d(out), nn.ReLU(), nn.MaxPool1d(2)]
+            width = out
+        self.embed = nn.Embedding(6, embed)
+        self.convs = nn.Sequential(*layers)
+        flat = self.convs(torch.zeros(1, embed, length)).numel()
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 512), nn.Linear(512, n_classes))
+
+    def forward(self, codes: torch.Tensor) -> torch.Tensor:
+        return self.head(self.convs(self.embed(codes).transpose(1, 2)))
+
+
+@dataclass
+class GenomicBenchmarksCNN:
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 1e-3
+    name = "cnn"
+    label = "CNN (baseline)"
+
+    @staticmethod
+    def _tensor(data, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x = np.full((len(data), length), 5, dtype=np.int64)  # 5: padding
+        for i, (s, _) in enumerate(data):
+            c = encode(s)[:length]
+            x[i, :len(c)] = c
+        return torch.from_numpy(x), torch.tensor([y for _, y in data])
+
+    def fit_predict(self, train, valid, test, n_classes: int, seed: int) -> tuple[np.ndarray, float]:
+        torch.manual_seed(seed)
+        length = max(len(s) for s, _ in train)
+        (xtr, ytr), (xva, yva), (xte, _) = (self._tensor(d, length) for d in (train, valid, test))
+        model = GBCNN(n_classes, length)
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        g = torch.Generator().manual_seed(seed)
+
+        @torch.no_grad()
+        def predict(x):
+            model.eval()
+            return torch.cat([model(b).argmax(-1) for b in x.split(256)]).numpy()
+        best = (-2.0, None)
+        for _ in range(self.epochs):
+            model.train()
+            for idx in torch.randperm(len(xtr), generator=g).split(self.batch_size):
+                if len(idx) < 2:  # BatchNorm needs two samples
+                    continue
+                loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+            score = mcc(yva.numpy(), predict(xva), n_classes)
+            if score > best[0]:
+                best = (score, copy.deepcopy(model.state_dict()))
+        model.load_state_dict(best[1])
+        return predict(xte), best[0]
+
+
+BASELINES = {"kmer_lr": KmerLogReg, "cnn": GenomicBenchmarksCNN}
+
+
+def baseline(name: str):
+    if name not in BASELINES:
+        raise ValueError(f"unknown baseline {name!r} (known: {', '.join(BASELINES)})")
+    return BASELINES[name]()
+
+
+def score_baseline(model, task, val_fraction: float, seed: int) -> dict[str, float]:
+    """One seed of a baseline on a (capped) task: its valid split, fit, test metrics."""
+    train, valid = task.split_valid(seed, val_fraction)
+    pred, valid_mcc = model.fit_predict(train, valid, task.test, task.n_classes, seed)
+    return {**all_metrics([y for _, y in task.test], pred, task.n_classes), "valid_mcc": valid_mcc}

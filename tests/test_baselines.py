@@ -1,0 +1,66 @@
+"""Classical baselines and the statistics that compare study rows: k-mer features counted right,
+baselines deterministic on a real task, the bootstrap telling separated rows from noise."""
+import numpy as np
+import pytest
+
+from evaluation.baselines import BASELINES, baseline, kmer_frequencies
+from evaluation.finetune import FinetuneConfig, evaluate
+from evaluation.stats import mean_std, overall, paired_bootstrap
+from evaluation.tasks import load_task
+
+from .conftest import shared_file
+
+
+def test_kmer_frequencies_count_by_hand_and_skip_n():
+    f = kmer_frequencies("ACGNAC", ks=(1, 2))
+    # 1-mers: A C G A C over 5 valid bases (N skipped); 2-mers: AC, CG, AC (GN, NA break)
+    assert f[:4].tolist() == [2 / 5, 2 / 5, 1 / 5, 0]
+    two = f[4:]
+    assert two[0 * 4 + 1] == pytest.approx(2 / 3) and two[1 * 4 + 2] == pytest.approx(1 / 3)
+    assert two.sum() == pytest.approx(1) and len(f) == 4 + 16
+    assert kmer_frequencies("acgt", ks=(1,)).tolist() == [0.25] * 4  # soft-masked bases count too
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_baseline_on_a_real_task_is_deterministic_and_learns(name):
+    task = load_task("gue", str(shared_file("gue_from_DeepGene/prom/prom_300_tata")))
+    cfg = FinetuneConfig(seeds=[0, 1], max_train=300, max_test=200)
+    rows, summary = evaluate(baseline(name), task, cfg)
+    again, _ = evaluate(baseline(name), task, cfg)
+    assert [r["mcc"] for r in rows] == [r["mcc"] for r in again]
+    assert summary["mode"] == name and summary["seeds"] == 2
+    # TATA promoters against non-promoters, 270 training sequences: chance is 0 (± ~0.07 on 200)
+    assert summary["mcc"] > 0.2, summary
+
+
+def test_unknown_baseline_names_the_known_ones():
+    with pytest.raises(ValueError, match="kmer_lr, cnn"):
+        baseline("svm")
+
+
+def test_mean_std_is_across_pretraining_seeds_when_there_are_several():
+    two = {0: {0: 0.5, 1: 0.7}, 1: {0: 0.3, 1: 0.5}}
+    assert mean_std(two) == (pytest.approx(0.5), pytest.approx(np.std([0.6, 0.4], ddof=1)), "pretraining seeds")
+    assert mean_std({None: {0: 0.5, 1: 0.7}})[1:] == (pytest.approx(np.std([0.5, 0.7], ddof=1)), "probe seeds")
+
+
+def test_paired_bootstrap_separates_a_real_gap_and_not_noise():
+    rng = np.random.default_rng(0)
+    a = {p: {q: 0.5 + rng.normal(0, 0.01) for q in range(3)} for p in range(2)}
+    far = {p: {q: v + 0.1 for q, v in a[p].items()} for p in a}
+    noisy = {p: {q: v + (0.05, -0.05, 0.01)[q] for q, v in a[p].items()} for p in a}  # probe seeds disagree
+    d, lo, hi = paired_bootstrap(far, a)
+    assert d == pytest.approx(0.1) and lo == pytest.approx(0.1) and hi == pytest.approx(0.1)  # paired: a constant shift
+    d, lo, hi = paired_bootstrap(noisy, a)
+    assert d == pytest.approx(0.01 / 3) and lo < 0 < hi
+    # a baseline (no pretraining seed) against a pretrained row: probe seeds paired, pretraining resampled
+    base = {None: {q: 0.45 for q in range(3)}}
+    d, lo, hi = paired_bootstrap(a, base)
+    assert d == pytest.approx(np.mean([v for s in a.values() for v in s.values()]) - 0.45) and lo > 0
+    with pytest.raises(ValueError, match="no probe seed"):
+        paired_bootstrap(a, {None: {7: 0.1}})
+
+
+def test_overall_averages_columns_per_seed_pair():
+    got = overall({"x": {0: {0: 0.2, 1: 0.4}}, "y": {0: {0: 0.4, 1: 0.6, 2: 0.9}}})
+    assert got == {0: {0: pytest.approx(0.3), 1: pytest.approx(0.5)}}  # seed 2 is missing from x
