@@ -3,7 +3,9 @@
     dnachunker data ...            genome -> zarr -> WebDataset shards        (python -m data_pipeline)
     dnachunker pretrain ...        pretraining, one rank (srun / torchrun)   (python -m train.pretrain)
     dnachunker sweep ...           studies: sweeps over alpha, depth, ablations (python -m slurm.sweep)
-    dnachunker eval COMMAND ...    finetune | suite | segment | robustness | bpe (python -m evaluation)
+    dnachunker publish RUN DEST    a finished study's tables and records -> results/ (python -m slurm.publish)
+    dnachunker eval COMMAND ...    finetune | suite | segment | robustness | bpe (python -m evaluation);
+                                   suite --baseline kmer_lr|cnn: a classical baseline on a suite
     dnachunker embed ...           embeddings of sequences                    (python -m dnachunker)
     dnachunker score-variants ...  zero-shot SNV scores                       (python -m dnachunker)
     dnachunker bench NAME ...      model | scans | memory | data | integrity | threads (python -m bench.NAME)
@@ -20,6 +22,7 @@ COMMANDS = {  # name -> (module with main(argv, prog), what it does)
     "data": ("data_pipeline.__main__", "genome -> zarr -> WebDataset shards"),
     "pretrain": ("train.pretrain", "pretraining, one rank (launch with srun or torchrun for several)"),
     "sweep": ("slurm.sweep", "studies: sweeps over alpha, depth and the ablations, local or on Slurm"),
+    "publish": ("slurm.publish", "copy a finished study's tables, plots and records into results/"),
     "eval": ("evaluation.__main__", "finetune | suite | segment | robustness | bpe"),
     "embed": ("dnachunker.__main__", "embeddings of sequences from FASTA, BED or CSV"),
     "score-variants": ("dnachunker.__main__", "zero-shot SNV effect scores from a VCF"),

@@ -3,9 +3,12 @@
 results.csv / results.md  every number of every row: the point's keys, pretraining (valid MLM loss
                           and accuracy, achieved compression, tokens, throughput), downstream MCC
                           per task (mean and std over seeds), overall MCC, status
-study.md                  the paper-shaped table: rows = configurations, columns = tasks + overall
-                          MCC, "mean ± std" over seeds; and the paper's own numbers for the same
-                          rows and columns, labelled as such, where the spec gives them
+study.md                  the paper-shaped table: rows = configurations (pretraining seeds gathered,
+                          each at its largest budget, baselines included), columns = tasks + overall
+                          MCC, "mean ± std"; each pretrained row against the best baseline per column
+                          and every row against the reference row, with 95 % bootstrap intervals
+                          (slurm.compare); and the paper's own numbers, labelled as such
+scaling.md / scaling.png  with budgets: MCC against tokens seen (slurm.scaling)
 <metric>_vs_<key>.png     overall MCC, valid MLM loss and total compression against each swept key
                           (α, depth), one line per value of the other keys; a bar chart per task
                           for studies without a numeric key (the ablation)
@@ -39,20 +42,25 @@ def _pm(mean, std) -> str:
 
 
 def write_report(rows: list[dict], keys: list[str], columns: list[str], paper: dict, out: Path,
-                 title: str) -> list[Path]:
-    """rows: {point, label, <keys>, <PRETRAIN>, mcc/<column>, mcc_std/<column>, overall_mcc,
-    overall_mcc_std, status}. Returns the files written."""
-    header = ["point", "label", *keys, *PRETRAIN, *(f"mcc/{c}" for c in columns), *(f"mcc_std/{c}" for c in columns),
-              "overall_mcc", "overall_mcc_std", "status"]
+                 title: str, reference: str = "DNAChunker") -> list[Path]:
+    """rows: {point, label, kind, seed, <keys>, <PRETRAIN>, mcc/<column>, mcc_std/<column>,
+    probe/<column>, overall_mcc, overall_mcc_std, status}, one per evaluated model. Returns the
+    files written."""
+    from .compare import comparisons, final, gather, table
+    from .scaling import write_scaling
+    header = ["point", "label", "kind", "seed", *keys, *PRETRAIN, *(f"mcc/{c}" for c in columns),
+              *(f"mcc_std/{c}" for c in columns), "overall_mcc", "overall_mcc_std", "status"]
     write_csv(rows, out / "results.csv", header)
     write_text(out / "results.md", markdown_table(rows, header) + "\n")
     written = [out / "results.csv", out / "results.md"]
     if columns:
-        table = [{"configuration": r["label"], **{c: _pm(r.get(f"mcc/{c}"), r.get(f"mcc_std/{c}")) for c in columns},
-                  "overall": _pm(r.get("overall_mcc"), r.get("overall_mcc_std")),
-                  "tokens": f"{r['tokens_seen']:.3g}" if r.get("tokens_seen") else "0 (untrained)",
-                  "status": r["status"]} for r in rows]
-        text = f"# {title}\n\nMCC, mean ± std over seeds (linear probe).\n\n" + markdown_table(table) + "\n"
+        configs = gather(rows, columns)
+        last = final(configs)
+        text = (f"# {title}\n\nMCC (linear probe), mean ± std: the std is across pretraining seeds where a row has "
+                f"two or more, else across probe seeds (which leaves out what another pretraining run would "
+                f"change). Every row at its largest budget; baselines are computed by the study on the same "
+                f"subsamples, valid splits and seeds.\n\n" + table(last, columns) + "\n\n"
+                + comparisons(last, columns, reference))
         if paper:
             ref = [{"configuration": label, **{c: (f"{v[c]:.3f}" if c in v else "") for c in [*columns, "overall"]}}
                    for label, v in paper.items()]
@@ -60,8 +68,11 @@ def write_report(rows: list[dict], keys: list[str], columns: list[str], paper: d
                      "not produced here; empty cells: not available to this project):\n\n" + markdown_table(ref) + "\n")
         write_text(out / "study.md", text)
         written.append(out / "study.md")
-    written += plot(rows, keys, columns, out)
-    print(markdown_table(rows, ["label", *(f"mcc/{c}" for c in columns), "overall_mcc", "valid/mlm_loss", "status"]))
+        written += write_scaling(configs, columns, out)
+    written += plot([r for r in rows if r.get("final") and r.get("kind") != "baseline"], keys, columns, out,
+                    last if columns else [])
+    print(markdown_table(rows, ["label", "seed", "step", *(f"mcc/{c}" for c in columns), "overall_mcc",
+                                "valid/mlm_loss", "status"]))
     return written
 
 
@@ -71,7 +82,10 @@ def _x(v) -> list:
     return v if isinstance(v, list) else [v]
 
 
-def plot(rows: list[dict], keys: list[str], columns: list[str], out: Path) -> list[Path]:
+def plot(rows: list[dict], keys: list[str], columns: list[str], out: Path, configs: list) -> list[Path]:
+    """rows: the pretrained rows at their final budget (seeds averaged in the line plots); configs:
+    the study's configurations (slurm.compare), baselines included, for the ablation's bars."""
+    from evaluation.stats import mean_std
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -91,9 +105,11 @@ def plot(rows: list[dict], keys: list[str], columns: list[str], out: Path) -> li
         xs = sorted({json.dumps(_x(r[key])) for r in ok}, key=json.loads)  # [0.3, 0.5] < [0.5, 0.5] < [0.7, 0.5]
         for ax, (metric, name) in zip(axes[0], metrics):
             for series in sorted({tuple(str(r.get(k, "")) for k in others) for r in ok}):
-                pts = sorted((xs.index(json.dumps(_x(r[key]))), r[metric]) for r in ok
-                             if key in r and r.get(metric) is not None
-                             and tuple(str(r.get(k, "")) for k in others) == series)
+                at: dict[int, list] = {}  # x -> the values of its pretraining seeds
+                for r in ok:
+                    if key in r and r.get(metric) is not None and tuple(str(r.get(k, "")) for k in others) == series:
+                        at.setdefault(xs.index(json.dumps(_x(r[key]))), []).append(r[metric])
+                pts = sorted((x, sum(v) / len(v)) for x, v in at.items())
                 label = ", ".join(f"{k.split('.')[-1]}={v}" for k, v in zip(others, series)) or None
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=label)
             ax.set_xticks(range(len(xs)), [", ".join(f"{x:g}" for x in json.loads(v)) for v in xs])
@@ -107,15 +123,17 @@ def plot(rows: list[dict], keys: list[str], columns: list[str], out: Path) -> li
             fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         written.append(path)
-    if columns and not numeric:  # an ablation: one bar per configuration, per task and overall
-        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(rows) * (len(columns) + 1) / 3), 3.8))
-        width = 0.8 / max(len(rows), 1)
-        for i, r in enumerate(rows):
-            ys = [r.get(f"mcc/{c}") or 0.0 for c in columns] + [r.get("overall_mcc") or 0.0]
-            es = [r.get(f"mcc_std/{c}") or 0.0 for c in columns] + [r.get("overall_mcc_std") or 0.0]
-            ax.bar([j + i * width for j in range(len(ys))], ys, width, yerr=es, label=r["label"], capsize=2)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(columns) + 1)], [*columns, "overall"])
-        ax.set_ylabel("MCC (linear probe)")
+    if columns and not numeric and configs:  # an ablation: one bar per configuration, per task and overall
+        cols = [*columns, "overall"]
+        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(configs) * len(cols) / 3), 3.8))
+        width = 0.8 / len(configs)
+        for i, c in enumerate(configs):
+            ms = [mean_std(c.samples[col]) if c.samples.get(col) else (0.0, 0.0, "") for col in cols]
+            ax.bar([j + i * width for j in range(len(cols))], [m for m, _, _ in ms], width, yerr=[s for _, s, _ in ms],
+                   label=c.label, capsize=2, hatch="//" if c.kind == "baseline" else None,
+                   edgecolor="white" if c.kind == "baseline" else None)
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))], cols)
+        ax.set_ylabel("MCC (linear probe; baselines hatched)")
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
         path = out / "mcc_by_configuration.png"

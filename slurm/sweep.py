@@ -9,15 +9,21 @@ pretraining override (`model.target_ratio`, `model.main_layers`, `optim.lr`, ...
 `label`, the row's name in the tables. Each point trains in <out_dir>/<point>/ (an MLflow child
 run under one parent run), is exported, and, when the sweep names an `evaluation` suite, is probed
 into <out_dir>/<point>/eval/. With `control: true` the untrained base model (same seed) is exported
-and probed as a row of its own. A point whose tokenization is fitted (bpe) fits it at its start on
-its own training shards (train.pretrain), and exports it with its weights.
+and probed as a row of its own, and each of `baselines` (evaluation.baselines: k-mer logistic
+regression, the Genomic Benchmarks CNN) is scored on the same suite as a row. `seeds` trains every
+point once per pretraining seed (`seed` and `data.seed`); a point's own `seed` key replaces them.
+`budgets` (steps) exports every point at each (export_steps; the largest is max_steps, and all
+follow its learning-rate schedule) and probes each export: a token-scaling study. A point whose
+tokenization is fitted (bpe) fits it at its start on its own training shards (train.pretrain), and
+exports it with its weights.
 
 `cluster=local` runs points as local processes, `parallel` at a time (default: one per GPU, one
 on a CPU machine), each with its share of the cores; an evaluation starts when its pretraining
 has finished. `cluster=slurm` submits the pretraining as one job array (`parallel` = the array's
 limit) and each evaluation as a job that depends on its element (afterok). Re-running the same
 command skips finished pretraining and finished evaluations and resumes unfinished ones. When all
-is done: results.csv / results.md / study.md and plots in <out_dir>, attached to the parent run.
+is done: results.csv / results.md / study.md (slurm.report, slurm.compare), scaling.md with
+budgets (slurm.scaling) and plots in <out_dir>, attached to the parent run.
 A failed point is a row with its status, never the end of the sweep.
 """
 from __future__ import annotations
@@ -64,6 +70,10 @@ class SweepConfig:
     tracking_uri: str | None = None                      # default sqlite:///<out_dir>/mlflow.db
     evaluation: str | None = None                        # an evaluation suite (configs/eval/*.yaml)
     control: bool = True                                 # with an evaluation: probe the untrained model too
+    baselines: list[str] = field(default_factory=lambda: ["kmer_lr", "cnn"])  # with an evaluation: their rows
+    seeds: list[int] = field(default_factory=lambda: [0])  # pretraining seeds of every point (and control)
+    budgets: list[int] = field(default_factory=list)     # steps at which each point is exported and probed
+    reference: str = "DNAChunker"                        # the row every other row is compared with
     paper: dict = field(default_factory=dict)            # reference numbers: {row label: {column: value}}
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
@@ -71,6 +81,13 @@ class SweepConfig:
         problems = out_of_range(self, {"parallel": ">=1", "slurm.time_min": ">=1", "slurm.eval_time_min": ">=1",
                                        "slurm.nodes": ">=1", "slurm.tasks_per_node": ">=1", "slurm.gpus_per_node": ">=0",
                                        "slurm.cpus_per_task": ">=1", "slurm.mem_gb": ">=1"})
+        from evaluation.baselines import BASELINES
+        problems += [("baselines", f"unknown baseline {b!r} (known: {', '.join(BASELINES)})")
+                     for b in self.baselines if b not in BASELINES]
+        if not self.seeds:
+            problems.append(("seeds", "needs at least one pretraining seed"))
+        if any(not isinstance(b, int) or b < 1 for b in self.budgets):
+            problems.append(("budgets", f"must be steps >= 1, got {self.budgets}"))
         if self.cluster not in ("local", "slurm"):
             problems.append(("cluster", f"must be local or slurm, got {self.cluster!r}"))
         if problems:
@@ -81,16 +98,31 @@ class SweepConfig:
 @dataclass
 class Point:
     name: str
-    label: str
+    label: str                       # the row it adds to (its pretraining seeds are replicates)
     keys: dict
     out: Path
     argv: list[str]                  # train.pretrain arguments
-    cfg: object                      # its resolved TrainConfig
-    pretrain: bool = True            # False for the control row (exported at its initialisation)
+    cfg: object                      # its resolved TrainConfig (None for a baseline)
+    kind: str = "pretrain"           # pretrain | control (exported at its initialisation) | baseline
+    seed: int | None = None          # pretraining seed (None: a baseline, which is not pretrained)
+    baseline: str | None = None      # evaluation.baselines name, for kind=baseline
+
+    @property
+    def pretrain(self) -> bool:
+        return self.kind == "pretrain"
 
     @property
     def export(self) -> Path:
         return self.out / "export"
+
+    def evals(self) -> list[tuple[str, Path, Path | None]]:
+        """(model argument, eval directory, export directory) of every evaluation: the intermediate
+        exports (export_steps), then the final one; a baseline has no export."""
+        if self.kind == "baseline":
+            return [(f"--baseline={self.baseline}", self.out / "eval", None)]
+        steps = [(self.out / "exports" / f"step{s:06d}", self.out / "eval" / f"step{s:06d}")
+                 for s in self.cfg.export_steps] if self.pretrain else []
+        return [(f"--model={m}", e, m) for m, e in [*steps, (self.export, self.out / "eval")]]
 
     def finished(self) -> bool:
         summary = self.out / "summary.json"
@@ -120,7 +152,9 @@ def point_overrides(point: dict) -> list[str]:
 
 
 def _points(cfg: SweepConfig, out: Path, uri: str, experiment: str, parent: str) -> list[Point]:
-    """Every point resolved (a bad key fails here, before anything is submitted)."""
+    """Every point resolved (a bad key fails here, before anything is submitted): each pretraining
+    point once per pretraining seed (a point's own `seed` key replaces the sweep's `seeds`), the
+    control once per seed, and each baseline once."""
     from train.config import load_config
     base = [str(Path(cfg.config).resolve())]
     made = []
@@ -130,16 +164,32 @@ def _points(cfg: SweepConfig, out: Path, uri: str, experiment: str, parent: str)
     for i, spec in specs:
         label = spec.pop("label", None)
         control = label == "random init (control)" and not spec
-        name = "control" if control else point_name(i, spec)
-        run_dir = out / name
-        argv = ["--config", *base, *cfg.overrides, *point_overrides(spec), f"out_dir={run_dir}",
-                f"tracking.tracking_uri={uri}", f"tracking.experiment={experiment}",
-                f"tracking.parent_run_id={parent}", f"tracking.run_name={name}"]
-        try:
-            resolved = load_config(argv[1], argv[2:])
-        except ConfigError as e:
-            raise ValueError(f"point {name}: {e}") from None
-        made.append(Point(name, label or name, spec, run_dir, argv, resolved, pretrain=not control))
+        seeds = [spec.pop("seed")] if "seed" in spec else cfg.seeds
+        stem = "control" if control else point_name(i, spec)
+        for seed in seeds:
+            name = stem + (f"__seed-{seed}" if seeds != [0] else "")
+            run_dir = out / name
+            # with budgets: every point on the schedule of the longest, stopped at its own max_steps
+            budget = ([f"max_steps={max(cfg.budgets)}"] * ("max_steps" not in spec)
+                      + [f"optim.decay_steps={max(cfg.budgets)}"] * ("optim.decay_steps" not in spec)
+                      if cfg.budgets else [])
+            argv = ["--config", *base, *cfg.overrides, *budget, *point_overrides(spec), f"seed={seed}",
+                    f"data.seed={seed}", f"out_dir={run_dir}", f"tracking.tracking_uri={uri}",
+                    f"tracking.experiment={experiment}", f"tracking.parent_run_id={parent}",
+                    f"tracking.run_name={name}"]
+            try:
+                resolved = load_config(argv[1], argv[2:])
+                if cfg.budgets and not control:
+                    argv.append(f"export_steps={json.dumps([b for b in sorted(cfg.budgets) if b < resolved.max_steps])}")
+                    resolved = load_config(argv[1], argv[2:])
+            except ConfigError as e:
+                raise ValueError(f"point {name}: {e}") from None
+            made.append(Point(name, label or stem, spec, run_dir, argv, resolved,
+                              kind="control" if control else "pretrain", seed=seed))
+    if cfg.evaluation:
+        from evaluation.baselines import BASELINES
+        made += [Point(b, BASELINES[b].label, {}, out / b, [], None, kind="baseline", baseline=b)
+                 for b in cfg.baselines]
     return made
 
 
@@ -161,8 +211,11 @@ def _export_control(point: Point, uri: str, experiment: str, parent: str) -> Non
     write_text(point.out / "summary.json", json.dumps({"step": 0, "tokens_seen": 0, "mlflow_run_id": run.info.run_id}))
 
 
-def _eval_argv(point: Point, cfg: SweepConfig) -> list[str]:
-    return ["--model", str(point.export), "--suite", str(Path(cfg.evaluation).resolve()), "--out", str(point.out / "eval")]
+def _eval_jobs(point: Point, cfg: SweepConfig) -> list[tuple[str, list[str]]]:
+    """(job kind, `evaluation suite` arguments) for each of the point's evaluations."""
+    suite = str(Path(cfg.evaluation).resolve())
+    return [(kind, [model, "--suite", suite, "--out", str(d)])
+            for kind, (model, d, _) in zip(_eval_kinds(point), point.evals())]
 
 
 def _step(point: Point) -> str:
@@ -188,11 +241,11 @@ def _run_local(cfg: SweepConfig, points: list[Point], out: Path) -> dict[str, di
             jobs.append(local.LocalJob(f"{p.name}/pretrain", [sys.executable, "-m", "train.pretrain", *p.argv,
                                        f"data.num_workers={max(workers, 0)}"], p.out / "pretrain.log", env=env))
             names["pretrain"] = jobs[-1]
-        if cfg.evaluation:
-            jobs.append(local.LocalJob(f"{p.name}/eval", [sys.executable, "-m", "evaluation", "suite",
-                                       *_eval_argv(p, cfg)], p.out / "eval.log",
+        for kind, argv in _eval_jobs(p, cfg) if cfg.evaluation else []:
+            jobs.append(local.LocalJob(f"{p.name}/{kind}", [sys.executable, "-m", "evaluation", "suite", *argv],
+                                       p.out / f"{kind.replace(' ', '_')}.log",
                                        after=names["pretrain"].name if "pretrain" in names else None, env=env))
-            names["eval"] = jobs[-1]
+            names[kind] = jobs[-1]
         by_point[p.name] = names
     points_by_job = {j.name: p for p in points for j in by_point[p.name].values()}
     print(f"[sweep] {cfg.name}: {len(jobs)} local jobs, {parallel} at a time, {share} thread(s) each", file=sys.stderr)
@@ -246,7 +299,8 @@ def _run_slurm(cfg: SweepConfig, points: list[Point], out: Path) -> dict[str, di
             ex.update_parameters(time=s.eval_time_min, nodes=1, ntasks_per_node=1, job_name=f"dnachunker-{cfg.name}-eval",
                                  **({"gpus_per_node": 1} if s.gpus_per_node else {}),
                                  **{**common, "additional_parameters": extra})
-            jobs[(p.name, "eval")] = ex.submit(EvalJob(), _eval_argv(p, cfg))
+            for kind, argv in _eval_jobs(p, cfg):
+                jobs[(p.name, kind)] = ex.submit(EvalJob(), argv)
     print(f"[sweep] {cfg.name}: submitted " + ", ".join(f"{n}/{k} {j.job_id}" for (n, k), j in jobs.items()),
           file=sys.stderr)
     by_name = {p.name: p for p in points}
@@ -268,25 +322,37 @@ def _run_slurm(cfg: SweepConfig, points: list[Point], out: Path) -> dict[str, di
     return statuses
 
 
-def _row(p: Point, status: dict, columns: list[str]) -> dict:
-    row = {"point": p.name, "label": p.label, **{k: json.dumps(v) for k, v in p.keys.items()}}
-    summary = p.out / "summary.json"
-    if summary.is_file():
-        row.update({k: v for k, v in json.loads(summary.read_text()).items() if k in PRETRAIN or k == "mlflow_run_id"})
-    task_rows = {}
-    for c in columns:
-        path = p.out / "eval" / f"{c}.json"
-        if path.is_file():
-            result = json.loads(path.read_text())
-            row[f"mcc/{c}"], row[f"mcc_std/{c}"] = result["summary"]["mcc"], result["summary"]["mcc_std"]
-            task_rows[c] = result["rows"]
-    if len(task_rows) == len(columns) and (o := overall(task_rows)):
-        row["overall_mcc"], row["overall_mcc_std"] = o
-    problems = [f"{k} {v}" for k, v in status.items() if v != "ok"]
-    if p.pretrain and not summary.is_file() and "pretrain" not in status:
-        problems.append("pretrain missing")
-    row["status"] = "; ".join(problems) or "ok"
-    return row
+def _rows(p: Point, status: dict, columns: list[str]) -> list[dict]:
+    """One row per evaluated model of the point (each budget), or one for the point without an
+    evaluation. `probe/<column>` holds {probe seed: MCC} for the study's statistics."""
+    rows = []
+    evals = list(zip(_eval_kinds(p), p.evals())) if columns else [("eval", p.evals()[-1])]
+    for kind, (_, eval_dir, export) in evals:
+        row = {"point": p.name, "label": p.label, "kind": p.kind, "seed": p.seed, "final": eval_dir == p.out / "eval",
+               **{k: json.dumps(v) for k, v in p.keys.items()}}
+        summary = (export.parent if export == p.export else export) / "summary.json" if export else None
+        if summary and summary.is_file():
+            row.update({k: v for k, v in json.loads(summary.read_text()).items() if k in PRETRAIN or k == "mlflow_run_id"})
+        task_rows = {}
+        for c in columns:
+            path = eval_dir / f"{c}.json"
+            if path.is_file():
+                result = json.loads(path.read_text())
+                row[f"mcc/{c}"], row[f"mcc_std/{c}"] = result["summary"]["mcc"], result["summary"]["mcc_std"]
+                row[f"probe/{c}"] = {r["seed"]: r["mcc"] for r in result["rows"]}
+                task_rows[c] = result["rows"]
+        if len(task_rows) == len(columns) and (o := overall(task_rows)):
+            row["overall_mcc"], row["overall_mcc_std"] = o
+        problems = [f"{k} {v}" for k, v in status.items() if v != "ok" and k in ("pretrain", kind)]
+        if p.pretrain and not (p.out / "summary.json").is_file() and "pretrain" not in status:
+            problems.append("pretrain missing")
+        row["status"] = "; ".join(problems) or "ok"
+        rows.append(row)
+    return rows
+
+
+def _eval_kinds(p: Point) -> list[str]:
+    return ["eval" + (f" {d.name}" if d.parent != p.out else "") for _, d, _ in p.evals()]
 
 
 def _parent_run(cfg: SweepConfig, out: Path, uri: str, experiment: str) -> str:
@@ -317,15 +383,16 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
     parent = _parent_run(cfg, out, uri, experiment)
     points = _points(cfg, out, uri, experiment, parent)
     for p in points:
-        if not p.pretrain:
+        if p.kind == "control":
             _export_control(p, uri, experiment, parent)
     done = [p.name for p in points if p.pretrain and p.finished()]
     if done:
         print(f"[sweep] pretraining already finished, not run again: {', '.join(done)}", file=sys.stderr)
     statuses = (_run_local if cfg.cluster == "local" else _run_slurm)(cfg, points, out)
-    rows = [_row(p, statuses.get(p.name, {}), columns) for p in points]
+    rows = [r for p in points for r in _rows(p, statuses.get(p.name, {}), columns)]
     keys = list(dict.fromkeys(k for p in points for k in p.keys))
-    files = write_report(rows, keys, columns, cfg.paper, out, f"{cfg.name}: {len(points)} rows")
+    files = write_report(rows, keys, columns, cfg.paper, out, f"{cfg.name}: {len(rows)} evaluated models",
+                         cfg.reference)
     _track(uri, parent, rows, columns, files)
     print(f"[sweep] {cfg.name}: results in {out} ({', '.join(f.name for f in files)})", file=sys.stderr)
     return rows
@@ -343,7 +410,7 @@ def _track(uri: str, parent: str, rows: list[dict], columns: list[str], files: l
             continue
         for k, v in metrics.items():
             if r.get("mlflow_run_id"):
-                client.log_metric(r["mlflow_run_id"], k, v)
+                client.log_metric(r["mlflow_run_id"], k, v, step=r.get("step") or 0)
     for f in files:
         client.log_artifact(parent, str(f))
     client.set_terminated(parent, "FINISHED" if all(r["status"] == "ok" for r in rows) else "FAILED")

@@ -59,7 +59,9 @@ def test_errors_name_the_file_or_override(tmp_path, monkeypatch):
     ("data.num_workers=-1", "data.num_workers: must be >= 0"),
     ("optim.betas=[0.9,1.2]", r"optim.betas: must be in \[0,1\)"),
     ("model.mamba.d_conv=7", r"model.mamba.d_conv: must be in \[2,4\]"),
-    ("model.tokenization=kmer model.tokenization_args.k=0", "tokenization_args.k for 'kmer' must be >= 1")])
+    ("model.tokenization=kmer model.tokenization_args.k=0", "tokenization_args.k for 'kmer' must be >= 1"),
+    ("optim.decay_steps=0", "optim.decay_steps: must be >= 1"),
+    ("max_steps=100 export_steps=[50,100]", r"export_steps: every step must be in \[1, max_steps=100\)")])
 def test_every_key_is_range_checked_naming_the_override(monkeypatch, override, message):
     monkeypatch.chdir(ROOT)
     with pytest.raises(ConfigError, match=f"override {re.escape(repr(override.split()[-1]))}: invalid pretraining "
@@ -89,3 +91,19 @@ def test_a_grid_override_replaces_the_sweep_files_grid(monkeypatch):
     assert set(load_sweep(spec, []).grid) == {"model.target_ratio", "model.main_layers"}
     cfg = load_sweep(spec, ["grid={model.target_ratio: [[0.5, 0.5]]}", "slurm.time_min=5"])
     assert cfg.grid == {"model.target_ratio": [[0.5, 0.5]]} and cfg.slurm.time_min == 5
+
+
+def test_the_scaling_sweep_resolves_budgets_seeds_and_one_schedule(monkeypatch, tmp_path):
+    """Every point stops at its own max_steps on the longest budget's schedule; the seed-1 points
+    at the smallest budget are the first part of the same run; baselines are rows."""
+    from slurm.sweep import _points
+    monkeypatch.chdir(ROOT)
+    points = _points(load_sweep(ROOT / "configs/sweep/scaling.yaml", []), tmp_path, "sqlite:///x", "e", "parent")
+    got = {p.name: (p.label, p.kind, p.seed, p.cfg and (p.cfg.max_steps, p.cfg.export_steps, p.cfg.optim.decay_steps))
+           for p in points}
+    assert got["p00_base"] == ("DNAChunker", "pretrain", 0, (500, [60, 180], 500))
+    assert got["p03_max_steps-60__seed-1"] == ("DNAChunker", "pretrain", 1, (60, [], 500))
+    assert [(p.cfg.seed, p.cfg.data.seed) for p in points if p.name == "p03_max_steps-60__seed-1"] == [(1, 1)]
+    assert got["kmer_lr"] == ("k-mer LR (baseline)", "baseline", None, None) and "cnn" in got and "control" in got
+    assert [str(d.relative_to(tmp_path)) for _, d, _ in points[0].evals()] == [
+        "p00_base/eval/step000060", "p00_base/eval/step000180", "p00_base/eval"]

@@ -195,15 +195,15 @@ def test_slurm_study_runs_evaluations_as_jobs_that_depend_on_pretraining(tmp_pat
     out = tmp_path / "sweep"
     rc = sweep(sweep_args(out, train_shards, "name=slurm", "cluster=slurm", f"evaluation={tiny_suite(tmp_path)}",
                           "grid={model.target_ratio: [[0.5, 0.5]]}", "slurm.time_min=15", "slurm.eval_time_min=15",
-                          "slurm.cpus_per_task=1"))
+                          "slurm.cpus_per_task=1", "baselines=[kmer_lr]"))
     assert rc == 0
     rows = list(csv.DictReader(open(out / "results.csv")))
-    assert [r["label"] for r in rows] == ["p00_target_ratio-0.5_0.5", "random init (control)"]
+    assert [r["label"] for r in rows] == ["p00_target_ratio-0.5_0.5", "random init (control)", "k-mer LR (baseline)"]
     assert all(r["status"] == "ok" and float(r["overall_mcc"]) > -1 for r in rows)
     scripts = {p.name.split("_")[0]: p.read_text() for p in (out / "submitit").glob("*_submission.sh")}
     evals = {job: text for job, text in scripts.items() if "dnachunker-slurm-eval" in text}
     dependent = {job: text.split("--dependency=afterok:")[1].split()[0] for job, text in evals.items()
                  if "--dependency=afterok:" in text}
-    assert len(evals) == 2 and len(dependent) == 1  # the control's evaluation depends on nothing
+    assert len(evals) == 3 and len(dependent) == 1  # the control's and the baseline's depend on nothing
     (eval_job, pretrain_job), = dependent.items()
     assert _sacct(eval_job, "Start") >= _sacct(pretrain_job, "End")  # ISO times compare as strings

@@ -45,15 +45,17 @@ def test_study_end_to_end_with_control_row_failure_row_and_resume_after_a_kill(t
     assert (first / "eval" / "histone.json").stat().st_mtime_ns == kept  # nor its finished task
     assert "pretraining already finished, not run again: p00_ratio_loss-False" in r.stderr
     rows = {row["label"]: row for row in csv.DictReader(open(out / "results.csv"))}
-    assert list(rows) == ["w/o ratio loss", "DNAChunker", "broken", "random init (control)"]
-    for label in ("w/o ratio loss", "DNAChunker", "random init (control)"):
+    assert list(rows) == ["w/o ratio loss", "DNAChunker", "broken", "random init (control)", "k-mer LR (baseline)",
+                          "CNN (baseline)"]
+    for label in ("w/o ratio loss", "DNAChunker", "random init (control)", "k-mer LR (baseline)", "CNN (baseline)"):
         row = rows[label]
         assert row["status"] == "ok" and -1 <= float(row["overall_mcc"]) <= 1
         assert all(row[f"mcc/{c}"] for c in ("histone", "enhancers"))
     assert rows["random init (control)"]["tokens_seen"] == "0" and float(rows["DNAChunker"]["tokens_seen"]) > 0
     assert "pretrain failed (exit 2" in rows["broken"]["status"] and "eval skipped" in rows["broken"]["status"]
     study = (out / "study.md").read_text()
-    assert "| configuration | histone | enhancers | overall | tokens | status |" in study
+    assert "| configuration | histone | enhancers | overall | pretraining seeds | tokens | status |" in study
+    assert "| k-mer LR (baseline) |" in study and "Against the best baseline of each column" in study
     assert "| random init (control) |" in study and " ± " in study
     assert "The paper's numbers" in study and "| DNAChunker |  |  | 0.390 |" in study
     assert (out / "mcc_by_configuration.png").stat().st_size > 1000
@@ -70,3 +72,57 @@ def test_study_end_to_end_with_control_row_failure_row_and_resume_after_a_kill(t
     parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
     assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"study.md", "results.csv"}
     assert sum("eval/overall_mcc" in r.data.metrics for r in runs) == 3
+
+
+def test_scaling_study_two_seeds_baseline_rows_and_a_rerun_that_redoes_nothing(tmp_path, train_shards):
+    """Budgets: each point exported and probed at steps 2 and 4; two pretraining seeds; the k-mer
+    baseline as a row; the across-seed table, comparisons and scaling curve; then the same command
+    again runs no job that had finished."""
+    from evaluation.stats import mean_std
+    out = tmp_path / "scaling"
+    train = tiny_run(out / "unused", train_shards)[1:] + [f"model={ROOT / 'configs/model/tiny.yaml'}",
+                                                          "checkpoint.every=100", "val_every=0"]
+    args = [sys.executable, "-m", "slurm.sweep", "--sweep", "configs/sweep/ablation.yaml", f"out_dir={out}",
+            f"evaluation={tiny_suite(tmp_path)}", "name=tiny_scaling", f"overrides={json.dumps(train)}",
+            "points=[{label: DNAChunker}]", "seeds=[0,1]", "budgets=[2,4]", "baselines=[kmer_lr]", "control=false"]
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    points = [out / f"p00_base__seed-{s}" for s in (0, 1)]
+    for p in points:  # the intermediate export carries its own tokens and validation
+        step2 = json.loads((p / "exports" / "step000002" / "summary.json").read_text())
+        assert step2["step"] == 2 and step2["tokens_seen"] == json.loads((p / "summary.json").read_text())["tokens_seen"] / 2
+        assert (p / "eval" / "step000002" / "histone.json").is_file() and (p / "eval" / "histone.json").is_file()
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    assert [(r["label"], r["seed"], r["step"]) for r in rows] == [
+        ("DNAChunker", "0", "2"), ("DNAChunker", "0", "4"), ("DNAChunker", "1", "2"), ("DNAChunker", "1", "4"),
+        ("k-mer LR (baseline)", "", "")]
+    # the study's table: DNAChunker at 4 steps, its std across the two pretraining seeds
+    per_seed = {s: {e["seed"]: e["mcc"] for e in json.loads((p / "eval" / "histone.json").read_text())["rows"]}
+                for s, p in enumerate(points)}
+    mean, std, kind = mean_std(per_seed)
+    assert kind == "pretraining seeds" and std != mean_std({0: per_seed[0]})[1]
+    study = (out / "study.md").read_text()
+    line = next(x for x in study.splitlines() if x.startswith("| DNAChunker |"))
+    assert line.startswith(f"| DNAChunker | {mean:.3f} ± {std:.3f} |") and "| 2 |" in line
+    assert "| k-mer LR (baseline) |" in study and "| – (no pretraining) |" in study
+    assert "Against the best baseline of each column" in study and "paired hierarchical bootstrap" in study
+    scaling = (out / "scaling.md").read_text()
+    assert scaling.count("| DNAChunker |") >= 3  # two budgets, and the extrapolation row
+    assert (out / "scaling.png").stat().st_size > 5000
+    evaluated = lambda: {f: f.stat().st_mtime_ns for f in out.rglob("*.json")  # noqa: E731
+                         if "eval" in f.relative_to(out).parts}
+    kept = evaluated()
+    assert len(kept) == 2 * 2 * 2 + 2  # points x budgets x columns, and the baseline's columns
+
+    r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert not [j for j in json.loads((out / "jobs.json").read_text()) if j["name"].endswith("/pretrain")]
+    assert evaluated() == kept
+    # publishing: what describes the study, no weights
+    from slurm.publish import publish
+    published = {str(f.relative_to(tmp_path / "pub")) for f in publish(out, tmp_path / "pub")}
+    assert {"study.md", "scaling.md", "scaling.png", "results.csv", "sweep.yaml", "jobs.json",
+            "points/p00_base__seed-1/exports/step000002/summary.json",
+            "points/kmer_lr/eval/histone.json", "points/p00_base__seed-0/eval/step000002/enhancers.json"} <= published
+    assert not [f for f in published if f.endswith((".safetensors", ".pt", ".db"))]

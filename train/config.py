@@ -29,6 +29,8 @@ class DataConfig:
 class OptimConfig:
     lr: float = 8e-4
     min_lr_ratio: float = 0.1        # cosine decays to lr * min_lr_ratio
+    decay_steps: int | None = None   # steps the cosine spans (default max_steps): a run stopped before
+                                     # them follows a longer run's schedule (the budgets of a scaling study)
     warmup_steps: int = 1000
     betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
     eps: float = 1e-8
@@ -74,6 +76,9 @@ class TrainConfig:
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     max_steps: int = 10000
+    # steps (< max_steps) at which the weights are also exported, to <out_dir>/exports/step<N>/ with
+    # a summary.json (tokens seen, validation): the checkpoints of a token-scaling study
+    export_steps: list[int] = field(default_factory=list)
     grad_accum: int = 1              # micro-batches per optimizer step (derived when global_batch_size is set)
     global_batch_size: int | None = None  # windows per optimizer step, fixed whatever the number of ranks
     zero_stage: int = 2
@@ -88,11 +93,14 @@ class TrainConfig:
         problems = out_of_range(self, {
             "data.micro_batch_size": ">=1", "data.num_workers": ">=0", "data.mask_prob": "(0,1)",
             "data.repeat_weight": ">=0", "optim.lr": ">0", "optim.min_lr_ratio": "[0,1]", "optim.warmup_steps": ">=0",
+            "optim.decay_steps": ">=1",
             "optim.betas": "[0,1)", "optim.eps": ">0", "optim.weight_decay": ">=0", "optim.grad_clip": ">=0",
             "checkpoint.every": ">=1", "checkpoint.keep": ">=1", "tracking.log_every": ">=1",
             "tracking.retries": ">=1", "tracking.retry_backoff_s": ">=0", "max_steps": ">=1", "grad_accum": ">=1",
             "global_batch_size": ">=1", "zero_stage": "[1,3]", "val_every": ">=0", "val_batches": ">=1",
             "max_nonfinite": ">=1", "max_stops_without_progress": ">=1"})
+        if any(not 1 <= s < self.max_steps for s in self.export_steps):
+            problems.append(("export_steps", f"every step must be in [1, max_steps={self.max_steps}), got {self.export_steps}"))
         if len(self.optim.betas) != 2:
             problems.append(("optim.betas", f"needs two values, got {self.optim.betas}"))
         if self.precision not in ("bf16", "fp32"):

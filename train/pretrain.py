@@ -56,7 +56,7 @@ def lr_lambda(cfg: TrainConfig):
     def f(step: int) -> float:
         if step < o.warmup_steps:
             return (step + 1) / o.warmup_steps
-        progress = min(1.0, (step - o.warmup_steps) / max(1, cfg.max_steps - o.warmup_steps))
+        progress = min(1.0, (step - o.warmup_steps) / max(1, (o.decay_steps or cfg.max_steps) - o.warmup_steps))
         return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
     return f
 
@@ -390,28 +390,47 @@ class Trainer:
                                "train/nonfinite_steps": c["nonfinite_total"]})
                 self.tracker.log(logged, self.step)
                 self.bar.set_postfix(loss=f"{logged['train/loss']:.3f}", bp_s=f"{logged['train/bp_per_s']:.3g}")
-            if cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.max_steps:
+            if self.step in cfg.export_steps and self.step < cfg.max_steps:
+                self.export_step()
+            elif cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.max_steps:
                 self.tracker.log(validate(self.engine, self.val_loader, cfg.val_batches, d), self.step)
-            if self.step % cfg.checkpoint.every == 0 and self.step < cfg.max_steps:
+            if self.step % cfg.checkpoint.every == 0 and self.step < cfg.max_steps and self.last_saved != self.step:
                 self.save()
         final = self.save() if self.last_saved != self.step else checkpoint.step_dir(self.ckpt_root, self.step)
         self.bar.close()
         valid = validate(self.engine, self.val_loader, cfg.val_batches, d)
         self.tracker.log(valid, self.step)
         if d.main:
-            summary = {"step": self.step, **valid, **run_avg.pop(), "tokens_seen": c["tokens_seen"],
-                       "nonfinite_steps": c["nonfinite_total"], "mlflow_run_id": self.tracker.run_id,
+            summary = {**self._export(final, self.out / "export", valid, run_avg.pop()),
                        "torch_threads": torch.get_num_threads(), "data_workers": cfg.data.num_workers}
-            manifest = self.train_loader.split.manifest
-            card = {**summary, "source": manifest["source"], "window_length": manifest["window_length"],
-                    "splits": {k: v["samples"] for k, v in manifest["splits"].items()},
-                    "repeat_weight": cfg.data.repeat_weight}
-            path = export(cfg, final, self.out / "export", card)
             write_text(self.out / "summary.json", json.dumps(summary, indent=1))
-            print(f"finished {self.step} steps; weights exported to {path}", file=sys.stderr)
+            print(f"finished {self.step} steps; weights exported to {self.out / 'export'}", file=sys.stderr)
             (self.out / RESTARTS).unlink(missing_ok=True)
         self.tracker.finish("FINISHED")
         return 0
+
+    def _export(self, ckpt: Path, dest: Path, valid: dict, extra: dict | None = None) -> dict:
+        """Rank 0: the checkpoint's weights -> `dest` with a model card; -> the summary it records."""
+        c, manifest = self.counters, self.train_loader.split.manifest
+        summary = {"step": self.step, **valid, **(extra or {}), "tokens_seen": c["tokens_seen"],
+                   "nonfinite_steps": c["nonfinite_total"], "mlflow_run_id": self.tracker.run_id}
+        card = {**summary, "source": manifest["source"], "window_length": manifest["window_length"],
+                "splits": {k: v["samples"] for k, v in manifest["splits"].items()},
+                "repeat_weight": self.cfg.data.repeat_weight}
+        export(self.cfg, ckpt, dest, card)
+        return summary
+
+    def export_step(self) -> None:
+        """An intermediate export (export_steps): checkpoint, validate, <out_dir>/exports/step<N>/
+        with its summary.json; kept from an earlier start of the run (a resume does not redo it)."""
+        dest = self.out / "exports" / f"step{self.step:06d}"
+        if distributed.broadcast((dest / "summary.json").is_file()):  # rank 0's file system decides
+            return
+        ckpt = self.save() if self.last_saved != self.step else checkpoint.step_dir(self.ckpt_root, self.step)
+        valid = validate(self.engine, self.val_loader, self.cfg.val_batches, self.d)
+        self.tracker.log(valid, self.step)
+        if self.d.main:
+            write_text(dest / "summary.json", json.dumps(self._export(ckpt, dest, valid), indent=1))
 
     def stop(self, stop: StopFlag) -> int:
         """On a stop signal: make sure the newest step is checkpointed (skipping a save of a step
