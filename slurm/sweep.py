@@ -229,12 +229,13 @@ def _step(point: Point) -> str:
 
 
 def _run_local(cfg: SweepConfig, points: list[Point], out: Path) -> dict[str, dict[str, str]]:
-    """-> {point: {"pretrain": status, "eval": status}}; records every job in jobs.json."""
+    """-> {point: {"pretrain": status, "eval": status}}; records every job in jobs.json. Rows
+    without pretraining (baselines, control) go first: minutes each, and a partial study shows them."""
     parallel = cfg.parallel or local.default_parallel()
     env = local.thread_env(parallel)
     share = int(env["OMP_NUM_THREADS"])
     jobs, by_point = [], {}
-    for p in points:
+    for p in sorted(points, key=lambda p: p.pretrain):
         names = {}
         if p.pretrain and not p.finished():
             workers = min(p.cfg.data.num_workers, share - 1)  # the rest of the share feeds the model
