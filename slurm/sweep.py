@@ -3,6 +3,7 @@ gathered into tables and plots.
 
     python -m slurm.sweep --sweep configs/sweep/ablation.yaml [key=value ...]
     python -m slurm.sweep --sweep configs/sweep/alpha_depth.yaml cluster=slurm slurm.gpus_per_node=8
+    python -m slurm.sweep --sweep configs/sweep/scaling.yaml --report    # tables of what has finished
 
 Points are the cartesian product of `grid` plus any explicit `points`; every key is a
 pretraining override (`model.target_ratio`, `model.main_layers`, `optim.lr`, ...), except
@@ -346,7 +347,9 @@ def _rows(p: Point, status: dict, columns: list[str]) -> list[dict]:
             row["overall_mcc"], row["overall_mcc_std"] = o
         problems = [f"{k} {v}" for k, v in status.items() if v != "ok" and k in ("pretrain", kind)]
         if p.pretrain and not (p.out / "summary.json").is_file() and "pretrain" not in status:
-            problems.append("pretrain missing")
+            problems.append("pretrain not finished")
+        elif len(task_rows) < len(columns) and kind not in status:
+            problems.append(f"{kind} not finished")
         row["status"] = "; ".join(problems) or "ok"
         rows.append(row)
     return rows
@@ -371,7 +374,9 @@ def _parent_run(cfg: SweepConfig, out: Path, uri: str, experiment: str) -> str:
     return run.info.run_id
 
 
-def run_sweep(cfg: SweepConfig) -> list[dict]:
+def run_sweep(cfg: SweepConfig, report_only: bool = False) -> list[dict]:
+    """Run what is not finished, then write the tables; `report_only`: tables of what has finished
+    so far (a study still running, or stopped part-way), running nothing."""
     out = Path(cfg.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / "sweep.yaml", to_yaml(cfg))
@@ -383,18 +388,22 @@ def run_sweep(cfg: SweepConfig) -> list[dict]:
         columns = SuiteConfig.load(cfg.evaluation).columns
     parent = _parent_run(cfg, out, uri, experiment)
     points = _points(cfg, out, uri, experiment, parent)
-    for p in points:
-        if p.kind == "control":
-            _export_control(p, uri, experiment, parent)
-    done = [p.name for p in points if p.pretrain and p.finished()]
-    if done:
-        print(f"[sweep] pretraining already finished, not run again: {', '.join(done)}", file=sys.stderr)
-    statuses = (_run_local if cfg.cluster == "local" else _run_slurm)(cfg, points, out)
+    statuses = {}
+    if not report_only:
+        for p in points:
+            if p.kind == "control":
+                _export_control(p, uri, experiment, parent)
+        done = [p.name for p in points if p.pretrain and p.finished()]
+        if done:
+            print(f"[sweep] pretraining already finished, not run again: {', '.join(done)}", file=sys.stderr)
+        statuses = (_run_local if cfg.cluster == "local" else _run_slurm)(cfg, points, out)
     rows = [r for p in points for r in _rows(p, statuses.get(p.name, {}), columns)]
     keys = list(dict.fromkeys(k for p in points for k in p.keys))
-    files = write_report(rows, keys, columns, cfg.paper, out, f"{cfg.name}: {len(rows)} evaluated models",
-                         cfg.reference)
-    _track(uri, parent, rows, columns, files)
+    finished = sum(r["status"] == "ok" for r in rows)
+    title = f"{cfg.name}: {len(rows)} evaluated models" + (f" ({finished} finished so far)" if report_only else "")
+    files = write_report(rows, keys, columns, cfg.paper, out, title, cfg.reference)
+    if not report_only:
+        _track(uri, parent, rows, columns, files)
     print(f"[sweep] {cfg.name}: results in {out} ({', '.join(f.name for f in files)})", file=sys.stderr)
     return rows
 
@@ -426,11 +435,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m slurm.sweep") -> 
     from dnachunker.cli import parser as make_parser
     parser = make_parser(prog, __doc__)
     parser.add_argument("--sweep", help="sweep YAML (configs/sweep/)")
+    parser.add_argument("--report", action="store_true",
+                        help="only write the tables of what has finished so far; run nothing")
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the sweep config")
     args = parser.parse_intermixed_args(argv)
     try:
         cfg = load_sweep(args.sweep, args.overrides)
-        rows = run_sweep(cfg)
+        rows = run_sweep(cfg, report_only=args.report)
     except (ConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

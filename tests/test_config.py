@@ -107,3 +107,15 @@ def test_the_scaling_sweep_resolves_budgets_seeds_and_one_schedule(monkeypatch, 
     assert got["kmer_lr"] == ("k-mer LR (baseline)", "baseline", None, None) and "cnn" in got and "control" in got
     assert [str(d.relative_to(tmp_path)) for _, d, _ in points[0].evals()] == [
         "p00_base/eval/step000060", "p00_base/eval/step000180", "p00_base/eval"]
+
+
+def test_the_paper_scale_scaling_sweep_resolves_to_2b_tokens_per_row(monkeypatch, tmp_path):
+    from slurm.sweep import _points
+    from train.pretrain import _grad_accum
+    monkeypatch.chdir(ROOT)
+    points = _points(load_sweep(ROOT / "configs/sweep/scaling_hg38.yaml", []), tmp_path, "sqlite:///x", "e", "p")
+    runs = [p for p in points if p.kind == "pretrain"]
+    assert len(runs) == 9 and {p.seed for p in runs} == {0, 1, 2}
+    cfg = runs[0].cfg
+    tokens = cfg.data.micro_batch_size * _grad_accum(cfg, 8) * 8 * cfg.model.max_len * cfg.max_steps
+    assert cfg.export_steps == [100, 300] and 1.95e9 < tokens < 2.05e9

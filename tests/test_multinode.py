@@ -155,7 +155,7 @@ def _kill_training_on(netns: str) -> list[int]:
 def test_a_sweep_lands_on_both_nodes_with_dependent_evaluation(tmp_path, train_shards):
     out = tmp_path / "sweep"
     rc = sweep(sweep_args(out, train_shards, "name=twonodes", "cluster=slurm", f"evaluation={tiny_suite(tmp_path)}",
-                          "control=false", "grid={model.target_ratio: [[0.4, 0.5], [0.6, 0.5]]}",
+                          "control=false", "baselines=[]", "grid={model.target_ratio: [[0.4, 0.5], [0.6, 0.5]]}",
                           "slurm.time_min=15", "slurm.eval_time_min=15", "slurm.cpus_per_task=2"))  # a whole node each
     assert rc == 0
     rows = list(csv.DictReader(open(out / "results.csv")))

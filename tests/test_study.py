@@ -115,10 +115,21 @@ def test_scaling_study_two_seeds_baseline_rows_and_a_rerun_that_redoes_nothing(t
     kept = evaluated()
     assert len(kept) == 2 * 2 * 2 + 2  # points x budgets x columns, and the baseline's columns
 
+    # a study stopped part-way: one evaluation missing. --report tabulates what exists, runs nothing
+    gone = points[1] / "eval" / "step000002" / "histone.json"
+    gone.unlink()
+    jobs_written = (out / "jobs.json").stat().st_mtime_ns
+    r = subprocess.run(args + ["--report"], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 1 and (out / "jobs.json").stat().st_mtime_ns == jobs_written, r.stderr[-3000:]
+    status = {(x["point"], x["step"]): x["status"] for x in csv.DictReader(open(out / "results.csv"))}
+    assert status[(points[1].name, "2")] == "eval step000002 not finished"
+    assert "(4 finished so far)" in (out / "study.md").read_text()
+    # the same command again: only the missing evaluation runs
     r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
     assert not [j for j in json.loads((out / "jobs.json").read_text()) if j["name"].endswith("/pretrain")]
-    assert evaluated() == kept
+    now = evaluated()
+    assert now.keys() == kept.keys() and [f for f in now if now[f] != kept[f]] == [gone]
     # publishing: what describes the study, no weights
     from slurm.publish import publish
     published = {str(f.relative_to(tmp_path / "pub")) for f in publish(out, tmp_path / "pub")}
