@@ -67,7 +67,7 @@ def cmd_suite(a) -> int:
     suite = SuiteConfig.load(a.suite, a.overrides)
     results = run_suite(baseline(a.baseline) if a.baseline else a.model, suite, a.out, a.device)
     print(markdown_table([{"column": c, **r} for c, r in results.items()],
-                         ["column", "task", "mcc", "mcc_std", "accuracy", "f1", "majority_accuracy"]))
+                         ["column", "task", "metric", "mcc", "mcc_std", "accuracy", "f1", "auroc", "majority_accuracy"]))
     print(f"results: {Path(a.out).resolve()}", file=sys.stderr)
     return 0
 

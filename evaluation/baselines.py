@@ -8,11 +8,12 @@ uses it.
 
   kmer_lr  logistic regression on k-mer frequencies, k = 1..6 (5460 features: counts of each k-mer
            over the sequence divided by the number of k-mers of that k; N and other codes break
-           k-mers), standardised on the train split; C from `Cs`, chosen by valid MCC (scikit-learn)
+           k-mers), standardised on the train split; C from `Cs`, chosen by the task's metric on
+           valid (scikit-learn)
   cnn      the Genomic Benchmarks baseline CNN (ML-Bioinfo-CEITEC/genomic_benchmarks, models/torch.py):
            embedding 100 -> 3 x [Conv1d k=8 (16, 8, 4 channels), BatchNorm, ReLU, MaxPool 2] ->
-           Linear 512 -> Linear to the classes; Adam lr 1e-3, batch 64, the epoch with the best valid
-           MCC of `epochs`. Theirs is binary only (one sigmoid output); ours has one logit per class
+           Linear 512 -> Linear to the classes; Adam lr 1e-3, batch 64, the epoch of `epochs` best
+           on valid by the task's metric. Theirs is binary only (one sigmoid output); ours has one logit per class
            (softmax cross-entropy), so that 3-class splice runs too. Sequences are padded (or cut)
            to the longest training sequence.
 """
@@ -26,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .metrics import all_metrics, mcc
+from .metrics import all_metrics
 
 _CODE = np.full(256, 4, dtype=np.int64)  # A C G T -> 0..3 (either case), anything else -> 4
 for _i, _c in enumerate("ACGT"):
@@ -62,8 +63,8 @@ class KmerLogReg:
     name = "kmer_lr"
     label = "k-mer LR (baseline)"
 
-    def fit_predict(self, train, valid, test, n_classes: int, seed: int) -> tuple[np.ndarray, float]:
-        """-> (test predictions, valid MCC of the chosen C)."""
+    def fit_predict(self, train, valid, test, n_classes: int, seed: int, metric: str) -> tuple[np.ndarray, float]:
+        """-> ((n test, classes) probabilities, valid `metric` of the chosen C)."""
         from sklearn.linear_model import LogisticRegression
         from sklearn.preprocessing import StandardScaler
         x = {name: np.stack([kmer_frequencies(s, self.ks) for s, _ in data]) for name, data in
@@ -75,10 +76,10 @@ class KmerLogReg:
         best = (-2.0, None)
         for c in self.Cs:
             clf = LogisticRegression(C=c, max_iter=self.max_iter, random_state=seed).fit(x["train"], y["train"])
-            score = mcc(y["valid"], clf.predict(x["valid"]), n_classes)
+            score = all_metrics(y["valid"], _proba(clf, x["valid"], n_classes))[metric]
             if score > best[0]:
                 best = (score, clf)
-        return best[1].predict(x["test"]), best[0]
+        return _proba(best[1], x["test"], n_classes), best[0]
 
 
 class GBCNN(nn.Module):
@@ -115,7 +116,7 @@ class GenomicBenchmarksCNN:
             x[i, :len(c)] = c
         return torch.from_numpy(x), torch.tensor([y for _, y in data])
 
-    def fit_predict(self, train, valid, test, n_classes: int, seed: int) -> tuple[np.ndarray, float]:
+    def fit_predict(self, train, valid, test, n_classes: int, seed: int, metric: str) -> tuple[np.ndarray, float]:
         torch.manual_seed(seed)
         length = max(len(s) for s, _ in train)
         (xtr, ytr), (xva, yva), (xte, _) = (self._tensor(d, length) for d in (train, valid, test))
@@ -126,7 +127,7 @@ class GenomicBenchmarksCNN:
         @torch.no_grad()
         def predict(x):
             model.eval()
-            return torch.cat([model(b).argmax(-1) for b in x.split(256)]).numpy()
+            return torch.cat([model(b).softmax(-1) for b in x.split(256)]).numpy()
         best = (-2.0, None)
         for _ in range(self.epochs):
             model.train()
@@ -137,7 +138,7 @@ class GenomicBenchmarksCNN:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            score = mcc(yva.numpy(), predict(xva), n_classes)
+            score = all_metrics(yva.numpy(), predict(xva))[metric]
             if score > best[0]:
                 best = (score, copy.deepcopy(model.state_dict()))
         model.load_state_dict(best[1])
@@ -153,8 +154,16 @@ def baseline(name: str):
     return BASELINES[name]()
 
 
-def score_baseline(model, task, val_fraction: float, seed: int) -> dict[str, float]:
-    """One seed of a baseline on a (capped) task: its valid split, fit, test metrics."""
+def _proba(clf, x, n_classes: int) -> np.ndarray:
+    """(n, n_classes) probabilities, columns for classes absent from the training labels as 0."""
+    out = np.zeros((len(x), n_classes))
+    out[:, clf.classes_] = clf.predict_proba(x)
+    return out
+
+
+def score_baseline(model, task, val_fraction: float, seed: int, metric: str = "mcc") -> dict[str, float]:
+    """One seed of a baseline on a (capped) task: its valid split, fit (choosing by `metric` on
+    valid), test metrics."""
     train, valid = task.split_valid(seed, val_fraction)
-    pred, valid_mcc = model.fit_predict(train, valid, task.test, task.n_classes, seed)
-    return {**all_metrics([y for _, y in task.test], pred, task.n_classes), "valid_mcc": valid_mcc}
+    probs, valid_score = model.fit_predict(train, valid, task.test, task.n_classes, seed, metric)
+    return {**all_metrics([y for _, y in task.test], probs), f"valid_{metric}": valid_score}

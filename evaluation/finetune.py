@@ -24,7 +24,7 @@ from tqdm import tqdm
 from dnachunker.model import DNAChunker
 from dnachunker.tokenizer import batch_encode
 from .baselines import score_baseline
-from .metrics import all_metrics
+from .metrics import METRICS, all_metrics
 from .tasks import Task
 
 
@@ -41,6 +41,7 @@ class FinetuneConfig:
     max_train: int | None = None     # subsample the training pool, before each seed's valid split is held out
     max_test: int | None = None      # subsample the test split
     # (both with a fixed seed: the same sequences for every model and every seed)
+    metric: str = "mcc"              # evaluation.metrics.METRICS: picks the epoch on valid, headlines the summary
 
 
 def pooled(model: DNAChunker, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -73,7 +74,8 @@ def _features(model, data, cfg, device, desc: str = "features") -> tuple[torch.T
 
 @torch.no_grad()
 def _predict(model, head, data, cfg, device) -> np.ndarray:
-    return head(_features(model, data, cfg, device)[0].to(device)).argmax(-1).cpu().numpy()
+    """(n, classes) class probabilities."""
+    return head(_features(model, data, cfg, device)[0].to(device)).softmax(-1).cpu().numpy()
 
 
 def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device="cpu",
@@ -85,7 +87,7 @@ def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device=
     model = DNAChunker.from_pretrained(model_dir, map_location=device)
     head = nn.Linear(model.cfg.d_model[0], n).to(device)
     if cfg.mode == "probe":
-        return _probe(model, head, task, train, valid, cfg, seed, device, n, probe_cache)
+        return _probe(model, head, task, train, valid, cfg, seed, device, probe_cache)
     if cfg.mode != "finetune":
         raise ValueError(f"mode must be finetune or probe, got {cfg.mode!r}")
     params = list(model.parameters()) + list(head.parameters())
@@ -103,16 +105,16 @@ def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device=
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-        score = all_metrics([y for _, y in valid], _predict(model, head, valid, cfg, device), n)["mcc"]
+        score = all_metrics([y for _, y in valid], _predict(model, head, valid, cfg, device))[cfg.metric]
         if score > best:
             best, best_state = score, (copy.deepcopy(model.state_dict()), copy.deepcopy(head.state_dict()))
     model.load_state_dict(best_state[0])
     head.load_state_dict(best_state[1])
-    test = all_metrics([y for _, y in task.test], _predict(model, head, task.test, cfg, device), n)
-    return {**test, "valid_mcc": best}
+    test = all_metrics([y for _, y in task.test], _predict(model, head, task.test, cfg, device))
+    return {**test, f"valid_{cfg.metric}": best}
 
 
-def _probe(model, head, task, train, valid, cfg, seed, device, n, cache):
+def _probe(model, head, task, train, valid, cfg, seed, device, cache):
     for p in model.parameters():
         p.requires_grad_(False)
     cache = cache if cache is not None else {}  # sequence -> pooled features, shared by the seeds
@@ -138,13 +140,13 @@ def _probe(model, head, task, train, valid, cfg, seed, device, n, cache):
             loss.backward()
             opt.step()
         with torch.no_grad():
-            score = all_metrics(yva.numpy(), head(norm(xva)).argmax(-1).cpu().numpy(), n)["mcc"]
+            score = all_metrics(yva.numpy(), head(norm(xva)).softmax(-1).cpu().numpy())[cfg.metric]
         if score > best:
             best, best_state = score, copy.deepcopy(head.state_dict())
     head.load_state_dict(best_state)
     with torch.no_grad():
-        pred = head(norm(xte)).argmax(-1).cpu().numpy()
-    return {**all_metrics(yte.numpy(), pred, n), "valid_mcc": best}
+        probs = head(norm(xte)).softmax(-1).cpu().numpy()
+    return {**all_metrics(yte.numpy(), probs), f"valid_{cfg.metric}": best}
 
 
 def evaluate(model, task: Task, cfg: FinetuneConfig, device="cpu") -> tuple[list[dict], dict]:
@@ -158,12 +160,12 @@ def evaluate(model, task: Task, cfg: FinetuneConfig, device="cpu") -> tuple[list
     mode = model.name if baseline else cfg.mode
     rows, cache = [], {}
     for seed in tqdm(cfg.seeds, desc=f"{task.name} ({mode})", unit="seed", dynamic_ncols=True):
-        r = (score_baseline(model, task, cfg.val_fraction, seed) if baseline
+        r = (score_baseline(model, task, cfg.val_fraction, seed, cfg.metric) if baseline
              else run_seed(str(model), task, cfg, seed, device, cache))
         rows.append({"task": task.name, "mode": mode, "seed": seed, **r})
     majority = max(np.bincount([y for _, y in task.test])) / len(task.test)
-    summary = {"task": task.name, "mode": mode, "seeds": len(rows), "majority_accuracy": majority}
-    for k in ("mcc", "accuracy", "f1"):
+    summary = {"task": task.name, "mode": mode, "metric": cfg.metric, "seeds": len(rows), "majority_accuracy": majority}
+    for k in METRICS:
         vals = [r[k] for r in rows]
         summary[k] = statistics.fmean(vals)
         summary[f"{k}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0

@@ -1,5 +1,15 @@
-"""Classification metrics (numpy): MCC (multi-class, Gorodkin), accuracy, macro F1."""
+"""Classification metrics (numpy) and their registry.
+
+A task's model output is a (n, classes) array of class probabilities. Metrics on labels (MCC,
+multi-class as Gorodkin's; accuracy; macro F1) read its argmax, metrics on scores (AUROC) read the
+probabilities. METRICS names every metric; a suite names, per task, the one its table reports and
+that picks the epoch or hyperparameter on the valid split (evaluation.suite). Adding a metric is
+one function and one entry.
+"""
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -33,5 +43,55 @@ def f1_macro(y_true, y_pred, n: int | None = None) -> float:
     return float(f1[present].mean())
 
 
-def all_metrics(y_true, y_pred, n: int) -> dict[str, float]:
-    return {"mcc": mcc(y_true, y_pred, n), "accuracy": accuracy(y_true, y_pred), "f1": f1_macro(y_true, y_pred, n)}
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties given their average rank."""
+    order = np.argsort(x, kind="mergesort")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return (sums / counts)[inverse]
+
+
+def auroc(y_true, probs) -> float:
+    """Area under the ROC curve (Mann-Whitney, ties count half): binary from the positive class's
+    probability; several classes: the mean of one-vs-rest AUROCs over the classes present."""
+    y, p = np.asarray(y_true), np.asarray(probs)
+    p = p[:, None] if p.ndim == 1 else p
+    classes = [1] if p.shape[1] <= 2 else range(p.shape[1])
+    out = []
+    for c in classes:
+        pos = y == c
+        npos, nneg = pos.sum(), (~pos).sum()
+        if npos and nneg:
+            r = _ranks(p[:, min(c, p.shape[1] - 1)])
+            out.append((r[pos].sum() - npos * (npos + 1) / 2) / (npos * nneg))
+    return float(np.mean(out)) if out else float("nan")
+
+
+@dataclass(frozen=True)
+class Metric:
+    fn: Callable                     # (y_true, predicted labels, n classes) or (y_true, probabilities)
+    on: str                          # labels | scores
+
+
+METRICS = {
+    "mcc": Metric(mcc, "labels"),
+    "accuracy": Metric(lambda y, pred, n: accuracy(y, pred), "labels"),
+    "f1": Metric(f1_macro, "labels"),
+    "auroc": Metric(auroc, "scores"),
+}
+
+
+def check_metric(name: str) -> str:
+    if name not in METRICS:
+        raise ValueError(f"unknown metric {name!r} (known: {', '.join(METRICS)})")
+    return name
+
+
+def all_metrics(y_true, probs) -> dict[str, float]:
+    """Every metric of METRICS from class probabilities (n, classes)."""
+    probs = np.asarray(probs, dtype=np.float64)
+    pred = probs.argmax(1)
+    return {name: (m.fn(y_true, pred, probs.shape[1]) if m.on == "labels" else m.fn(y_true, probs))
+            for name, m in METRICS.items()}

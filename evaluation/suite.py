@@ -25,6 +25,7 @@ from dnachunker.config import invalid, load_structured, out_of_range
 from dnachunker.fileio import write_text
 
 from .finetune import FinetuneConfig, evaluate
+from .metrics import METRICS
 from .tasks import load_task
 
 
@@ -35,6 +36,7 @@ class SuiteTask:
     path: str
     nt_task: str | None = None
     fasta: str | None = None
+    metric: str = "mcc"              # evaluation.metrics.METRICS: what the column reports (and picks epochs on valid)
 
 
 @dataclass
@@ -59,6 +61,8 @@ class SuiteConfig:
             problems.append(("seeds", "needs at least one seed"))
         if not self.tasks:
             problems.append(("tasks", "an evaluation suite needs at least one task"))
+        problems += [("tasks", f"{t.column}: unknown metric {t.metric!r} (known: {', '.join(METRICS)})")
+                     for t in self.tasks if t.metric not in METRICS]
         columns = [t.column for t in self.tasks]
         if len(set(columns)) != len(columns):
             problems.append(("tasks", f"task columns must be unique, got {columns}"))
@@ -70,10 +74,15 @@ class SuiteConfig:
     def columns(self) -> list[str]:
         return [t.column for t in self.tasks]
 
-    def protocol(self) -> FinetuneConfig:
+    @property
+    def metrics(self) -> dict[str, str]:
+        """column -> the metric it reports."""
+        return {t.column: t.metric for t in self.tasks}
+
+    def protocol(self, task: SuiteTask) -> FinetuneConfig:
         return FinetuneConfig(mode=self.mode, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
                               max_len=self.max_len, seeds=list(self.seeds), max_train=self.max_train,
-                              max_test=self.max_test)
+                              max_test=self.max_test, metric=task.metric)
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] = ()) -> "SuiteConfig":
@@ -87,9 +96,9 @@ def run_suite(model, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu
     out_dir.mkdir(parents=True, exist_ok=True)
     baseline = not isinstance(model, (str, Path))
     weights = {"baseline": model.name, **asdict(model)} if baseline else file_sha256(Path(model) / "model.safetensors")
-    protocol = suite.protocol()
     results = {}
     for i, task_spec in enumerate(suite.tasks, 1):
+        protocol = suite.protocol(task_spec)
         key = digest({"weights": weights, "task": asdict(task_spec), "protocol": asdict(protocol)})
         path = out_dir / f"{task_spec.column}.json"
         done = json.loads(path.read_text()) if path.is_file() else {}
@@ -102,6 +111,7 @@ def run_suite(model, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu
         rows, summary = evaluate(model if baseline else str(model), task, protocol, device)
         write_text(path, json.dumps({"key": key, "task": asdict(task_spec), "rows": rows, "summary": summary}, indent=1))
         results[task_spec.column] = summary
-        print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: MCC {summary['mcc']:.3f} ± {summary['mcc_std']:.3f} "
+        m = task_spec.metric
+        print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: {m} {summary[m]:.3f} ± {summary[f'{m}_std']:.3f} "
               f"-> {path}", file=sys.stderr)
     return results

@@ -2,7 +2,9 @@
 its noise, and which differences exceed that noise (evaluation.stats).
 
 A configuration is a row label at one budget (pretraining step); its pretraining seeds are
-replicates. Rows are the sweep's: one per evaluated model, with `probe/<column>` = {probe seed: MCC}.
+replicates. Rows are the sweep's: one per evaluated model, with `probe/<column>` = {probe seed:
+score} in the column's metric (the suite's); "overall", their mean, exists when all columns share
+one metric.
 """
 from __future__ import annotations
 
@@ -16,12 +18,31 @@ BOOTSTRAP = ("paired hierarchical bootstrap (evaluation.stats: resample pretrain
              "paired across rows; 10 000 resamples; 95 % percentile interval)")
 
 
+def overall_name(metrics: dict[str, str]) -> str | None:
+    """'overall_<metric>' when every column reports the same metric (their mean is then a number
+    worth reading), else None."""
+    return f"overall_{next(iter(metrics.values()))}" if metrics and len(set(metrics.values())) == 1 else None
+
+
+def metric_caption(metrics: dict[str, str]) -> str:
+    """'MCC', or 'histone: MCC, enhancers: accuracy' when the columns differ."""
+    names = {m: m.upper() if m in ("mcc", "auroc") else m for m in metrics.values()}
+    if len(set(metrics.values())) == 1:
+        return names[next(iter(metrics.values()))]
+    return ", ".join(f"{c}: {names[m]}" for c, m in metrics.items())
+
+
+def columns(metrics: dict[str, str]) -> list[str]:
+    """The table's columns: the tasks, and "overall" when they share a metric."""
+    return [*metrics, *(["overall"] if overall_name(metrics) else [])]
+
+
 @dataclass
 class Config:
     label: str
     kind: str                        # pretrain | control | baseline
     step: int                        # pretraining steps (0: untrained or not pretrained)
-    samples: dict = field(default_factory=dict)  # column (and "overall") -> {pretraining seed: {probe seed: MCC}}
+    samples: dict = field(default_factory=dict)  # column (and "overall") -> {pretraining seed: {probe seed: score}}
     tokens: list = field(default_factory=list)
     status: list = field(default_factory=list)
 
@@ -30,8 +51,9 @@ class Config:
         return len(next(iter(self.samples.values()))) if self.samples else 0
 
 
-def gather(rows: list[dict], columns: list[str]) -> list[Config]:
+def gather(rows: list[dict], metrics: dict[str, str]) -> list[Config]:
     """Rows -> configurations (label, step), in the rows' order; only rows with every column."""
+    cols = list(metrics)
     out: dict[tuple, Config] = {}
     for r in rows:
         step = r.get("step") or 0 if r.get("kind") != "baseline" else 0
@@ -39,12 +61,12 @@ def gather(rows: list[dict], columns: list[str]) -> list[Config]:
         c.status.append(r["status"])
         if r.get("tokens_seen") is not None:
             c.tokens.append(r["tokens_seen"])
-        if all(f"probe/{col}" in r for col in columns):
-            for col in columns:
+        if all(f"probe/{col}" in r for col in cols):
+            for col in cols:
                 c.samples.setdefault(col, {})[r.get("seed")] = r[f"probe/{col}"]
     for c in out.values():
-        if c.samples:
-            c.samples["overall"] = overall({col: c.samples[col] for col in columns})
+        if c.samples and overall_name(metrics):
+            c.samples["overall"] = overall({col: c.samples[col] for col in cols})
     return list(out.values())
 
 
@@ -78,9 +100,9 @@ def _fmt(d) -> str:
     return f"{delta:+.3f} [{lo:+.3f}, {hi:+.3f}]{mark}"
 
 
-def table(configs: list[Config], columns: list[str]) -> str:
+def table(configs: list[Config], metrics: dict[str, str]) -> str:
     """The study's table: every configuration at its final budget, with its seeds and tokens."""
-    rows = [{"configuration": c.label, **{col: _pm(c, col) for col in [*columns, "overall"]},
+    rows = [{"configuration": c.label, **{col: _pm(c, col) for col in columns(metrics)},
              "pretraining seeds": c.seeds if c.kind != "baseline" else "–",
              "tokens": (f"{statistics.fmean(c.tokens):.3g}" if c.tokens and c.step else
                         "0 (untrained)" if c.kind == "control" else "– (no pretraining)"),
@@ -94,11 +116,11 @@ def best_baselines(configs: list[Config], cols: list[str]) -> dict[str, Config]:
     return {col: max(base, key=lambda c: mean_std(c.samples[col])[0]) for col in cols} if base else {}
 
 
-def comparisons(configs: list[Config], columns: list[str], reference: str) -> str:
+def comparisons(configs: list[Config], metrics: dict[str, str], reference: str) -> str:
     """Markdown: each pretrained row against the best baseline per column, and every row against
     the reference row; each difference with its 95 % interval, ↑ / ↓ where it excludes 0."""
-    cols = [*columns, "overall"]
-    text = [f"Differences are row − comparison, MCC, with a 95 % interval from a {BOOTSTRAP}; ↑ / ↓: the "
+    cols, tasks = columns(metrics), list(metrics)
+    text = [f"Differences are row − comparison ({metric_caption(metrics)}), with a 95 % interval from a {BOOTSTRAP}; ↑ / ↓: the "
             "interval excludes 0 (the difference exceeds the noise that these seeds measure)."]
     best = best_baselines(configs, cols)
     pretrained = [c for c in configs if c.kind == "pretrain" and c.samples]
@@ -107,10 +129,10 @@ def comparisons(configs: list[Config], columns: list[str], reference: str) -> st
             f"{col}: {b.label}" for col, b in best.items()) + "):\n")
         text.append(markdown_table([{"configuration": c.label, **{col: _fmt(_delta(c, best[col], col)) for col in cols}}
                                     for c in pretrained]))
-        above = {col: [c.label for c in pretrained if (d := _delta(c, best[col], col)) and d[1] > 0] for col in columns}
-        won = [col for col in columns if above[col]]
+        above = {col: [c.label for c in pretrained if (d := _delta(c, best[col], col)) and d[1] > 0] for col in tasks}
+        won = [col for col in tasks if above[col]]
         text.append(f"\nColumns where a pretrained row is above the best baseline beyond the noise: "
-                    f"{len(won)} of {len(columns)}" + (f" ({'; '.join(f'{col}: ' + ', '.join(above[col]) for col in won)})"
+                    f"{len(won)} of {len(tasks)}" + (f" ({'; '.join(f'{col}: ' + ', '.join(above[col]) for col in won)})"
                                                       if won else "") + ".")
     ref = next((c for c in configs if c.label == reference and c.samples), None)
     others = [c for c in configs if c is not ref and c.samples]

@@ -1,9 +1,9 @@
-"""A token-scaling study's table and picture: probe MCC per column against tokens seen, one curve per
+"""A token-scaling study's table and picture: the score per column against tokens seen, one curve per
 pretrained row (its budgets: the sweep's `budgets`), the baselines and the control as horizontal
 lines, and a straight-line extrapolation in log(tokens) to where each curve would reach the best
 baseline.
 
-scaling.md   per row and budget: tokens, MCC mean ± std per column (std across pretraining seeds
+scaling.md   per row and budget: tokens, score mean ± std per column (std across pretraining seeds
              where a budget has two or more, else across probe seeds), and the extrapolation
 scaling.png  the curves, one panel per column and one for overall
 """
@@ -17,7 +17,7 @@ import numpy as np
 from dnachunker.fileio import atomic_file, markdown_table, write_text
 from evaluation.stats import mean_std
 
-from .compare import Config, best_baselines
+from .compare import Config, best_baselines, columns, metric_caption
 
 
 def _curves(configs: list[Config]) -> dict[str, list[Config]]:
@@ -29,18 +29,18 @@ def _curves(configs: list[Config]) -> dict[str, list[Config]]:
     return {k: sorted(v, key=lambda c: c.step) for k, v in by.items() if len(v) > 1}
 
 
-def extrapolate(tokens: list[float], mcc: list[float], target: float) -> float | None:
-    """Tokens at which the least-squares line MCC = a + b log10(tokens) reaches `target`
+def extrapolate(tokens: list[float], score: list[float], target: float) -> float | None:
+    """Tokens at which the least-squares line score = a + b log10(tokens) reaches `target`
     (None when the line does not rise)."""
-    b, a = np.polyfit(np.log10(tokens), mcc, 1)
+    b, a = np.polyfit(np.log10(tokens), score, 1)
     return None if b <= 0 else float(10 ** ((target - a) / b))
 
 
-def write_scaling(configs: list[Config], columns: list[str], out: Path) -> list[Path]:
+def write_scaling(configs: list[Config], metrics: dict[str, str], out: Path) -> list[Path]:
     curves = _curves(configs)
     if not curves:
         return []
-    cols = [*columns, "overall"]
+    cols, caption = columns(metrics), metric_caption(metrics)
     rows = [{"configuration": label, "step": c.step, "tokens": f"{statistics.fmean(c.tokens):.3g}",
              "pretraining seeds": c.seeds, **{col: "{:.3f} ± {:.3f}".format(*mean_std(c.samples[col])[:2]) for col in cols}}
             for label, cs in curves.items() for c in cs]
@@ -59,17 +59,17 @@ def write_scaling(configs: list[Config], columns: list[str], out: Path) -> list[
                 t = extrapolate([statistics.fmean(c.tokens) for c in cs], means, target)
                 row[col] = "never (flat or falling)" if t is None else f"{t:.2g}"
         ext.append(row)
-    text = ("# Token scaling\n\nProbe MCC, mean ± std (across pretraining seeds where a budget has two or more, "
+    text = (f"# Token scaling\n\n{caption}, mean ± std (across pretraining seeds where a budget has two or more, "
             "else across probe seeds), per row and budget:\n\n" + markdown_table(rows) + "\n\n"
             "Tokens at which each curve would reach the best baseline of the column (" +
             ", ".join(f"{col}: {b.label} {mean_std(b.samples[col])[0]:.3f}" for col, b in best.items()) +
             "), by a least-squares line in log10(tokens) through the budgets' means, extrapolated: a straight-line "
             "guess from few points, not a prediction with an interval.\n\n" + markdown_table(ext) + "\n")
     write_text(out / "scaling.md", text)
-    return [out / "scaling.md", _plot(configs, curves, cols, out / "scaling.png")]
+    return [out / "scaling.md", _plot(configs, curves, cols, caption, out / "scaling.png")]
 
 
-def _plot(configs, curves, cols, path: Path) -> Path:
+def _plot(configs, curves, cols, caption: str, path: Path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -96,10 +96,10 @@ def _plot(configs, curves, cols, path: Path) -> Path:
         ax.set_xlabel("tokens seen (bp)")
         ax.set_title(col)
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("MCC (linear probe)")
+    axes[0][0].set_ylabel(caption)
     handles, labels = axes[0][0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8, frameon=False)
-    fig.suptitle("Probe MCC against pretraining tokens\nhorizontal lines: rows without pretraining; "
+    fig.suptitle(f"{caption} against pretraining tokens\nhorizontal lines: rows without pretraining; "
                  "grey dots: each pretraining seed", fontsize=10)
     fig.tight_layout(rect=(0, 0.1, 1, 0.92))
     with atomic_file(path) as tmp:

@@ -42,7 +42,7 @@ from dnachunker.config import ConfigError, invalid, load_structured, out_of_rang
 from dnachunker.fileio import write_text
 
 from . import local
-from .report import PRETRAIN, overall, write_report
+from .report import PRETRAIN, overall_name, write_report
 
 
 @dataclass
@@ -324,31 +324,34 @@ def _run_slurm(cfg: SweepConfig, points: list[Point], out: Path) -> dict[str, di
     return statuses
 
 
-def _rows(p: Point, status: dict, columns: list[str]) -> list[dict]:
+def _rows(p: Point, status: dict, metrics: dict[str, str]) -> list[dict]:
     """One row per evaluated model of the point (each budget), or one for the point without an
-    evaluation. `probe/<column>` holds {probe seed: MCC} for the study's statistics."""
+    evaluation. metrics: column -> its metric (the suite's); `<metric>/<column>` is the mean over
+    probe seeds, `probe/<column>` {probe seed: value} for the study's statistics."""
+    from evaluation.stats import mean_std, overall
     rows = []
-    evals = list(zip(_eval_kinds(p), p.evals())) if columns else [("eval", p.evals()[-1])]
+    evals = list(zip(_eval_kinds(p), p.evals())) if metrics else [("eval", p.evals()[-1])]
     for kind, (_, eval_dir, export) in evals:
         row = {"point": p.name, "label": p.label, "kind": p.kind, "seed": p.seed, "final": eval_dir == p.out / "eval",
                **{k: json.dumps(v) for k, v in p.keys.items()}}
         summary = (export.parent if export == p.export else export) / "summary.json" if export else None
         if summary and summary.is_file():
             row.update({k: v for k, v in json.loads(summary.read_text()).items() if k in PRETRAIN or k == "mlflow_run_id"})
-        task_rows = {}
-        for c in columns:
+        done = 0
+        for c, m in metrics.items():
             path = eval_dir / f"{c}.json"
             if path.is_file():
                 result = json.loads(path.read_text())
-                row[f"mcc/{c}"], row[f"mcc_std/{c}"] = result["summary"]["mcc"], result["summary"]["mcc_std"]
-                row[f"probe/{c}"] = {r["seed"]: r["mcc"] for r in result["rows"]}
-                task_rows[c] = result["rows"]
-        if len(task_rows) == len(columns) and (o := overall(task_rows)):
-            row["overall_mcc"], row["overall_mcc_std"] = o
+                row[f"{m}/{c}"], row[f"{m}_std/{c}"] = result["summary"][m], result["summary"][f"{m}_std"]
+                row[f"probe/{c}"] = {r["seed"]: r[m] for r in result["rows"]}
+                done += 1
+        name = overall_name(metrics)
+        if name and done == len(metrics) and (o := overall({c: {None: row[f"probe/{c}"]} for c in metrics})):
+            row[name], row[f"{name}_std"] = mean_std(o)[:2]
         problems = [f"{k} {v}" for k, v in status.items() if v != "ok" and k in ("pretrain", kind)]
         if p.pretrain and not (p.out / "summary.json").is_file() and "pretrain" not in status:
             problems.append("pretrain not finished")
-        elif len(task_rows) < len(columns) and kind not in status:
+        elif done < len(metrics) and kind not in status:
             problems.append(f"{kind} not finished")
         row["status"] = "; ".join(problems) or "ok"
         rows.append(row)
@@ -382,10 +385,10 @@ def run_sweep(cfg: SweepConfig, report_only: bool = False) -> list[dict]:
     write_text(out / "sweep.yaml", to_yaml(cfg))
     uri = cfg.tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
     experiment = f"dnachunker-sweep-{cfg.name}"
-    columns = []
+    metrics = {}
     if cfg.evaluation:
         from evaluation.suite import SuiteConfig
-        columns = SuiteConfig.load(cfg.evaluation).columns
+        metrics = SuiteConfig.load(cfg.evaluation).metrics
     parent = _parent_run(cfg, out, uri, experiment)
     points = _points(cfg, out, uri, experiment, parent)
     statuses = {}
@@ -397,28 +400,26 @@ def run_sweep(cfg: SweepConfig, report_only: bool = False) -> list[dict]:
         if done:
             print(f"[sweep] pretraining already finished, not run again: {', '.join(done)}", file=sys.stderr)
         statuses = (_run_local if cfg.cluster == "local" else _run_slurm)(cfg, points, out)
-    rows = [r for p in points for r in _rows(p, statuses.get(p.name, {}), columns)]
+    rows = [r for p in points for r in _rows(p, statuses.get(p.name, {}), metrics)]
     keys = list(dict.fromkeys(k for p in points for k in p.keys))
     finished = sum(r["status"] == "ok" for r in rows)
     title = f"{cfg.name}: {len(rows)} evaluated models" + (f" ({finished} finished so far)" if report_only else "")
-    files = write_report(rows, keys, columns, cfg.paper, out, title, cfg.reference)
+    files = write_report(rows, keys, metrics, cfg.paper, out, title, cfg.reference)
     if not report_only:
-        _track(uri, parent, rows, columns, files)
+        _track(uri, parent, rows, metrics, files)
     print(f"[sweep] {cfg.name}: results in {out} ({', '.join(f.name for f in files)})", file=sys.stderr)
     return rows
 
 
-def _track(uri: str, parent: str, rows: list[dict], columns: list[str], files: list[Path]) -> None:
-    """Downstream MCC onto each point's MLflow run; the tables and plots onto the parent run."""
+def _track(uri: str, parent: str, rows: list[dict], metrics: dict[str, str], files: list[Path]) -> None:
+    """Downstream scores onto each point's MLflow run; the tables and plots onto the parent run."""
     from mlflow.tracking import MlflowClient
     client = MlflowClient(uri)
     for r in rows:
-        metrics = {f"eval/{c}/mcc": r[f"mcc/{c}"] for c in columns if r.get(f"mcc/{c}") is not None}
-        if r.get("overall_mcc") is not None:
-            metrics["eval/overall_mcc"] = r["overall_mcc"]
-        if not metrics:
-            continue
-        for k, v in metrics.items():
+        values = {f"eval/{c}/{m}": r[f"{m}/{c}"] for c, m in metrics.items() if r.get(f"{m}/{c}") is not None}
+        if (name := overall_name(metrics)) and r.get(name) is not None:
+            values[f"eval/{name}"] = r[name]
+        for k, v in values.items():
             if r.get("mlflow_run_id"):
                 client.log_metric(r["mlflow_run_id"], k, v, step=r.get("step") or 0)
     for f in files:

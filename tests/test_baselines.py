@@ -1,5 +1,7 @@
 """Classical baselines and the statistics that compare study rows: k-mer features counted right,
 baselines deterministic on a real task, the bootstrap telling separated rows from noise."""
+import json
+
 import numpy as np
 import pytest
 
@@ -64,3 +66,31 @@ def test_paired_bootstrap_separates_a_real_gap_and_not_noise():
 def test_overall_averages_columns_per_seed_pair():
     got = overall({"x": {0: {0: 0.2, 1: 0.4}}, "y": {0: {0: 0.4, 1: 0.6, 2: 0.9}}})
     assert got == {0: {0: pytest.approx(0.3), 1: pytest.approx(0.5)}}  # seed 2 is missing from x
+
+
+def test_each_column_reports_its_own_metric_from_suite_to_study_table(tmp_path):
+    """A suite naming AUROC for one task and accuracy for another: the suite's JSON, the sweep's
+    rows and the study table all read the column's metric, and no overall mean mixes them."""
+    from evaluation.suite import SuiteConfig, run_suite
+    from slurm.report import write_report
+    from slurm.sweep import Point, _rows
+    tata, h3 = shared_file("gue_from_DeepGene/prom/prom_300_tata"), shared_file("gue_from_DeepGene/EMP/H3")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"name: mixed\nseeds: [0, 1]\nmax_train: 200\nmax_test: 100\ntasks:\n"
+                     f"  - {{column: promoters, format: gue, path: {tata}, metric: auroc}}\n"
+                     f"  - {{column: histone, format: gue, path: {h3}, metric: accuracy}}\n")
+    cfg = SuiteConfig.load(suite)
+    point = Point("kmer_lr", "k-mer LR (baseline)", {}, tmp_path / "kmer_lr", [], None, kind="baseline",
+                  baseline="kmer_lr")
+    results = run_suite(baseline("kmer_lr"), cfg, point.out / "eval")
+    saved = json.loads((point.out / "eval" / "promoters.json").read_text())
+    assert saved["summary"]["metric"] == "auroc" and all("valid_auroc" in r for r in saved["rows"])
+    assert 0.5 < results["promoters"]["auroc"] <= 1 and results["histone"]["metric"] == "accuracy"
+    rows = _rows(point, {}, cfg.metrics)
+    assert rows[0]["auroc/promoters"] == results["promoters"]["auroc"] and "overall_auroc" not in rows[0]
+    write_report(rows, [], cfg.metrics, {}, tmp_path, "mixed")
+    study = (tmp_path / "study.md").read_text()
+    assert "promoters: AUROC, histone: accuracy, mean ± std" in study
+    assert "| configuration | promoters | histone | pretraining seeds | tokens | status |" in study
+    with pytest.raises(Exception, match="unknown metric 'r2'"):
+        SuiteConfig.load(suite, ["tasks=[{column: x, format: gue, path: y, metric: r2}]"])

@@ -10,7 +10,7 @@ from dnachunker.tokenization import Kmer, KmerArgs, NoArgs, Single
 from evaluation.__main__ import main as eval_cli
 from evaluation.analysis import boundary_agreement, lengths_by_region, robustness
 from evaluation.finetune import FinetuneConfig, _probe, evaluate
-from evaluation.metrics import accuracy, f1_macro, mcc
+from evaluation.metrics import METRICS, accuracy, all_metrics, auroc, f1_macro, mcc
 from evaluation.tasks import EvalDataError, Task, load_genomic_benchmark, load_gue, load_janggu, load_nt
 
 from .conftest import shared_file
@@ -28,6 +28,15 @@ def test_metrics_match_hand_computed_values():
     assert f1_macro(y, p) == pytest.approx(2 / 3)
     assert mcc([0, 1, 2, 2], [0, 1, 2, 2]) == pytest.approx(1.0)
     assert mcc([0, 0, 1, 1], [0, 0, 0, 0]) == 0.0
+    # AUROC: 3 positives x 3 negatives = 9 pairs; positives .9 .6 .4 against negatives .8 .4 .1:
+    # .9 wins 3, .6 wins 2, .4 wins 1 (.1) and ties 1 (.4, half) -> 6.5 / 9
+    scores = np.array([0.8, 0.4, 0.9, 0.6, 0.4, 0.1])
+    labels = [0, 0, 1, 1, 1, 0]
+    assert auroc(labels, np.stack([1 - scores, scores], 1)) == pytest.approx((3 + 2 + 1.5) / 9)
+    probs = np.array([[0.7, 0.3], [0.4, 0.6], [0.1, 0.9], [0.2, 0.8], [0.45, 0.55], [0.9, 0.1]])
+    got = all_metrics(labels, probs)  # the second is called 1 (argmax), and ranks below two positives
+    assert got["accuracy"] == pytest.approx(5 / 6) and got["auroc"] == pytest.approx(8 / 9)
+    assert set(got) == set(METRICS) and got["mcc"] == pytest.approx(mcc(labels, probs.argmax(1)))
 
 
 @pytest.mark.slow
@@ -47,7 +56,7 @@ def test_linear_probe_keeps_the_backbone_frozen(pretrained):
     head0 = head.weight.detach().clone()
     cfg = FinetuneConfig(mode="probe", epochs=1, seeds=[0])
     train, valid = task.split_valid(0)
-    result = _probe(model, head, task, train, valid, cfg, 0, "cpu", 2, {})
+    result = _probe(model, head, task, train, valid, cfg, 0, "cpu", {})
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not any(p.requires_grad for p in model.parameters())
     assert not torch.equal(head.weight, head0)
