@@ -103,9 +103,9 @@ def _fmt(d) -> str:
 def table(configs: list[Config], metrics: dict[str, str]) -> str:
     """The study's table: every configuration at its final budget, with its seeds and tokens."""
     rows = [{"configuration": c.label, **{col: _pm(c, col) for col in columns(metrics)},
-             "pretraining seeds": c.seeds if c.kind != "baseline" else "–",
-             "tokens": (f"{statistics.fmean(c.tokens):.3g}" if c.tokens and c.step else
-                        "0 (untrained)" if c.kind == "control" else "– (no pretraining)"),
+             "pretraining seeds": "–" if c.kind == "baseline" else c.seeds or "",
+             "tokens": ("– (no pretraining)" if c.kind == "baseline" else "0 (untrained)" if c.kind == "control"
+                        else f"{statistics.fmean(c.tokens):.3g}" if c.tokens else ""),
              "status": "; ".join(sorted({s for s in c.status if s != "ok"})) or "ok"} for c in configs]
     return markdown_table(rows)
 
