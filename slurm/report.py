@@ -111,6 +111,7 @@ def plot(rows: list[dict], keys: list[str], metrics: dict[str, str], out: Path, 
             fig.savefig(tmp, dpi=110, format="png")
         plt.close(fig)
         written.append(path)
+    configs = [c for c in configs if c.samples]  # an unfinished row has no bar, rather than a bar at 0
     if columns and not numeric and configs:  # an ablation: one bar per configuration, per task and overall
         cols = table_columns(metrics)
         fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(configs) * len(cols) / 3), 3.8))
