@@ -6,10 +6,10 @@ process (a second job, a data-loader worker, a laptop's other work) the spinning
 cores from the threads doing the work (a tiny training step has measured 1.7x to 26x slower than
 with passive waiting, depending on the load). 3000 spins keep steps on idle cores as fast as the
 default and cost 1.2-1.35x a passive wait on loaded ones, where passive waiting costs 1.3x on idle
-cores (docs/benchmarks.md). Importing dnachunker (every entry point does, before torch) sets
-GOMP_SPINCOUNT to SPINCOUNT unless you set GOMP_SPINCOUNT or OMP_WAIT_POLICY yourself: OMP_WAIT_POLICY=PASSIVE for shared cores at any
-price, OMP_WAIT_POLICY=ACTIVE (or a larger GOMP_SPINCOUNT) for dedicated cores. The measurements
-behind the choice are in docs/benchmarks.md (python -m bench.threads).
+cores (docs/benchmarks.md, python -m bench.threads). Importing dnachunker (every entry point
+does, before torch) sets GOMP_SPINCOUNT to SPINCOUNT unless you set GOMP_SPINCOUNT or
+OMP_WAIT_POLICY yourself: OMP_WAIT_POLICY=PASSIVE for shared cores at any price,
+OMP_WAIT_POLICY=ACTIVE (or a larger GOMP_SPINCOUNT) for dedicated cores.
 """
 from __future__ import annotations
 

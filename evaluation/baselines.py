@@ -13,8 +13,8 @@ uses it.
   cnn      the Genomic Benchmarks baseline CNN (ML-Bioinfo-CEITEC/genomic_benchmarks, models/torch.py):
            embedding 100 -> 3 x [Conv1d k=8 (16, 8, 4 channels), BatchNorm, ReLU, MaxPool 2] ->
            Linear 512 -> Linear to the classes; Adam lr 1e-3, batch 64, the epoch of `epochs` best
-           on valid by the task's metric. Theirs is binary only (one sigmoid output); ours has one logit per class
-           (softmax cross-entropy), so that 3-class splice runs too. Sequences are padded (or cut)
+           on valid by the task's metric. Theirs is binary only (one sigmoid output); ours has one
+           logit per class (softmax cross-entropy), so that 3-class splice runs too. Sequences are padded (or cut)
            to the longest training sequence.
 """
 from __future__ import annotations
@@ -27,16 +27,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .metrics import all_metrics
+from dnachunker import tokenizer
 
-_CODE = np.full(256, 4, dtype=np.int64)  # A C G T -> 0..3 (either case), anything else -> 4
-for _i, _c in enumerate("ACGT"):
-    _CODE[ord(_c)] = _CODE[ord(_c.lower())] = _i
+from .metrics import all_metrics
 
 
 def encode(seq: str) -> np.ndarray:
-    """'ACGTN' -> [0, 1, 2, 3, 4]."""
-    return _CODE[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+    """'ACGTN' -> [0, 1, 2, 3, 4] (either case; other IUPAC codes -> 4): the tokenizer's ids less A."""
+    return tokenizer.encode(seq)[0].astype(np.int64) - tokenizer.A
 
 
 def kmer_frequencies(seq: str, ks=(1, 2, 3, 4, 5, 6)) -> np.ndarray:
@@ -69,8 +67,7 @@ class KmerLogReg:
         from sklearn.preprocessing import StandardScaler
         x = {name: np.stack([kmer_frequencies(s, self.ks) for s, _ in data]) for name, data in
              (("train", train), ("valid", valid), ("test", test))}
-        y = {name: np.array([label for _, label in data]) for name, data in
-             (("train", train), ("valid", valid), ("test", test))}
+        y = {name: np.array([label for _, label in data]) for name, data in (("train", train), ("valid", valid))}
         scale = StandardScaler().fit(x["train"])
         x = {k: scale.transform(v) for k, v in x.items()}
         best = (-2.0, None)

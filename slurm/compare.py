@@ -127,9 +127,10 @@ def comparisons(configs: list[Config], metrics: dict[str, str], reference: str) 
     if best and pretrained:
         text.append("\n**Against the best baseline of each column** (" + ", ".join(
             f"{col}: {b.label}" for col, b in best.items()) + "):\n")
-        text.append(markdown_table([{"configuration": c.label, **{col: _fmt(_delta(c, best[col], col)) for col in cols}}
+        deltas = {(c.label, col): _delta(c, best[col], col) for c in pretrained for col in cols}
+        text.append(markdown_table([{"configuration": c.label, **{col: _fmt(deltas[c.label, col]) for col in cols}}
                                     for c in pretrained]))
-        above = {col: [c.label for c in pretrained if (d := _delta(c, best[col], col)) and d[1] > 0] for col in tasks}
+        above = {col: [c.label for c in pretrained if (d := deltas[c.label, col]) and d[1] > 0] for col in tasks}
         won = [col for col in tasks if above[col]]
         text.append(f"\nColumns where a pretrained row is above the best baseline beyond the noise: "
                     f"{len(won)} of {len(tasks)}" + (f" ({'; '.join(f'{col}: ' + ', '.join(above[col]) for col in won)})"
