@@ -35,7 +35,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from dnachunker.config import ConfigError, invalid, load_structured, out_of_range, to_yaml
@@ -124,6 +124,16 @@ class Point:
         steps = [(self.out / "exports" / f"step{s:06d}", self.out / "eval" / f"step{s:06d}")
                  for s in self.cfg.export_steps] if self.pretrain else []
         return [(f"--model={m}", e, m) for m, e in [*steps, (self.export, self.out / "eval")]]
+
+    def recorded(self, tasks: dict[str, dict]) -> bool:
+        """Weights gone, every evaluation of these tasks ({column: task spec}) recorded: a point of a
+        published study copied back into out_dir (`cp -r results/<name>/points/. <out_dir>/`). It
+        is taken as it stands, neither pretrained nor evaluated again."""
+        def has(d: Path) -> bool:
+            return all((d / f"{c}.json").is_file() and json.loads((d / f"{c}.json").read_text())["task"] == t
+                       for c, t in tasks.items())
+        return (self.kind != "baseline" and bool(tasks) and not (self.export / "model.safetensors").is_file()
+                and (self.out / "summary.json").is_file() and all(has(d) for _, d, _ in self.evals()))
 
     def finished(self) -> bool:
         summary = self.out / "summary.json"
@@ -385,10 +395,11 @@ def run_sweep(cfg: SweepConfig, report_only: bool = False) -> list[dict]:
     write_text(out / "sweep.yaml", to_yaml(cfg))
     uri = cfg.tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
     experiment = f"dnachunker-sweep-{cfg.name}"
-    metrics = {}
+    metrics, tasks = {}, {}
     if cfg.evaluation:
         from evaluation.suite import SuiteConfig
-        metrics = SuiteConfig.load(cfg.evaluation).metrics
+        suite = SuiteConfig.load(cfg.evaluation)
+        metrics, tasks = suite.metrics, {t.column: asdict(t) for t in suite.tasks}
     parent = _parent_run(cfg, out, uri, experiment)
     points = _points(cfg, out, uri, experiment, parent)
     statuses = {}
@@ -396,10 +407,15 @@ def run_sweep(cfg: SweepConfig, report_only: bool = False) -> list[dict]:
         for p in points:
             if p.kind == "control":
                 _export_control(p, uri, experiment, parent)
-        done = [p.name for p in points if p.pretrain and p.finished()]
+        recorded = [p for p in points if p.recorded(tasks)]
+        if recorded:
+            print(f"[sweep] taken as recorded (no weights, every evaluation present): "
+                  f"{', '.join(p.name for p in recorded)}", file=sys.stderr)
+        done = [p.name for p in points if p.pretrain and p.finished() and p not in recorded]
         if done:
             print(f"[sweep] pretraining already finished, not run again: {', '.join(done)}", file=sys.stderr)
-        statuses = (_run_local if cfg.cluster == "local" else _run_slurm)(cfg, points, out)
+        statuses = (_run_local if cfg.cluster == "local" else _run_slurm)(
+            cfg, [p for p in points if p not in recorded], out)
     rows = [r for p in points for r in _rows(p, statuses.get(p.name, {}), metrics)]
     keys = list(dict.fromkeys(k for p in points for k in p.keys))
     finished = sum(r["status"] == "ok" for r in rows)
@@ -413,15 +429,20 @@ def run_sweep(cfg: SweepConfig, report_only: bool = False) -> list[dict]:
 
 def _track(uri: str, parent: str, rows: list[dict], metrics: dict[str, str], files: list[Path]) -> None:
     """Downstream scores onto each point's MLflow run; the tables and plots onto the parent run."""
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
     client = MlflowClient(uri)
     for r in rows:
         values = {f"eval/{c}/{m}": r[f"{m}/{c}"] for c, m in metrics.items() if r.get(f"{m}/{c}") is not None}
         if (name := overall_name(metrics)) and r.get(name) is not None:
             values[f"eval/{name}"] = r[name]
-        for k, v in values.items():
-            if r.get("mlflow_run_id"):
-                client.log_metric(r["mlflow_run_id"], k, v, step=r.get("step") or 0)
+        try:
+            for k, v in values.items():
+                if r.get("mlflow_run_id"):
+                    client.log_metric(r["mlflow_run_id"], k, v, step=r.get("step") or 0)
+        except MlflowException:  # a recorded point's run lives in the tracking store it was made with
+            print(f"[sweep] {r['point']}: its MLflow run {r['mlflow_run_id']} is not in {uri}; scores not "
+                  f"logged there", file=sys.stderr)
     for f in files:
         client.log_artifact(parent, str(f))
     client.set_terminated(parent, "FINISHED" if all(r["status"] == "ok" for r in rows) else "FAILED")

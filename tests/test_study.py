@@ -4,6 +4,7 @@ point is a row, not the end of the study."""
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -137,3 +138,13 @@ def test_scaling_study_two_seeds_baseline_rows_and_a_rerun_that_redoes_nothing(t
             "points/p00_base__seed-1/exports/step000002/summary.json",
             "points/kmer_lr/eval/histone.json", "points/p00_base__seed-0/eval/step000002/enhancers.json"} <= published
     assert not [f for f in published if f.endswith((".safetensors", ".pt", ".db"))]
+    # a fresh clone continues a published study: its points copied back are taken as recorded
+    again = tmp_path / "again"
+    shutil.copytree(tmp_path / "pub" / "points", again)
+    r = subprocess.run([a if not a.startswith("out_dir=") else f"out_dir={again}" for a in args],
+                       cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "taken as recorded (no weights, every evaluation present): p00_base__seed-0, p00_base__seed-1" in r.stderr
+    assert "is not in sqlite" in r.stderr  # their MLflow runs stayed in the first study's store
+    assert [j["name"] for j in json.loads((again / "jobs.json").read_text())] == ["kmer_lr/eval"]
+    assert (again / "results.csv").read_text() == (out / "results.csv").read_text()
