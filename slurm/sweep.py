@@ -35,7 +35,7 @@ import os
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from dnachunker.config import ConfigError, invalid, load_structured, out_of_range, to_yaml
@@ -125,13 +125,14 @@ class Point:
                  for s in self.cfg.export_steps] if self.pretrain else []
         return [(f"--model={m}", e, m) for m, e in [*steps, (self.export, self.out / "eval")]]
 
-    def recorded(self, tasks: dict[str, dict]) -> bool:
-        """Weights gone, every evaluation of these tasks ({column: task spec}) recorded: a point of a
-        published study copied back into out_dir (`cp -r results/<name>/points/. <out_dir>/`). It
-        is taken as it stands, neither pretrained nor evaluated again."""
+    def recorded(self, tasks: list) -> bool:
+        """Weights gone, every evaluation of these tasks (the suite's SuiteTask list) recorded: a point
+        of a published study copied back into out_dir (`cp -r results/<name>/points/. <out_dir>/`).
+        It is taken as it stands, neither pretrained nor evaluated again. A task recorded before a
+        field existed is read with that field's default."""
         def has(d: Path) -> bool:
-            return all((d / f"{c}.json").is_file() and json.loads((d / f"{c}.json").read_text())["task"] == t
-                       for c, t in tasks.items())
+            return all((d / f"{t.column}.json").is_file()
+                       and type(t)(**json.loads((d / f"{t.column}.json").read_text())["task"]) == t for t in tasks)
         return (self.kind != "baseline" and bool(tasks) and not (self.export / "model.safetensors").is_file()
                 and (self.out / "summary.json").is_file() and all(has(d) for _, d, _ in self.evals()))
 
@@ -395,11 +396,11 @@ def run_sweep(cfg: SweepConfig, report_only: bool = False) -> list[dict]:
     write_text(out / "sweep.yaml", to_yaml(cfg))
     uri = cfg.tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
     experiment = f"dnachunker-sweep-{cfg.name}"
-    metrics, tasks = {}, {}
+    metrics, tasks = {}, []
     if cfg.evaluation:
         from evaluation.suite import SuiteConfig
         suite = SuiteConfig.load(cfg.evaluation)
-        metrics, tasks = suite.metrics, {t.column: asdict(t) for t in suite.tasks}
+        metrics, tasks = suite.metrics, suite.tasks
     parent = _parent_run(cfg, out, uri, experiment)
     points = _points(cfg, out, uri, experiment, parent)
     statuses = {}

@@ -141,6 +141,10 @@ def test_scaling_study_two_seeds_baseline_rows_and_a_rerun_that_redoes_nothing(t
     # a fresh clone continues a published study: its points copied back are taken as recorded
     again = tmp_path / "again"
     shutil.copytree(tmp_path / "pub" / "points", again)
+    old = again / "p00_base__seed-0" / "eval" / "histone.json"  # recorded before SuiteTask had `metric`
+    record = json.loads(old.read_text())
+    del record["task"]["metric"]
+    old.write_text(json.dumps(record))
     r = subprocess.run([a if not a.startswith("out_dir=") else f"out_dir={again}" for a in args],
                        cwd=ROOT, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
