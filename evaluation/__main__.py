@@ -66,9 +66,10 @@ def cmd_suite(a) -> int:
     from .suite import SuiteConfig, run_suite
     suite = SuiteConfig.load(a.suite, a.overrides)
     results = run_suite(baseline(a.baseline) if a.baseline else a.model, suite, a.out, a.device)
-    print(markdown_table([{"column": c, **r} for c, r in results.items()],
-                         ["column", "task", "metric", "mcc", "mcc_std", "accuracy", "f1", "auroc", "majority_accuracy"]))
-    print(f"results: {Path(a.out).resolve()}", file=sys.stderr)
+    print(markdown_table([{"column": c, "task": r["task"], "metric": r["metric"], "score": r[r["metric"]],
+                           "std": r[f"{r['metric']}_std"]} for c, r in results.items()]))
+    print(f"results: {Path(a.out).resolve()} (summary.md: the suite's table with its published numbers)",
+          file=sys.stderr)
     return 0
 
 

@@ -9,13 +9,14 @@ uses it.
   kmer_lr  logistic regression on k-mer frequencies, k = 1..6 (5460 features: counts of each k-mer
            over the sequence divided by the number of k-mers of that k; N and other codes break
            k-mers), standardised on the train split; C from `Cs`, chosen by the task's metric on
-           valid (scikit-learn)
+           valid (scikit-learn); for a regression task, ridge regression with alpha = 1 / C
   cnn      the Genomic Benchmarks baseline CNN (ML-Bioinfo-CEITEC/genomic_benchmarks, models/torch.py):
            embedding 100 -> 3 x [Conv1d k=8 (16, 8, 4 channels), BatchNorm, ReLU, MaxPool 2] ->
            Linear 512 -> Linear to the classes; Adam lr 1e-3, batch 64, the epoch of `epochs` best
            on valid by the task's metric. Theirs is binary only (one sigmoid output); ours has one
-           logit per class (softmax cross-entropy), so that 3-class splice runs too. Sequences are padded (or cut)
-           to the longest training sequence.
+           logit per class (softmax cross-entropy), so that 3-class splice runs too; one output and
+           squared error for a regression task. Sequences are padded (or cut) to the longest
+           training sequence.
 """
 from __future__ import annotations
 
@@ -25,11 +26,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from dnachunker import tokenizer
 
 from .metrics import all_metrics
+from .task_types import TaskType, task_type
 
 
 def encode(seq: str) -> np.ndarray:
@@ -57,13 +58,12 @@ def kmer_frequencies(seq: str, ks=(1, 2, 3, 4, 5, 6)) -> np.ndarray:
 class KmerLogReg:
     ks: tuple = (1, 2, 3, 4, 5, 6)
     Cs: tuple = (0.001, 0.01, 0.1, 1.0)
-    max_iter: int = 2000
     name = "kmer_lr"
     label = "k-mer LR (baseline)"
 
-    def fit_predict(self, train, valid, test, n_classes: int, seed: int, metric: str) -> tuple[np.ndarray, float]:
-        """-> ((n test, classes) probabilities, valid `metric` of the chosen C)."""
-        from sklearn.linear_model import LogisticRegression
+    def fit_predict(self, train, valid, test, width: int, seed: int, metric: str, tt: TaskType
+                    ) -> tuple[np.ndarray, float]:
+        """-> (the task type's output on test, valid `metric` of the chosen C)."""
         from sklearn.preprocessing import StandardScaler
         x = {name: np.stack([kmer_frequencies(s, self.ks) for s, _ in data]) for name, data in
              (("train", train), ("valid", valid), ("test", test))}
@@ -72,17 +72,17 @@ class KmerLogReg:
         x = {k: scale.transform(v) for k, v in x.items()}
         best = (-2.0, None)
         for c in self.Cs:
-            clf = LogisticRegression(C=c, max_iter=self.max_iter, random_state=seed).fit(x["train"], y["train"])
-            score = all_metrics(y["valid"], _proba(clf, x["valid"], n_classes))[metric]
+            clf = tt.sklearn(c, seed).fit(x["train"], y["train"])
+            score = all_metrics(y["valid"], tt.predict(clf, x["valid"], width), [metric])[metric]
             if score > best[0]:
                 best = (score, clf)
-        return _proba(best[1], x["test"], n_classes), best[0]
+        return tt.predict(best[1], x["test"], width), best[0]
 
 
 class GBCNN(nn.Module):
-    """(b, L) codes 0..5 -> (b, n_classes) logits; the Genomic Benchmarks baseline layout."""
+    """(b, L) codes 0..5 -> (b, outputs) logits (or values); the Genomic Benchmarks baseline layout."""
 
-    def __init__(self, n_classes: int, length: int, embed: int = 100):
+    def __init__(self, outputs: int, length: int, embed: int = 100):
         super().__init__()
         layers, width = [], embed
         for out in (16, 8, 4):
@@ -91,7 +91,7 @@ class GBCNN(nn.Module):
         self.embed = nn.Embedding(6, embed)
         self.convs = nn.Sequential(*layers)
         flat = self.convs(torch.zeros(1, embed, length)).numel()
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 512), nn.Linear(512, n_classes))
+        self.head = nn.Sequential(nn.Flatten(), nn.Linear(flat, 512), nn.Linear(512, outputs))
 
     def forward(self, codes: torch.Tensor) -> torch.Tensor:
         return self.head(self.convs(self.embed(codes).transpose(1, 2)))
@@ -106,36 +106,37 @@ class GenomicBenchmarksCNN:
     label = "CNN (baseline)"
 
     @staticmethod
-    def _tensor(data, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _tensor(data, length: int, dtype) -> tuple[torch.Tensor, torch.Tensor]:
         x = np.full((len(data), length), 5, dtype=np.int64)  # 5: padding
         for i, (s, _) in enumerate(data):
             c = encode(s)[:length]
             x[i, :len(c)] = c
-        return torch.from_numpy(x), torch.tensor([y for _, y in data])
+        return torch.from_numpy(x), torch.tensor([y for _, y in data], dtype=dtype)
 
-    def fit_predict(self, train, valid, test, n_classes: int, seed: int, metric: str) -> tuple[np.ndarray, float]:
+    def fit_predict(self, train, valid, test, width: int, seed: int, metric: str, tt: TaskType
+                    ) -> tuple[np.ndarray, float]:
         torch.manual_seed(seed)
         length = max(len(s) for s, _ in train)
-        (xtr, ytr), (xva, yva), (xte, _) = (self._tensor(d, length) for d in (train, valid, test))
-        model = GBCNN(n_classes, length)
+        (xtr, ytr), (xva, yva), (xte, _) = (self._tensor(d, length, tt.target) for d in (train, valid, test))
+        model = GBCNN(width, length)
         opt = torch.optim.Adam(model.parameters(), lr=self.lr)
         g = torch.Generator().manual_seed(seed)
 
         @torch.no_grad()
         def predict(x):
             model.eval()
-            return torch.cat([model(b).softmax(-1) for b in x.split(256)]).numpy()
+            return torch.cat([tt.output(model(b)) for b in x.split(256)]).numpy()
         best = (-2.0, None)
         for _ in range(self.epochs):
             model.train()
             for idx in torch.randperm(len(xtr), generator=g).split(self.batch_size):
                 if len(idx) < 2:  # BatchNorm needs two samples
                     continue
-                loss = F.cross_entropy(model(xtr[idx]), ytr[idx])
+                loss = tt.loss(model(xtr[idx]), ytr[idx])
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            score = all_metrics(yva.numpy(), predict(xva))[metric]
+            score = all_metrics(yva.numpy(), predict(xva), [metric])[metric]
             if score > best[0]:
                 best = (score, copy.deepcopy(model.state_dict()))
         model.load_state_dict(best[1])
@@ -151,16 +152,10 @@ def baseline(name: str):
     return BASELINES[name]()
 
 
-def _proba(clf, x, n_classes: int) -> np.ndarray:
-    """(n, n_classes) probabilities, columns for classes absent from the training labels as 0."""
-    out = np.zeros((len(x), n_classes))
-    out[:, clf.classes_] = clf.predict_proba(x)
-    return out
-
-
 def score_baseline(model, task, val_fraction: float, seed: int, metric: str = "mcc") -> dict[str, float]:
     """One seed of a baseline on a (capped) task: its valid split, fit (choosing by `metric` on
-    valid), test metrics."""
+    valid), test metrics of the task's type."""
+    tt = task_type(task.type)
     train, valid = task.split_valid(seed, val_fraction)
-    probs, valid_score = model.fit_predict(train, valid, task.test, task.n_classes, seed, metric)
-    return {**all_metrics([y for _, y in task.test], probs), f"valid_{metric}": valid_score}
+    out, valid_score = model.fit_predict(train, valid, task.test, tt.width(task.n_classes), seed, metric, tt)
+    return {**all_metrics([y for _, y in task.test], out, tt.metrics), f"valid_{metric}": valid_score}

@@ -1,10 +1,13 @@
-"""Fine-tuning and linear probing of a pretrained DNAChunker on sequence classification.
+"""Fine-tuning and linear probing of a pretrained DNAChunker on sequence tasks.
 
-Classifier: mean of the backbone's final hidden states over the real bases -> linear head.
-`probe`: the backbone is frozen (eval mode, no gradients) and its pooled features are computed
-once; only the head is trained. `finetune`: everything is trained. For each seed the train split
-is split again into train/valid (unless the benchmark has its own valid split), the epoch with
-the best valid MCC is kept, and the test split is scored with MCC, accuracy and macro F1.
+Model: mean of the backbone's final hidden states over the real bases -> linear head, trained as
+the task's type says (evaluation.task_types: cross-entropy over classes, or squared error on a
+value). `probe`: the backbone is frozen (eval mode, no gradients) and its pooled features are
+computed once; only the head is trained. `finetune`: everything is trained. For each seed the
+train split is split again into train/valid (unless the benchmark has its own valid split), the
+epoch with the best valid score (the task's metric) is kept, and the test split is scored with
+every metric of the task's type. `folds`: a task whose source has no test split is scored by
+k-fold cross-validation of all its rows instead of one held-out split.
 """
 from __future__ import annotations
 
@@ -18,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from dnachunker.model import DNAChunker
 from dnachunker.tokenizer import batch_encode
 from .baselines import score_baseline
-from .metrics import METRICS, all_metrics
+from .metrics import all_metrics
+from .task_types import task_type
 from .tasks import Task
 
 
@@ -40,8 +43,10 @@ class FinetuneConfig:
     val_fraction: float = 0.1
     max_train: int | None = None     # subsample the training pool, before each seed's valid split is held out
     max_test: int | None = None      # subsample the test split
+    max_valid: int | None = None     # subsample the benchmark's own valid split
     # (both with a fixed seed: the same sequences for every model and every seed)
     metric: str = "mcc"              # evaluation.metrics.METRICS: picks the epoch on valid, headlines the summary
+    folds: int | None = None         # k-fold cross-validation where the source has no test split
 
 
 def pooled(model: DNAChunker, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -51,14 +56,14 @@ def pooled(model: DNAChunker, ids: torch.Tensor, valid: torch.Tensor) -> torch.T
     return (h * v).sum(1) / v.sum(1)
 
 
-def _batches(data, batch_size, max_len, shuffle_rng=None):
+def _batches(data, batch_size, max_len, shuffle_rng=None, dtype=torch.long):
     order = np.arange(len(data))
     if shuffle_rng is not None:
         shuffle_rng.shuffle(order)
     for i in range(0, len(order), batch_size):
         chunk = [data[j] for j in order[i:i + batch_size]]
         b = batch_encode([s for s, _ in chunk], max_len=max_len)
-        yield b.input_ids, b.valid, torch.tensor([y for _, y in chunk])
+        yield b.input_ids, b.valid, torch.tensor([y for _, y in chunk], dtype=dtype)
 
 
 def _features(model, data, cfg, device, desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,9 +78,9 @@ def _features(model, data, cfg, device, desc: str = "features") -> tuple[torch.T
 
 
 @torch.no_grad()
-def _predict(model, head, data, cfg, device) -> np.ndarray:
-    """(n, classes) class probabilities."""
-    return head(_features(model, data, cfg, device)[0].to(device)).softmax(-1).cpu().numpy()
+def _predict(model, head, data, cfg, device, tt) -> np.ndarray:
+    """The task type's output: (n, classes) class probabilities, or (n,) values."""
+    return tt.output(head(_features(model, data, cfg, device)[0].to(device))).cpu().numpy()
 
 
 def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device="cpu",
@@ -83,11 +88,11 @@ def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device=
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     train, valid = task.split_valid(seed, cfg.val_fraction)
-    n = task.n_classes
+    tt = task_type(task.type)
     model = DNAChunker.from_pretrained(model_dir, map_location=device)
-    head = nn.Linear(model.cfg.d_model[0], n).to(device)
+    head = nn.Linear(model.cfg.d_model[0], tt.width(task.n_classes)).to(device)
     if cfg.mode == "probe":
-        return _probe(model, head, task, train, valid, cfg, seed, device, probe_cache)
+        return _probe(model, head, task, train, valid, cfg, seed, device, probe_cache, tt)
     if cfg.mode != "finetune":
         raise ValueError(f"mode must be finetune or probe, got {cfg.mode!r}")
     params = list(model.parameters()) + list(head.parameters())
@@ -98,23 +103,23 @@ def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device=
     best, best_state = -2.0, None
     for _ in range(cfg.epochs):
         model.train()
-        for ids, v, y in _batches(train, cfg.batch_size, cfg.max_len, rng):
-            loss = F.cross_entropy(head(pooled(model, ids.to(device), v.to(device))), y.to(device))
+        for ids, v, y in _batches(train, cfg.batch_size, cfg.max_len, rng, tt.target):
+            loss = tt.loss(head(pooled(model, ids.to(device), v.to(device))), y.to(device))
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-        score = all_metrics([y for _, y in valid], _predict(model, head, valid, cfg, device))[cfg.metric]
+        score = all_metrics([y for _, y in valid], _predict(model, head, valid, cfg, device, tt), [cfg.metric])[cfg.metric]
         if score > best:
             best, best_state = score, (copy.deepcopy(model.state_dict()), copy.deepcopy(head.state_dict()))
     model.load_state_dict(best_state[0])
     head.load_state_dict(best_state[1])
-    test = all_metrics([y for _, y in task.test], _predict(model, head, task.test, cfg, device))
+    test = all_metrics([y for _, y in task.test], _predict(model, head, task.test, cfg, device, tt), tt.metrics)
     return {**test, f"valid_{cfg.metric}": best}
 
 
-def _probe(model, head, task, train, valid, cfg, seed, device, cache):
+def _probe(model, head, task, train, valid, cfg, seed, device, cache, tt):
     for p in model.parameters():
         p.requires_grad_(False)
     cache = cache if cache is not None else {}  # sequence -> pooled features, shared by the seeds
@@ -124,7 +129,7 @@ def _probe(model, head, task, train, valid, cfg, seed, device, cache):
         if missing:
             x, _ = _features(model, missing, cfg, device, desc=f"features ({split})")
             cache.update(zip((s for s, _ in missing), x))
-        return torch.stack([cache[s] for s, _ in data]), torch.tensor([y for _, y in data])
+        return torch.stack([cache[s] for s, _ in data]), torch.tensor([y for _, y in data], dtype=tt.target)
     xtr, ytr = feats(train, "train")
     xva, yva = feats(valid, "valid")
     xte, yte = feats(task.test, "test")
@@ -135,37 +140,71 @@ def _probe(model, head, task, train, valid, cfg, seed, device, cache):
     g = torch.Generator().manual_seed(seed)
     for _ in range(max(cfg.epochs, 1) * 20):  # a linear head on fixed features: many cheap epochs
         for idx in torch.randperm(len(xtr), generator=g).split(cfg.batch_size):
-            loss = F.cross_entropy(head(norm(xtr[idx])), ytr[idx].to(device))
+            loss = tt.loss(head(norm(xtr[idx])), ytr[idx].to(device))
             opt.zero_grad()
             loss.backward()
             opt.step()
         with torch.no_grad():
-            score = all_metrics(yva.numpy(), head(norm(xva)).softmax(-1).cpu().numpy())[cfg.metric]
+            score = all_metrics(yva.numpy(), tt.output(head(norm(xva))).cpu().numpy(), [cfg.metric])[cfg.metric]
         if score > best:
             best, best_state = score, copy.deepcopy(head.state_dict())
     head.load_state_dict(best_state)
     with torch.no_grad():
-        probs = head(norm(xte)).softmax(-1).cpu().numpy()
-    return {**all_metrics(yte.numpy(), probs), f"valid_{cfg.metric}": best}
+        out = tt.output(head(norm(xte))).cpu().numpy()
+    return {**all_metrics(yte.numpy(), out, tt.metrics), f"valid_{cfg.metric}": best}
+
+
+def folds(task: Task, k: int | None) -> list[tuple[int | None, Task]]:
+    """(fold, task) pairs: the task as it is; or, with k and a task whose test split was made here
+    (Task.split_here), k folds of all its rows (fixed seed, stratified for classification), each
+    the test set once and the rest its training data."""
+    if not (k and task.split_here):
+        return [(None, task)]
+    rows = task.train + task.test
+    order = np.random.default_rng(0).permutation(len(rows))
+    if task.type == "classification":  # stratified: each class dealt round the folds
+        order = sorted(order, key=lambda i: rows[i][1])
+    fold_of = {int(i): n % k for n, i in enumerate(order)}
+    return [(f, dataclasses.replace(task, train=[r for i, r in enumerate(rows) if fold_of[i] != f],
+                                    test=[r for i, r in enumerate(rows) if fold_of[i] == f], split_here=False))
+            for f in range(k)]
+
+
+def _standardised(task: Task) -> Task:
+    """Regression labels z-scored with the train split's mean and std (correlations unchanged)."""
+    ys = np.array([y for _, y in task.train], dtype=np.float64)
+    mu, sd = ys.mean(), ys.std() or 1.0
+    z = lambda data: [(s, (y - mu) / sd) for s, y in data]  # noqa: E731
+    return dataclasses.replace(task, train=z(task.train), valid=z(task.valid), test=z(task.test))
 
 
 def evaluate(model, task: Task, cfg: FinetuneConfig, device="cpu") -> tuple[list[dict], dict]:
     """model: an export directory, or a baseline (evaluation.baselines), scored on the same capped
-    subsample and the same per-seed valid splits. -> (one row per seed, summary with mean and std)."""
+    subsample and the same per-seed valid splits. -> (one row per seed (and fold), summary with
+    mean and std over the rows)."""
     def cap(data, k):
         return data if not k or len(data) <= k else [data[i] for i in sorted(
             np.random.default_rng(0).choice(len(data), k, replace=False))]
-    task = dataclasses.replace(task, train=cap(task.train, cfg.max_train), test=cap(task.test, cfg.max_test))
+    tt = task_type(task.type)
     baseline = not isinstance(model, (str, Path))
     mode = model.name if baseline else cfg.mode
-    rows, cache = [], {}
-    for seed in tqdm(cfg.seeds, desc=f"{task.name} ({mode})", unit="seed", dynamic_ncols=True):
-        r = (score_baseline(model, task, cfg.val_fraction, seed, cfg.metric) if baseline
-             else run_seed(str(model), task, cfg, seed, device, cache))
-        rows.append({"task": task.name, "mode": mode, "seed": seed, **r})
-    majority = max(np.bincount([y for _, y in task.test])) / len(task.test)
-    summary = {"task": task.name, "mode": mode, "metric": cfg.metric, "seeds": len(rows), "majority_accuracy": majority}
-    for k in METRICS:
+    rows, tested, cache = [], [], {}  # cache: a probe's features, shared by seeds and folds
+    for fold, part in folds(task, cfg.folds):
+        part = dataclasses.replace(part, train=cap(part.train, cfg.max_train), test=cap(part.test, cfg.max_test),
+                                   valid=cap(part.valid, cfg.max_valid))
+        tested += [y for _, y in part.test]
+        part = _standardised(part) if tt.standardise else part
+        for seed in tqdm(cfg.seeds, desc=f"{task.name} ({mode})" + (f" fold {fold}" if fold is not None else ""),
+                         unit="seed", dynamic_ncols=True):
+            r = (score_baseline(model, part, cfg.val_fraction, seed, cfg.metric) if baseline
+                 else run_seed(str(model), part, cfg, seed, device, cache))
+            rows.append({"task": task.name, "mode": mode, "seed": seed, **({"fold": fold} if fold is not None else {}),
+                         **r})
+    summary = {"task": task.name, "mode": mode, "type": task.type, "metric": cfg.metric, "seeds": len(cfg.seeds),
+               "folds": cfg.folds if rows and "fold" in rows[0] else None}
+    if "accuracy" in tt.metrics:
+        summary["majority_accuracy"] = max(np.bincount(tested)) / len(tested)
+    for k in tt.metrics:
         vals = [r[k] for r in rows]
         summary[k] = statistics.fmean(vals)
         summary[f"{k}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0

@@ -1,10 +1,12 @@
-"""Classification metrics (numpy) and their registry.
+"""Metrics (numpy) and their registry.
 
-A task's model output is a (n, classes) array of class probabilities. Metrics on labels (MCC,
-multi-class as Gorodkin's; accuracy; macro F1) read its argmax, metrics on scores (AUROC) read the
-probabilities. METRICS names every metric; a suite names, per task, the one its table reports and
-that picks the epoch or hyperparameter on the valid split (evaluation.suite). Adding a metric is
-one function and one entry.
+A classification task's model output is a (n, classes) array of class probabilities: metrics on
+labels (MCC, multi-class as Gorodkin's; accuracy; macro F1) read its argmax, metrics on scores
+(AUROC) read the probabilities. A regression task's output is (n,) predicted values (Pearson,
+Spearman); a zero-shot variant-effect task's is (n,) scores (AUROC). METRICS names every metric;
+each task type (evaluation.task_types) lists the ones it reports, and a suite names, per task, the
+one its table shows and that picks the epoch or hyperparameter on the valid split
+(evaluation.suite). Adding a metric is one function and one entry.
 """
 from __future__ import annotations
 
@@ -69,10 +71,22 @@ def auroc(y_true, probs) -> float:
     return float(np.mean(out)) if out else float("nan")
 
 
+def pearson(y_true, values) -> float:
+    y, v = np.asarray(y_true, dtype=np.float64), np.asarray(values, dtype=np.float64)
+    if len(y) < 2 or y.std() == 0 or v.std() == 0:
+        return 0.0
+    return float(np.corrcoef(y, v)[0, 1])
+
+
+def spearman(y_true, values) -> float:
+    """Pearson correlation of the ranks (ties given their average rank)."""
+    return pearson(_ranks(np.asarray(y_true, dtype=np.float64)), _ranks(np.asarray(values, dtype=np.float64)))
+
+
 @dataclass(frozen=True)
 class Metric:
-    fn: Callable                     # (y_true, predicted labels, n classes) or (y_true, probabilities)
-    on: str                          # labels | scores
+    fn: Callable                     # (y_true, predicted labels, n classes), (y_true, probabilities) or (y_true, values)
+    on: str                          # labels | scores | values
 
 
 METRICS = {
@@ -80,6 +94,8 @@ METRICS = {
     "accuracy": Metric(lambda y, pred, n: accuracy(y, pred), "labels"),
     "f1": Metric(f1_macro, "labels"),
     "auroc": Metric(auroc, "scores"),
+    "pearson": Metric(pearson, "values"),
+    "spearman": Metric(spearman, "values"),
 }
 
 
@@ -89,9 +105,11 @@ def check_metric(name: str) -> str:
     return name
 
 
-def all_metrics(y_true, probs) -> dict[str, float]:
-    """Every metric of METRICS from class probabilities (n, classes)."""
-    probs = np.asarray(probs, dtype=np.float64)
-    pred = probs.argmax(1)
-    return {name: (m.fn(y_true, pred, probs.shape[1]) if m.on == "labels" else m.fn(y_true, probs))
-            for name, m in METRICS.items()}
+def all_metrics(y_true, out, names=("mcc", "accuracy", "f1", "auroc")) -> dict[str, float]:
+    """The metrics `names` of one output: class probabilities (n, classes), or values / scores (n,)."""
+    out = np.asarray(out, dtype=np.float64)
+    result = {}
+    for name in names:
+        m = METRICS[name]
+        result[name] = m.fn(y_true, out.argmax(1), out.shape[1]) if m.on == "labels" else m.fn(y_true, out)
+    return result

@@ -1,10 +1,14 @@
-"""Evaluation suites: downstream tasks under one probe protocol, run on an exported model.
+"""Evaluation suites: downstream tasks under one protocol, run on an exported model.
 
 A suite (configs/eval/*.yaml) lists tasks, each filling one column of a results table (histone,
-enhancers, promoters, splice in configs/eval/paper_columns.yaml), with the protocol shared by all:
-probe or fine-tune, seeds, training-set cap, test-set cap. `run_suite` writes one JSON per task
-into its output directory: the per-seed rows and the mean / std summary, keyed by the model's
-weights and the task's protocol, so a re-run skips every task already done on the same weights.
+enhancers, promoters, splice in configs/eval/paper_columns.yaml) with its type and metric
+(evaluation.task_types), and the protocol shared by all: probe or fine-tune, seeds, k-fold where a
+task has no test split, training-set cap, test-set cap; `follows` names the source benchmark's
+protocol, and `references` are its published numbers (evaluation.references). `run_suite` writes
+one JSON per task into its output directory: the per-seed (and per-fold) rows and the mean / std
+summary, keyed by the model's weights and the task's protocol, so a re-run skips every task
+already done on the same weights; then summary.md / summary.csv, the suite's table with the
+published rows beside this model's.
 
     python -m evaluation suite --model runs/x/export --suite configs/eval/paper_columns.yaml --out runs/x/eval
     python -m evaluation suite --baseline kmer_lr --suite configs/eval/paper_columns.yaml --out runs/kmer_lr
@@ -22,26 +26,29 @@ from pathlib import Path
 
 from data_pipeline.config import digest, file_sha256
 from dnachunker.config import invalid, load_structured, out_of_range
-from dnachunker.fileio import write_text
+from dnachunker.fileio import markdown_table, write_csv, write_text
 
 from .finetune import FinetuneConfig, evaluate
-from .metrics import METRICS
+from .references import MEAN, Reference, reference_table
+from .task_types import TASK_TYPES
 from .tasks import load_task
 
 
 @dataclass
 class SuiteTask:
     column: str                      # the results-table column this task fills
-    format: str                      # gue | csv | nt | gb | gbseq | janggu (evaluation.tasks)
-    path: str
+    format: str                      # gue | csv | nt | gb | gbseq | janggu (evaluation.tasks); vcf (variant_effect)
+    path: str | None                 # None only through an unset ${data}: an error naming it
     nt_task: str | None = None
-    fasta: str | None = None
-    metric: str = "mcc"              # evaluation.metrics.METRICS: what the column reports (and picks epochs on valid)
+    fasta: str | None = None         # gb coordinates and vcf: the reference (default: the suite's `fasta`)
+    metric: str = "mcc"              # one of its type's metrics: what the column reports (and picks epochs on valid)
+    type: str = "classification"     # evaluation.task_types: classification | regression | variant_effect
 
 
 @dataclass
 class SuiteConfig:
     name: str = "suite"
+    follows: str = ""                # the source benchmark's protocol, in words, and where it is defined
     mode: str = "probe"              # probe (linear probe, frozen backbone) | finetune
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     epochs: int = 3
@@ -50,22 +57,48 @@ class SuiteConfig:
     max_len: int | None = None
     max_train: int | None = None     # subsample each training split (same subsample for every model)
     max_test: int | None = None      # subsample each test split (same subsample for every model)
+    max_valid: int | None = None     # subsample each benchmark's own valid split (smoke tests)
+    folds: int | None = None         # k-fold cross-validation for tasks whose source has no test split
+    fasta: str | None = None         # the reference genome for tasks that need one and name none (GRCh38)
+    data: str | None = None          # the benchmark's data where its tasks share it: their path reads ${data}
     tasks: list[SuiteTask] = field(default_factory=list)
+    references: list[Reference] = field(default_factory=list)
 
     def validate(self) -> "SuiteConfig":
         problems = out_of_range(self, {"epochs": ">=1", "lr": ">0", "batch_size": ">=1", "max_len": ">=1",
-                                       "max_train": ">=2", "max_test": ">=1"})
+                                       "max_train": ">=2", "max_test": ">=1", "max_valid": ">=1",
+                                       "folds": ">=2"})
         if self.mode not in ("probe", "finetune"):
             problems.append(("mode", f"must be probe or finetune, got {self.mode!r}"))
         if not self.seeds:
             problems.append(("seeds", "needs at least one seed"))
         if not self.tasks:
             problems.append(("tasks", "an evaluation suite needs at least one task"))
-        problems += [("tasks", f"{t.column}: unknown metric {t.metric!r} (known: {', '.join(METRICS)})")
-                     for t in self.tasks if t.metric not in METRICS]
+        if missing := [t.column for t in self.tasks if t.path is None]:
+            problems.append(("data", f"no path for {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}: this "
+                                     f"suite reads the benchmark from `data`: give data=<the downloaded file or directory>"))
+        if need := [t.column for t in self.tasks if t.format in ("gb", "vcf") and not (t.fasta or self.fasta)]:
+            problems.append(("fasta", f"{', '.join(need[:3])}{'...' if len(need) > 3 else ''} need(s) the reference "
+                                      f"genome: give fasta=<FASTA, plain or gzip>"))
+        for t in self.tasks:
+            if t.type not in TASK_TYPES:
+                problems.append(("tasks", f"{t.column}: unknown type {t.type!r} (known: {', '.join(TASK_TYPES)})"))
+            elif t.metric not in TASK_TYPES[t.type].metrics:
+                problems.append(("tasks", f"{t.column}: a {t.type} task reports {', '.join(TASK_TYPES[t.type].metrics)}, "
+                                          f"not {t.metric!r}"))
+            elif (t.type == "variant_effect") != (t.format == "vcf"):
+                problems.append(("tasks", f"{t.column}: a variant_effect task reads a labelled VCF (format vcf), "
+                                          f"and only it does"))
         columns = [t.column for t in self.tasks]
         if len(set(columns)) != len(columns):
             problems.append(("tasks", f"task columns must be unique, got {columns}"))
+        for r in self.references:
+            if r.protocol != self.protocol_name:
+                problems.append(("references", f"{r.label}: {r.protocol} numbers in a {self.protocol_name} suite "
+                                               f"(protocols are never mixed)"))
+            if unknown := set(r.scores) - {*columns, MEAN}:
+                problems.append(("references", f"{r.label}: no task column {sorted(unknown)} (columns: {columns}, "
+                                               f"or {MEAN!r} for a published mean over all tasks)"))
         if problems:
             raise invalid(problems, "evaluation suite")
         return self
@@ -79,10 +112,16 @@ class SuiteConfig:
         """column -> the metric it reports."""
         return {t.column: t.metric for t in self.tasks}
 
+    @property
+    def protocol_name(self) -> str:
+        """What its numbers are: zero-shot (nothing trained), else its mode."""
+        return "zero-shot" if self.tasks and not any(TASK_TYPES[t.type].trained for t in self.tasks
+                                                      if t.type in TASK_TYPES) else self.mode
+
     def protocol(self, task: SuiteTask) -> FinetuneConfig:
         return FinetuneConfig(mode=self.mode, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
                               max_len=self.max_len, seeds=list(self.seeds), max_train=self.max_train,
-                              max_test=self.max_test, metric=task.metric)
+                              max_test=self.max_test, max_valid=self.max_valid, metric=task.metric, folds=self.folds)
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] = ()) -> "SuiteConfig":
@@ -91,13 +130,20 @@ class SuiteConfig:
 
 def run_suite(model, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu") -> dict[str, dict]:
     """Every task of the suite on one model (an export directory, or a baseline of
-    evaluation.baselines) -> {column: summary (mean / std over seeds)}."""
+    evaluation.baselines) -> {column: summary (mean / std over seeds and folds)}; then the suite's
+    table (summary.md / summary.csv). A baseline has nothing to say on a zero-shot task: skipped."""
+    from .task_types import task_type
+    from .zero_shot import evaluate_variants
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     baseline = not isinstance(model, (str, Path))
     weights = {"baseline": model.name, **asdict(model)} if baseline else file_sha256(Path(model) / "model.safetensors")
     results = {}
     for i, task_spec in enumerate(suite.tasks, 1):
+        trained = task_type(task_spec.type).trained
+        if baseline and not trained:
+            print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: zero-shot, no baseline score", file=sys.stderr)
+            continue
         protocol = suite.protocol(task_spec)
         key = digest({"weights": weights, "task": asdict(task_spec), "protocol": asdict(protocol)})
         path = out_dir / f"{task_spec.column}.json"
@@ -107,11 +153,42 @@ def run_suite(model, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu
             print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: done before, kept ({path})", file=sys.stderr)
             continue
         print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: {task_spec.format} {task_spec.path}", file=sys.stderr)
-        task = load_task(task_spec.format, task_spec.path, task=task_spec.nt_task, fasta=task_spec.fasta)
-        rows, summary = evaluate(model if baseline else str(model), task, protocol, device)
+        fasta = task_spec.fasta or suite.fasta
+        if not trained:
+            rows, summary = evaluate_variants(model, task_spec.path, fasta, task_spec.metric, suite.max_len, device)
+        else:
+            task = load_task(task_spec.format, task_spec.path, task=task_spec.nt_task, fasta=fasta, type=task_spec.type)
+            rows, summary = evaluate(model if baseline else str(model), task, protocol, device)
         write_text(path, json.dumps({"key": key, "task": asdict(task_spec), "rows": rows, "summary": summary}, indent=1))
         results[task_spec.column] = summary
         m = task_spec.metric
         print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: {m} {summary[m]:.3f} ± {summary[f'{m}_std']:.3f} "
               f"-> {path}", file=sys.stderr)
+    write_summary(suite, model.label if baseline else str(model), results, out_dir)
     return results
+
+
+def write_summary(suite: SuiteConfig, label: str, results: dict[str, dict], out_dir: Path) -> None:
+    """summary.csv (this model's mean and std per column) and summary.md (the same beside the
+    suite's published numbers)."""
+    metrics = suite.metrics
+    overall = "overall" if len(set(metrics.values())) == 1 else None
+    means = {c: results[c][m] for c, m in metrics.items() if c in results}
+    csv_row = {"row": label, **{f"{m}/{c}": means.get(c) for c, m in metrics.items()},
+               **{f"{m}_std/{c}": results[c][f"{m}_std"] for c, m in metrics.items() if c in results}}
+    cells = {c: f"{means[c]:.3f} ± {results[c][f'{metrics[c]}_std']:.3f}" if c in means else "" for c in metrics}
+    if overall and len(means) == len(metrics):
+        csv_row[overall] = sum(means.values()) / len(means)
+        cells[overall] = f"{csv_row[overall]:.3f}"
+    write_csv([csv_row], out_dir / "summary.csv",
+              ["row", *(f"{m}/{c}" for c, m in metrics.items()), *(f"{m}_std/{c}" for c, m in metrics.items()),
+               *([overall] if overall else [])])
+    caption = ", ".join(sorted(set(metrics.values()))) if overall else "; ".join(f"{c}: {m}" for c, m in metrics.items())
+    folds = f", {suite.folds}-fold cross-validation where a task has no test split" if suite.folds else ""
+    caps = [f"{what} sets at {n}" for what, n in (("training", suite.max_train), ("test", suite.max_test),
+                                                   ("valid", suite.max_valid)) if n]
+    capped = (f"; {', '.join(caps)} sequences (a subsample: not comparable with published numbers)" if caps else "")
+    text = (f"# {suite.name}\n\n{suite.follows}\n\nThis run: {suite.protocol_name}, {caption}, mean ± std over "
+            f"{len(suite.seeds)} seed(s){folds}{capped}.\n\n" + markdown_table([{"row": label, **cells}], ["row", *metrics, *([overall] if overall else [])])
+            + "\n\n" + reference_table(suite.references, list(metrics), overall))
+    write_text(out_dir / "summary.md", text)

@@ -1,7 +1,8 @@
-"""Sequence-classification tasks from the benchmark formats we evaluate on.
+"""Sequence tasks from the benchmark formats we evaluate on.
 
 Every loader returns a `Task` with train/test (and, where the benchmark has one, valid) lists of
-(sequence, label). Malformed input is an `EvalDataError` naming the file and line.
+(sequence, label): integer classes, or real values for a regression task (evaluation.task_types;
+the table formats read either). Malformed input is an `EvalDataError` naming the file and line.
 
   gue      GUE (DNABERT-2): <dir>/{train,dev,test}.csv[.gz], header `sequence,label` (without a
            train file, dev is the training data and a valid split is held out from it)
@@ -25,6 +26,8 @@ from pathlib import Path
 
 from dnachunker.tokenizer import IUPAC
 
+from .task_types import task_type
+
 
 class EvalDataError(ValueError):
     pass
@@ -37,19 +40,25 @@ class Task:
     test: list[tuple[str, int]]
     valid: list[tuple[str, int]] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
+    type: str = "classification"     # evaluation.task_types
+    split_here: bool = False         # True: the source has no test split; test was held out here (seed 0)
 
     @property
     def n_classes(self) -> int:
+        if self.type != "classification":
+            return 1
         return max(2, len(self.labels) or 1 + max(y for _, y in self.train + self.test))
 
     def split_valid(self, seed: int, fraction: float = 0.1) -> tuple[list, list]:
-        """(train, valid): the benchmark's own valid split, else a stratified split of train by seed."""
+        """(train, valid): the benchmark's own valid split, else a split of train by seed, stratified
+        by label for classification."""
         if self.valid:
             return self.train, self.valid
         rng = random.Random(seed)
         train, valid = [], []
-        for label in sorted({y for _, y in self.train}):
-            items = [x for x in self.train if x[1] == label]
+        strata = [None] if self.type != "classification" else sorted({y for _, y in self.train})
+        for label in strata:
+            items = [x for x in self.train if label is None or x[1] == label]
             rng.shuffle(items)
             k = max(1, round(len(items) * fraction))
             valid += items[:k]
@@ -83,9 +92,11 @@ def _check_seq(path, line, seq: str) -> str:
     return seq
 
 
-def read_table(path: Path, task: str | None = None) -> tuple[list[tuple[str, int]], list[str] | None]:
+def read_table(path: Path, task: str | None = None, type: str = "classification"
+               ) -> tuple[list[tuple[str, int]], list[str] | None]:
     """Rows of a CSV/TSV with `sequence`|`seq` and `label` columns (+ `task` to filter on,
-    + `split` returned as the second value when present)."""
+    + `split` returned as the second value when present); labels parsed for the task `type`."""
+    parse = task_type(type).parse
     fh = _open_text(path)
     first = fh.readline()
     delim = "\t" if "\t" in first else ","
@@ -107,11 +118,11 @@ def read_table(path: Path, task: str | None = None) -> tuple[list[tuple[str, int
             tasks.add(row["task"])
             continue
         try:
-            label = int(row["label"])
-        except ValueError:
-            raise EvalDataError(f"{path}:{line}: label {row['label']!r} is not an integer") from None
-        if label < 0:
-            raise EvalDataError(f"{path}:{line}: negative label {label}")
+            label = parse(row["label"])
+        except ValueError as e:
+            what = "an integer" if type == "classification" else "a number"
+            raise EvalDataError(f"{path}:{line}: label {row['label']!r} is not {what}"
+                                + (f" ({e})" if "negative" in str(e) or "finite" in str(e) else "")) from None
         rows.append((_check_seq(path, line, row[seq_col]), label))
         if splits is not None:
             splits.append(row["split"].strip().lower())
@@ -128,12 +139,12 @@ def _find(d: Path, stem: str) -> Path | None:
     return None
 
 
-def load_gue(path: str | Path) -> Task:
+def load_gue(path: str | Path, type: str = "classification") -> Task:
     """A GUE task directory (train.csv, dev.csv, test.csv; .gz accepted)."""
-    return _load_split_dir(Path(path), "gue")
+    return _load_split_dir(Path(path), "gue", type)
 
 
-def _load_split_dir(d: Path, kind: str) -> Task:
+def _load_split_dir(d: Path, kind: str, type: str) -> Task:
     if not d.is_dir():
         raise EvalDataError(f"{d}: not a {kind} task directory")
     train, test, dev = _find(d, "train"), _find(d, "test"), _find(d, "dev")
@@ -143,16 +154,16 @@ def _load_split_dir(d: Path, kind: str) -> Task:
     if train is None or test is None:
         missing = [s for s, f in (("train", train), ("test", test)) if f is None]
         raise EvalDataError(f"{d}: missing {' and '.join(missing)} file (.csv/.tsv, optionally .gz)")
-    return Task(name=f"{d.parent.name}/{d.name}", train=read_table(train)[0], test=read_table(test)[0],
-                valid=read_table(dev)[0] if dev else [])
+    return Task(name=f"{d.parent.name}/{d.name}", train=read_table(train, type=type)[0],
+                test=read_table(test, type=type)[0], valid=read_table(dev, type=type)[0] if dev else [], type=type)
 
 
-def load_csv(path: str | Path) -> Task:
+def load_csv(path: str | Path, type: str = "classification") -> Task:
     """A user's own data: one table with a `split` column (train/valid|dev/test), or a directory."""
     path = Path(path)
     if path.is_dir():
-        return _load_split_dir(path, "csv")
-    rows, splits = read_table(path)
+        return _load_split_dir(path, "csv", type)
+    rows, splits = read_table(path, type=type)
     if splits is None:
         raise EvalDataError(f"{path}: a single table needs a 'split' column (train / valid / test)")
     parts = {"train": [], "valid": [], "test": []}
@@ -163,31 +174,37 @@ def load_csv(path: str | Path) -> Task:
         parts[split].append(row)
     if not parts["train"] or not parts["test"]:
         raise EvalDataError(f"{path}: needs rows in both the train and the test split")
-    return Task(name=path.stem.split(".")[0], **parts)
+    return Task(name=path.stem.split(".")[0], **parts, type=type)
 
 
-def load_nt(path: str | Path, task: str, test_fraction: float = 0.2, seed: int = 0) -> Task:
-    """One task of a Nucleotide Transformer TSV. Files without a test split (as the subset we
-    ship) are split into train/test by a fixed seed, stratified by label."""
-    rows, splits = read_table(Path(path), task=task)
-    full = Task(name=f"nt/{task}", train=rows, test=[])
-    train, test = full.split_valid(seed=seed, fraction=test_fraction)
-    return Task(name=f"nt/{task}", train=train, test=test)
+def held_out(task: Task, fraction: float = 0.2) -> Task:
+    """A task whose source has no test split: test held out from all its rows (seed 0, stratified
+    for classification); `split_here` says so, and k-fold evaluation pools the two again."""
+    train, test = task.split_valid(seed=0, fraction=fraction)
+    return Task(name=task.name, train=train, test=test, labels=task.labels, type=task.type, split_here=True)
 
 
-def load_gb_sequences(path: str | Path) -> Task:
+def load_nt(path: str | Path, task: str, type: str = "classification") -> Task:
+    """One task of a Nucleotide Transformer TSV. A file with a `split` column (train / test) keeps
+    it; one without (as the subset we ship) is split here (held_out)."""
+    rows, splits = read_table(Path(path), task=task, type=type)
+    if splits:
+        return Task(name=f"nt/{task}", train=[r for r, s in zip(rows, splits) if s != "test"],
+                    test=[r for r, s in zip(rows, splits) if s == "test"], type=type)
+    return held_out(Task(name=f"nt/{task}", train=rows, test=[], type=type))
+
+
+def load_gb_sequences(path: str | Path, type: str = "classification") -> Task:
     """Genomic Benchmarks exported with full sequences: <dir>/{train,test}.tsv[.gz] (`seq,label`).
-    Only a test set: train is a stratified 80 % of it and test the rest (fixed seed)."""
+    With one split only, test is held out from it here (held_out)."""
     d = Path(path)
     train, test = _find(d, "train"), _find(d, "test")
     if train and test:
-        return _load_split_dir(d, "gb")
+        return _load_split_dir(d, "gb", type)
     only = train or test
     if only is None:
         raise EvalDataError(f"{d}: no train/test .tsv[.gz] file")
-    full = Task(name=f"gb/{d.name}", train=read_table(only)[0], test=[])
-    tr, te = full.split_valid(seed=0, fraction=0.2)
-    return Task(name=f"gb/{d.name}", train=tr, test=te)
+    return held_out(Task(name=f"gb/{d.name}", train=read_table(only, type=type)[0], test=[], type=type))
 
 
 def load_genomic_benchmark(path: str | Path, fasta: str | Path) -> Task:
@@ -290,10 +307,14 @@ FORMATS = {
 }
 
 
-def load_task(kind: str, path: str, task: str | None = None, fasta: str | None = None) -> Task:
-    """A task in one of FORMATS; the path must hold what the format expects."""
+def load_task(kind: str, path: str, task: str | None = None, fasta: str | None = None,
+              type: str = "classification") -> Task:
+    """A task in one of FORMATS, its labels read for the task `type` (evaluation.task_types); the
+    path must hold what the format expects."""
     if kind not in FORMATS:
         raise EvalDataError(f"unknown task format {kind!r} ({', '.join(FORMATS)})")
+    if type != "classification" and kind in ("gb", "janggu"):
+        raise EvalDataError(f"{path}: the {kind} format holds classes (one file per class), not {type} labels")
     p = Path(path)
     if not FORMATS[kind].found(p):
         fits = [k for k, f in FORMATS.items() if k != kind and f.found(p)]
@@ -302,9 +323,9 @@ def load_task(kind: str, path: str, task: str | None = None, fasta: str | None =
     if kind == "nt":
         if not task:
             raise EvalDataError("--nt-task is required for the nt format")
-        return load_nt(path, task)
+        return load_nt(path, task, type)
     if kind == "gb":
         if not fasta:
             raise EvalDataError("the gb (coordinates) format needs --fasta (the GRCh38 reference)")
         return load_genomic_benchmark(path, fasta)
-    return FORMATS[kind].load(path)
+    return FORMATS[kind].load(path) if kind == "janggu" else FORMATS[kind].load(path, type)

@@ -28,10 +28,12 @@ PRETRAIN = ["valid/mlm_loss", "valid/mlm_accuracy", "valid/compression_0", "vali
 
 
 def write_report(rows: list[dict], keys: list[str], metrics: dict[str, str], paper: dict, out: Path,
-                 title: str, reference: str = "DNAChunker") -> list[Path]:
+                 title: str, reference: str = "DNAChunker", published: list | None = None) -> list[Path]:
     """rows: {point, label, kind, seed, <keys>, <PRETRAIN>, <metric>/<column>, <metric>_std/<column>,
     probe/<column>, overall_<metric>(_std) when the columns share a metric, status}, one per
-    evaluated model; metrics: column -> its metric. Returns the files written."""
+    evaluated model; metrics: column -> its metric; published: the suite's references
+    (evaluation.references), shown as its own table does. Returns the files written."""
+    from evaluation.references import reference_table
     from .compare import comparisons, final, gather, table
     from .scaling import write_scaling
     columns, total = list(metrics), overall_name(metrics)
@@ -53,6 +55,7 @@ def write_report(rows: list[dict], keys: list[str], metrics: dict[str, str], pap
                    for label, v in paper.items()]
             text += ("\n**The paper's numbers** (its ablation table, at a 2 B-token budget on hg38; reference only, "
                      "not produced here; empty cells: not available to this project):\n\n" + markdown_table(ref) + "\n")
+        text += "\n" + reference_table(published or [], list(metrics), "overall" if total else None)
         write_text(out / "study.md", text)
         written.append(out / "study.md")
         written += write_scaling(configs, metrics, out)

@@ -396,11 +396,11 @@ def run_sweep(cfg: SweepConfig, report_only: bool = False) -> list[dict]:
     write_text(out / "sweep.yaml", to_yaml(cfg))
     uri = cfg.tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
     experiment = f"dnachunker-sweep-{cfg.name}"
-    metrics, tasks = {}, []
+    metrics, tasks, published = {}, [], []
     if cfg.evaluation:
         from evaluation.suite import SuiteConfig
         suite = SuiteConfig.load(cfg.evaluation)
-        metrics, tasks = suite.metrics, suite.tasks
+        metrics, tasks, published = suite.metrics, suite.tasks, suite.references
     parent = _parent_run(cfg, out, uri, experiment)
     points = _points(cfg, out, uri, experiment, parent)
     statuses = {}
@@ -421,7 +421,7 @@ def run_sweep(cfg: SweepConfig, report_only: bool = False) -> list[dict]:
     keys = list(dict.fromkeys(k for p in points for k in p.keys))
     finished = sum(r["status"] == "ok" for r in rows)
     title = f"{cfg.name}: {len(rows)} evaluated models" + (f" ({finished} finished so far)" if report_only else "")
-    files = write_report(rows, keys, metrics, cfg.paper, out, title, cfg.reference)
+    files = write_report(rows, keys, metrics, cfg.paper, out, title, cfg.reference, published)
     if not report_only:
         _track(uri, parent, rows, metrics, files)
     print(f"[sweep] {cfg.name}: results in {out} ({', '.join(f.name for f in files)})", file=sys.stderr)

@@ -88,9 +88,12 @@ def test_each_column_reports_its_own_metric_from_suite_to_study_table(tmp_path):
     assert 0.5 < results["promoters"]["auroc"] <= 1 and results["histone"]["metric"] == "accuracy"
     rows = _rows(point, {}, cfg.metrics)
     assert rows[0]["auroc/promoters"] == results["promoters"]["auroc"] and "overall_auroc" not in rows[0]
-    write_report(rows, [], cfg.metrics, {}, tmp_path, "mixed")
+    from evaluation.references import Reference
+    published = [Reference("CNN", protocol="probe", source="somewhere, Table 1", scores={"histone": 0.7})]
+    write_report(rows, [], cfg.metrics, {}, tmp_path, "mixed", published=published)
     study = (tmp_path / "study.md").read_text()
+    assert "| CNN |  | 0.700 | probe | somewhere, Table 1 |" in study  # a sweep shows its suite's published rows
     assert "promoters: AUROC, histone: accuracy, mean ± std" in study
     assert "| configuration | promoters | histone | pretraining seeds | tokens | status |" in study
-    with pytest.raises(Exception, match="unknown metric 'r2'"):
+    with pytest.raises(Exception, match="a classification task reports mcc, accuracy, f1, auroc, not 'r2'"):
         SuiteConfig.load(suite, ["tasks=[{column: x, format: gue, path: y, metric: r2}]"])

@@ -11,6 +11,7 @@ from evaluation.__main__ import main as eval_cli
 from evaluation.analysis import boundary_agreement, lengths_by_region, robustness
 from evaluation.finetune import FinetuneConfig, _probe, evaluate
 from evaluation.metrics import METRICS, accuracy, all_metrics, auroc, f1_macro, mcc
+from evaluation.task_types import TASK_TYPES
 from evaluation.tasks import EvalDataError, Task, load_genomic_benchmark, load_gue, load_janggu, load_nt
 
 from .conftest import shared_file
@@ -36,7 +37,15 @@ def test_metrics_match_hand_computed_values():
     probs = np.array([[0.7, 0.3], [0.4, 0.6], [0.1, 0.9], [0.2, 0.8], [0.45, 0.55], [0.9, 0.1]])
     got = all_metrics(labels, probs)  # the second is called 1 (argmax), and ranks below two positives
     assert got["accuracy"] == pytest.approx(5 / 6) and got["auroc"] == pytest.approx(8 / 9)
-    assert set(got) == set(METRICS) and got["mcc"] == pytest.approx(mcc(labels, probs.argmax(1)))
+    assert set(got) == set(TASK_TYPES["classification"].metrics) and got["mcc"] == pytest.approx(mcc(labels, probs.argmax(1)))
+    # regression: y = 1 2 3 4, predictions 1 3 2 5. Pearson by hand: deviations (-1.5 -.5 .5 1.5) and
+    # (-1.75 .25 -.75 2.25): sum of products 5.5, sums of squares 5 and 8.75 -> 5.5 / sqrt(43.75)
+    got = all_metrics([1, 2, 3, 4], np.array([1.0, 3.0, 2.0, 5.0]), TASK_TYPES["regression"].metrics)
+    assert got["pearson"] == pytest.approx(5.5 / np.sqrt(43.75))
+    # Spearman: ranks 1 2 3 4 against 1 3 2 4: d^2 = 0 1 1 0 -> 1 - 6*2 / (4*15) = 0.8; ties take the mean rank
+    assert got["spearman"] == pytest.approx(0.8)
+    assert all_metrics([1, 2, 3], np.array([5.0, 5.0, 7.0]), ["spearman"])["spearman"] == pytest.approx(np.sqrt(3) / 2)
+    assert set(TASK_TYPES["regression"].metrics) | set(TASK_TYPES["classification"].metrics) <= set(METRICS)
 
 
 @pytest.mark.slow
@@ -56,7 +65,7 @@ def test_linear_probe_keeps_the_backbone_frozen(pretrained):
     head0 = head.weight.detach().clone()
     cfg = FinetuneConfig(mode="probe", epochs=1, seeds=[0])
     train, valid = task.split_valid(0)
-    result = _probe(model, head, task, train, valid, cfg, 0, "cpu", {})
+    result = _probe(model, head, task, train, valid, cfg, 0, "cpu", {}, TASK_TYPES["classification"])
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert not any(p.requires_grad for p in model.parameters())
     assert not torch.equal(head.weight, head0)
