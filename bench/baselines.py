@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from dnachunker.config import DNAChunkerConfig
 from dnachunker.masking import IGNORE
 from dnachunker.modules.bimamba import BiMambaStack
+from dnachunker.ops.ragged import reverse_index
 from dnachunker.modules.transformer import MainNetwork
 
 
@@ -35,6 +36,6 @@ class SingleNucleotideMLM(nn.Module):
             pos = torch.arange(input_ids.size(1), device=x.device, dtype=torch.float32).expand(input_ids.shape)
             x = self.body(x, pos, valid)
         else:
-            x = self.body(x, valid)
+            x = self.body(x, reverse_index(valid))
         t = labels != IGNORE
         return F.cross_entropy(self.head(x)[t], labels[t])

@@ -1,7 +1,7 @@
 """What one full run of each evaluation suite costs for one model: the base pairs its protocol puts
 through the model, the model's throughput measured here, and a projection for one GPU.
 
-    python -m bench.suite_cost [--model small] [--suites gue nt_benchmark ...] [key=value ...]
+    python -m bench.suite_cost [--model small | --export runs/x/export] [--suites gue ...] [key=value ...]
 
 Base pairs, from the suite's data as configured (its caps applied; `key=value` overrides every
 suite, e.g. data=... for the full download):
@@ -39,30 +39,26 @@ def suite_bp(suite) -> dict:
         task = load_task(t.format, t.path, task=t.nt_task, fasta=t.fasta or suite.fasta, type=t.type)
         parts = folds(task, suite.folds)
         bp = lambda data, cap=None: sum(len(s) for s, _ in data) * min(1.0, (cap or len(data)) / max(len(data), 1))  # noqa: E731
-        if suite.mode == "probe":
-            rows = {s for _, p in parts for s, _ in p.train + p.valid + p.test}
-            seqs += len(rows)
-            fwd += min(sum(len(s) for s in rows), sum(bp(p.train, suite.max_train) + bp(p.valid, suite.max_test)
+        rows = {s for _, p in parts for s, _ in p.train + p.valid + p.test}
+        seqs += len(rows)
+        if suite.mode == "probe":  # each sequence's features once, at most
+            fwd += min(sum(len(s) for s in rows), sum(bp(p.train, suite.max_train) + bp(p.valid, suite.max_valid)
                                                       + bp(p.test, suite.max_test) for _, p in parts))
             continue
         for _, p in parts:
             tr = bp(p.train, suite.max_train)
-            va = bp(p.valid, suite.max_test) if p.valid else 0.1 * tr
+            va = bp(p.valid, suite.max_valid) if p.valid else 0.1 * tr
             te = bp(p.test, suite.max_test)
-            seqs += len(p.train) + len(p.valid) + len(p.test)
             train += len(suite.seeds) * suite.epochs * (tr - (0 if p.valid else va))
             fwd += len(suite.seeds) * (suite.epochs * va + te)
     return {"sequences": seqs, "forward_bp": fwd, "train_bp": train}
 
 
-def measure(size: str, batch: int = 32, length: int = 500, rounds: int = 3) -> dict:
-    """Forward and training bp/s of the model here, and its FLOPs per bp (attention by hand)."""
+def measure(model, batch: int = 32, length: int = 500, rounds: int = 3) -> dict:
+    """Forward and training bp/s of `model` here, and its FLOPs per bp (attention by hand)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from dnachunker import DNAChunker, DNAChunkerConfig
     from dnachunker.tokenizer import batch_encode
-    torch.manual_seed(0)
-    model = DNAChunker(DNAChunkerConfig.load(ROOT / "configs" / "model" / f"{size}.yaml"))
     window = real_window(length * batch)
     b = batch_encode([window[i * length:(i + 1) * length] for i in range(batch)])
     head = torch.nn.Linear(model.cfg.d_model[0], 2)
@@ -106,15 +102,21 @@ def measure(size: str, batch: int = 32, length: int = 500, rounds: int = 3) -> d
 def main(argv=None, prog: str | None = None):
     from evaluation.suite import SuiteConfig
     ap = parser(prog or f"python -m {__spec__.name}", __doc__)
+    from dnachunker import DNAChunker, DNAChunkerConfig
     ap.add_argument("--model", default="small", help="configs/model/<name>.yaml, randomly initialised")
+    ap.add_argument("--export", help="an export directory instead (its learned compression)")
+    ap.add_argument("--batch", type=int, default=32, help="sequences per measured batch")
     ap.add_argument("--suites", nargs="+", default=SUITES, help="configs/eval/<name>.yaml")
     ap.add_argument("overrides", nargs="*", help="key=value overrides of every suite")
     a = ap.parse_args(argv)
-    m = measure(a.model)
-    print(f"{a.model}: {m['params'] / 1e6:.2f} M parameters; here {m['forward_bp_s']:,.0f} bp/s forward, "
-          f"{m['train_bp_s']:,.0f} bp/s training (slowest / fastest of 3 rounds: {m['spread']:.2f}); "
-          f"{m['forward_flop_bp'] / 1e6:.2f} / {m['train_flop_bp'] / 1e6:.2f} MFLOP per bp forward / training "
-          f"at {m['main_tokens_per_bp']:.2f} main-network tokens per bp (random init)")
+    torch.manual_seed(0)
+    model = (DNAChunker.from_pretrained(a.export) if a.export
+             else DNAChunker(DNAChunkerConfig.load(ROOT / "configs" / "model" / f"{a.model}.yaml")))
+    m = measure(model, a.batch)
+    print(f"{a.export or a.model + ' (random init)'}: {m['params'] / 1e6:.2f} M parameters; here "
+          f"{m['forward_bp_s']:,.0f} bp/s forward, {m['train_bp_s']:,.0f} bp/s training (slowest / fastest of 3 "
+          f"rounds: {m['spread']:.2f}); {m['forward_flop_bp'] / 1e6:.2f} / {m['train_flop_bp'] / 1e6:.2f} MFLOP per "
+          f"bp forward / training at {m['main_tokens_per_bp']:.3f} main-network tokens per bp")
     rows = []
     for name in a.suites:
         suite = SuiteConfig.load(ROOT / "configs" / "eval" / f"{name}.yaml", a.overrides)

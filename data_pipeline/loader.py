@@ -78,6 +78,7 @@ def collate(samples: list[dict]) -> dict:
            if k in samples[0]}
     out["index"] = torch.tensor([s["index"] for s in samples])
     out["reverse"] = torch.tensor([s["reverse"] for s in samples])
+    out["padded"] = not bool(out["valid"].all())  # known here, on the host: the model need not ask the device
     return out
 
 

@@ -27,6 +27,7 @@ from .model_card import model_card
 from .masking import IGNORE
 from .modules.bimamba import BiMambaStack
 from .modules.chunking import Chunks, dechunk
+from .ops.ragged import reverse_index
 from .modules.routing import Router
 from .modules.transformer import MainNetwork
 from .tokenizer import MASK
@@ -108,12 +109,14 @@ class ChunkingStage(nn.Module):
         self.residual_proj = FP32Linear(d, d)
         self.decoder = BiMambaStack(d, cfg.decoder_layers[s], cfg.mamba, cfg.activation_checkpointing)
 
-    def down(self, x, valid, has_mask, start, end, fixed=None):
-        """x: (b, l, d) at this stage; has_mask: (b, l) position contains a [MASK];
-        start/end: (b, l) float base-pair span; fixed: (b, l) bool cuts of a fixed tokenization
-        (None: the router decides). Returns the chunk-level versions of all five (b, m, ...) and
-        the context `up` needs."""
-        h = self.encoder(x, valid)
+    def down(self, x, valid, padded, has_mask, start, end, fixed=None):
+        """x: (b, l, d) at this stage; padded: whether any sequence is (None: read it from valid);
+        has_mask: (b, l) position contains a [MASK]; start/end: (b, l) float base-pair span; fixed:
+        (b, l) bool cuts of a fixed tokenization (None: the router decides). Returns the
+        chunk-level versions of all five (b, m, ...), whether they are padded, and the context
+        `up` needs."""
+        order = reverse_index(valid, padded)  # once for the encoder, the decoder and the dechunk scans
+        h = self.encoder(x, order)
         if fixed is None:
             p_router, b_router = self.router(h, valid)
         else:
@@ -133,18 +136,18 @@ class ChunkingStage(nn.Module):
         # fp32 even when the model runs in bf16 (as H-Net): the residual carries base-level detail
         residual = self.residual_proj(h) * gate.unsqueeze(-1)
         stage = StageOutput(p_router, b_router, p, boundary, valid, gate, residual, chunks.down(start), chunks.valid)
-        ctx = (chunks, p, valid, stage)
-        return (self.down_proj(chunks.down(h)), chunks.valid, chunk_has_mask, stage.chunk_start,
+        ctx = (chunks, p, valid, order, stage)
+        return (self.down_proj(chunks.down(h)), chunks.valid, chunks.padded, chunk_has_mask, stage.chunk_start,
                 chunks.max(end, valid), ctx)
 
     def up(self, z: torch.Tensor, ctx) -> torch.Tensor:
         """z: (b, m, d_next) chunk outputs -> (b, l, d) decoder output at this stage."""
-        chunks, p, valid, stage = ctx
-        y = dechunk(self.up_proj(z), p, chunks, valid)  # p stays fp32: bf16 would round 0.999 to 1
+        chunks, p, valid, order, stage = ctx
+        y = dechunk(self.up_proj(z), p, chunks, valid, order)  # p stays fp32: bf16 would round 0.999 to 1
         if self.cfg.upsample_confidence:  # straight-through: x1 forward, d/dp of the chosen decision
             confidence = torch.where(stage.boundary, p, 1 - p)
             y = y * (confidence + (1 - confidence).detach()).unsqueeze(-1).to(y.dtype)
-        return self.decoder((y.float() + stage.residual).to(y.dtype), valid)
+        return self.decoder((y.float() + stage.residual).to(y.dtype), order)
 
 
 class DNAChunker(nn.Module):
@@ -205,11 +208,13 @@ class DNAChunker(nn.Module):
                 labels: torch.Tensor | None = None, weight: torch.Tensor | None = None,
                 boundaries: torch.Tensor | None = None) -> DNAChunkerOutput:
         """input_ids: (b, L) long; valid: (b, L) bool (default: all); labels: (b, L) long with -100
-        where nothing is predicted; weight: (b, L) float per-base MLM weight (the data pipeline
+        where nothing is predicted (valid None: nothing is padded, and the model need not read it
+        off the device); weight: (b, L) float per-base MLM weight (the data pipeline
         stores 0.1 on soft-masked repeats, 1 elsewhere; default: all 1); boundaries: (b, L) bool
         stage-0 cuts of a fixed tokenization, already computed from these input_ids by
         `self.tokenization.boundaries` (the training loader does it in its workers); default:
         computed here."""
+        padded = None if valid is not None else False
         if valid is None:
             valid = torch.ones_like(input_ids, dtype=torch.bool)
         if not self.tokenization.fixed and boundaries is not None:
@@ -221,7 +226,7 @@ class DNAChunker(nn.Module):
         ctxs = []
         for s, stage in enumerate(self.stages):  # a fixed tokenization cuts stage 0; later stages keep all
             fixed = None if boundaries is None else boundaries if s == 0 else v
-            x, v, has_mask, start, end, ctx = stage.down(x, v, has_mask, start, end, fixed)
+            x, v, padded, has_mask, start, end, ctx = stage.down(x, v, padded, has_mask, start, end, fixed)
             ctxs.append(ctx)
         x = self.main(x, (start + end) / 2, v)
         for stage, ctx in zip(reversed(self.stages), reversed(ctxs)):
@@ -234,14 +239,14 @@ class DNAChunker(nn.Module):
 
     def _loss(self, out: DNAChunkerOutput, labels: torch.Tensor, weight: torch.Tensor | None):
         cfg = self.cfg
+        # over every position, the ones without a label weighted 0: no boolean indexing, whose
+        # output size the host would have to wait for
         target = labels != IGNORE
-        if weight is None:
-            weight = torch.ones_like(labels, dtype=torch.float32)
-        logits = out.logits[target].float()
-        ce = F.cross_entropy(logits, labels[target], reduction="none")
-        w = weight[target]
+        w = target.float() if weight is None else weight.float() * target
+        logits = out.logits.float()
+        ce = F.cross_entropy(logits.transpose(1, 2), labels, ignore_index=IGNORE, reduction="none")
         out.mlm_loss = (ce * w).sum() / w.sum().clamp(min=1e-6)
-        out.mlm_accuracy = (logits.argmax(-1) == labels[target]).float().mean() if target.any() else ce.sum()
+        out.mlm_accuracy = ((logits.argmax(-1) == labels) & target).sum() / target.sum().clamp(min=1)
         own = cfg.ratio_loss_on == "router"
         out.ratio_losses = [ratio_loss(st.p if own else st.p_used, st.router_boundary if own else st.boundary,
                                        st.valid, a) for st, a in zip(out.stages, cfg.target_ratio)]

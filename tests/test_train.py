@@ -230,3 +230,23 @@ def test_bad_config_is_a_clear_error(tmp_path):
     r = subprocess.run([sys.executable, "-m", "train.pretrain", "--config", "nope.yaml"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode == 2 and "nope.yaml: pretraining config file not found" in r.stderr
+
+
+def test_training_step_waits_on_the_device_only_to_size_chunks(tmp_path, train_shards):
+    """Host syncs made by our code in 4 more training steps (and one more logging interval): the
+    model sizes its chunk tensors once per stage per micro-batch; metrics and the non-finite check
+    stay on the device and are read once per logging interval."""
+    def count(steps: int) -> dict[str, int]:
+        out = tmp_path / f"s{steps}"
+        args = [sys.executable, "-m", "tests.sync_counter", str(tmp_path / f"{steps}.json"), "--",
+                "--config", "configs/pretrain/tiny_chr20.yaml", *tiny_run(out, train_shards), f"max_steps={steps}",
+                "tracking.log_every=4", "val_every=0", "checkpoint.every=100", "data.num_workers=0"]
+        r = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "TQDM_DISABLE": "1"})
+        assert r.returncode == 0, r.stderr[-3000:]
+        return json.loads((tmp_path / f"{steps}.json").read_text())
+    a, b = count(4), count(8)
+    more = {k: b.get(k, 0) - a.get(k, 0) for k in b if b.get(k, 0) != a.get(k, 0)}
+    stages = 2
+    chunks = sum(v for k, v in more.items() if k.startswith("dnachunker/modules/chunking.py"))
+    assert chunks == 4 * stages, more  # one per stage per micro-batch: inherent
+    assert sum(more.values()) - chunks <= 2, more  # the metrics and the non-finite counters, once per log

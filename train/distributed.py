@@ -154,16 +154,26 @@ def check_shared_dir(path: Path) -> None:
 
 
 def any_flag(flag: bool, device: torch.device) -> bool:
-    """True on every rank if `flag` is True on any rank."""
+    """True on every rank if `flag` is True on any rank (one host sync with several ranks; none alone)."""
+    if dist.get_world_size() == 1:
+        return flag
     t = torch.tensor([int(flag)], device=device)
     dist.all_reduce(t, op=dist.ReduceOp.MAX)
     return bool(t.item())
 
 
-def mean(value: float, device: torch.device) -> float:
-    t = torch.tensor([value], dtype=torch.float64, device=device)
+def any_on_device(flag: torch.Tensor) -> torch.Tensor:
+    """A 0/1 device tensor, 1 on every rank if it is 1 on any; queued, not read (no host sync)."""
+    if dist.get_world_size() > 1:
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return flag
+
+
+def means(values: dict[str, float], device: torch.device) -> dict[str, float]:
+    """Each value averaged over the ranks: one all-reduce, one host sync."""
+    t = torch.tensor(list(values.values()), dtype=torch.float64, device=device)
     dist.all_reduce(t)
-    return t.item() / dist.get_world_size()
+    return dict(zip(values, (t / dist.get_world_size()).tolist()))
 
 
 def teardown() -> None:

@@ -88,22 +88,45 @@ def deepspeed_config(cfg: TrainConfig, load_universal: bool) -> dict:
 
 
 def _to(batch: dict, device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+    return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
+
+
+def _forward(engine, b: dict):
+    """The model on a batch; `valid` only where the batch has padding (the collate knows): without
+    it the model knows there is none and skips asking the device."""
+    return engine(b["input_ids"], b["valid"] if b["padded"] else None, b["labels"], b["weight"], b.get("boundaries"))
 
 
 class Averager:
+    """Running means of metrics, floats or device tensors. Tensors stay on the device until the
+    means are popped, and are then read in one transfer: one host sync per pop, not per value."""
+
     def __init__(self):
         self.sums, self.n = {}, 0
 
-    def add(self, metrics: dict[str, float]):
+    def add(self, metrics: dict):
         for k, v in metrics.items():
-            self.sums[k] = self.sums.get(k, 0.0) + v
+            v = v.detach() if torch.is_tensor(v) else v
+            self.sums[k] = self.sums[k] + v if k in self.sums else v
         self.n += 1
 
+    def mean(self) -> dict:
+        return {k: v / max(self.n, 1) for k, v in self.sums.items()}
+
     def pop(self) -> dict[str, float]:
-        out = {k: v / max(self.n, 1) for k, v in self.sums.items()}
+        out = self.mean()
         self.sums, self.n = {}, 0
+        if tensors := [k for k, v in out.items() if torch.is_tensor(v)]:
+            out.update(zip(tensors, torch.stack([out[k].double().reshape(()) for k in tensors]).tolist()))
         return out
+
+
+def step_metrics(out) -> dict[str, torch.Tensor]:
+    """A forward pass's metrics as device tensors (read nowhere here)."""
+    return {"loss": out.loss, "mlm_loss": out.mlm_loss, "mlm_accuracy": out.mlm_accuracy,
+            **{f"ratio_loss_{s}": r for s, r in enumerate(out.ratio_losses)},
+            **{f"compression_{s}": st.compression for s, st in enumerate(out.stages)},
+            **{f"router_compression_{s}": st.router_compression for s, st in enumerate(out.stages)}}
 
 
 @torch.no_grad()
@@ -111,15 +134,13 @@ def validate(engine, loader: PretrainLoader, batches: int, d: distributed.Dist) 
     engine.eval()
     sums = Averager()
     for batch in loader:
-        b = _to(batch, d.device)
-        out = engine(b["input_ids"], b["valid"], b["labels"], b["weight"], b.get("boundaries"))
-        sums.add({"valid/mlm_loss": out.mlm_loss.item(), "valid/mlm_accuracy": out.mlm_accuracy.item(),
-                  **{f"valid/compression_{s}": st.compression.item() for s, st in enumerate(out.stages)},
-                  **{f"valid/router_compression_{s}": st.router_compression.item() for s, st in enumerate(out.stages)}})
+        out = _forward(engine, _to(batch, d.device))
+        sums.add({f"valid/{k}": v for k, v in step_metrics(out).items()
+                  if k == "mlm_loss" or k == "mlm_accuracy" or "compression" in k})
         if sums.n >= batches:
             break
     engine.train()
-    return {k: distributed.mean(v, d.device) for k, v in sums.pop().items()}
+    return distributed.means(sums.pop(), d.device)
 
 
 def init_model(cfg: TrainConfig) -> DNAChunker:
@@ -315,6 +336,10 @@ class Trainer:
             if d.main:
                 print(f"resumed from {resume} at step {self.step}", file=sys.stderr)
         self.start_step = self.step
+        # non-finite steps, counted on the device and read with the metrics (no host sync per step)
+        self.bad = {k: torch.full((), self.counters[c], dtype=torch.long, device=d.device)
+                    for k, c in (("run", "nonfinite_in_a_row"), ("worst", "nonfinite_in_a_row"),
+                                 ("total", "nonfinite_total"))}
         # a rollback starts a new MLflow run (tagged with the one it branches from): steps after the
         # rollback point are a new history, and would otherwise be skipped as already logged
         run_id = None if rollback else state.get("mlflow_run_id")
@@ -329,31 +354,48 @@ class Trainer:
                   file=sys.stderr, flush=True)
 
     def save(self) -> Path:
+        self.read_nonfinite()
         state = {"data": self.train_loader.state_dict(), "counters": self.counters,
                  "mlflow_run_id": self.tracker.run_id, "config": to_yaml(self.cfg)}
         state = distributed.broadcast(state)  # rank 0 holds the MLflow run id
         self.last_saved = self.step
         return checkpoint.save(self.engine, self.ckpt_root, self.step, state, self.cfg.checkpoint.keep)
 
-    def train_step(self, data) -> dict[str, float]:
-        """One optimizer step (grad_accum micro-batches) -> averaged metrics."""
+    def train_step(self, data) -> dict[str, torch.Tensor]:
+        """One optimizer step (grad_accum micro-batches) -> its mean metrics, as device tensors: the
+        step itself waits on the device only where the chunk tensors are sized (one sync per stage)."""
         metrics = Averager()
         for _ in range(self.cfg.grad_accum):
-            b = _to(next(data), self.d.device)
-            out = self.engine(b["input_ids"], b["valid"], b["labels"], b["weight"], b.get("boundaries"))
+            out = _forward(self.engine, _to(next(data), self.d.device))
             self.engine.backward(out.loss)
             self.engine.step()
-            metrics.add({"loss": out.loss.item(), "mlm_loss": out.mlm_loss.item(),
-                         "mlm_accuracy": out.mlm_accuracy.item(),
-                         **{f"ratio_loss_{s}": r.item() for s, r in enumerate(out.ratio_losses)},
-                         **{f"compression_{s}": st.compression.item() for s, st in enumerate(out.stages)},
-                         **{f"router_compression_{s}": st.router_compression.item()
-                            for s, st in enumerate(out.stages)}})
+            metrics.add(step_metrics(out))
         self.step += 1
-        m = metrics.pop()
-        grad_norm = self.engine.get_global_grad_norm()
-        m["grad_norm"] = float("nan") if grad_norm is None else float(grad_norm)
+        m = metrics.mean()
+        grad_norm = self.engine.get_global_grad_norm()  # a float, a device tensor, or None
+        m["grad_norm"] = (grad_norm.detach().float().reshape(()) if torch.is_tensor(grad_norm) else
+                          torch.full((), float("nan") if grad_norm is None else grad_norm, device=self.d.device))
+        self.count_nonfinite(m)
         return m
+
+    def count_nonfinite(self, m: dict[str, torch.Tensor]) -> None:
+        """On the device: was this step non-finite (its loss or gradient norm, on any rank), or
+        skipped by the optimizer? Runs of them and their total, read by read_nonfinite."""
+        bad = ~(torch.isfinite(m["loss"]) & torch.isfinite(m["grad_norm"]))
+        if not self.engine.was_step_applied():  # DeepSpeed's own (host) verdict
+            bad = torch.ones_like(bad)
+        bad = distributed.any_on_device(bad.long())
+        self.bad["run"] = (self.bad["run"] + 1) * bad
+        self.bad["worst"] = torch.maximum(self.bad["worst"], self.bad["run"])
+        self.bad["total"] = self.bad["total"] + bad
+
+    def read_nonfinite(self) -> int:
+        """The non-finite counters to the host (one sync) -> the longest run of non-finite steps
+        since the last read."""
+        run, worst, total = torch.stack(list(self.bad.values())).tolist()
+        self.counters.update(nonfinite_in_a_row=run, nonfinite_total=total)
+        self.bad["worst"] = self.bad["run"].clone()
+        return worst
 
     def run(self, data, stop: StopFlag) -> int:
         cfg, d, c = self.cfg, self.d, self.counters
@@ -363,28 +405,25 @@ class Trainer:
             if distributed.any_flag(stop.signum is not None, d.device):
                 return self.stop(stop)
             m = self.train_step(data)
-            finite = math.isfinite(distributed.mean(m["loss"], d.device)) and math.isfinite(m["grad_norm"])
-            if finite and self.engine.was_step_applied():
-                c["nonfinite_in_a_row"] = 0
-            else:  # the optimizer skipped this step
-                c["nonfinite_total"] += 1
-                c["nonfinite_in_a_row"] += 1
-                if c["nonfinite_in_a_row"] >= cfg.max_nonfinite:
-                    if d.main:
-                        self.bar.close()
-                        print(f"error: {c['nonfinite_in_a_row']} non-finite steps in a row (last at step "
-                              f"{self.step}: loss={m['loss']}, grad_norm={m['grad_norm']}); stopping. Lower "
-                              f"optim.lr, check the data, or resume from an earlier checkpoint.", file=sys.stderr)
-                    self.tracker.finish("FAILED")
-                    return EXIT_NONFINITE
             c["tokens_seen"] += self.bp_per_step
             now = time.perf_counter()
-            m["bp_per_s"] = self.bp_per_step / (now - t_last)
-            avg.add({f"train/{k}": v for k, v in m.items()})
-            run_avg.add({"train/bp_per_s": m["bp_per_s"]})
+            speed = {"train/bp_per_s": self.bp_per_step / (now - t_last)}
+            avg.add({**{f"train/{k}": v for k, v in m.items()}, **speed})
+            run_avg.add(speed)
             t_last = now
             self.bar.update()
-            if self.step % cfg.tracking.log_every == 0 or self.step == cfg.max_steps:
+            log = self.step % cfg.tracking.log_every == 0 or self.step == cfg.max_steps
+            # the host learns of non-finite steps when it logs or saves (a run of them stops the job)
+            worst = self.read_nonfinite() if log or self.step % cfg.checkpoint.every == 0 else 0
+            if worst >= cfg.max_nonfinite:
+                if d.main:
+                    self.bar.close()
+                    print(f"error: {worst} non-finite steps in a row (by step {self.step}); "
+                          f"stopping. Lower optim.lr, check the data, or resume from an earlier checkpoint.",
+                          file=sys.stderr)
+                self.tracker.finish("FAILED")
+                return EXIT_NONFINITE
+            if log:
                 logged = avg.pop()
                 logged.update({"train/lr": self.engine.get_lr()[0], "train/tokens_seen": c["tokens_seen"],
                                "train/nonfinite_steps": c["nonfinite_total"]})

@@ -15,7 +15,7 @@ from torch.utils.checkpoint import checkpoint
 
 from ..config import MambaConfig
 from ..ops import kernels
-from ..ops.ragged import reverse_index, reverse_time
+from ..ops.ragged import reverse_time
 from ..ops.scan import selective_scan
 from .norm import RMSNorm
 
@@ -123,8 +123,8 @@ class BiMambaStack(nn.Module):
         self.mixers = nn.ModuleList(BiMamba(d_model, cfg) for _ in range(n_layers))
         self.final_norm = RMSNorm(d_model)
 
-    def forward(self, x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        order = reverse_index(valid)  # once for all layers (None: nothing padded)
+    def forward(self, x: torch.Tensor, order: torch.Tensor | None) -> torch.Tensor:
+        """x: (b, l, d); order: `reverse_index` of its real positions (None: nothing padded)."""
         for norm, mixer in zip(self.norms, self.mixers):
             if self.checkpointing and torch.is_grad_enabled():  # keep only the block input; recompute
                 x = x + checkpoint(lambda y, n=norm, m=mixer: m(n(y), order), x, use_reentrant=False)

@@ -26,8 +26,25 @@ def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
     return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
 
 
-def attention(q, k, v, valid: torch.Tensor) -> torch.Tensor:
-    """Bidirectional attention over real tokens. q, k, v: (b, h, l, hd); valid: (b, l) bool.
+class KeyMask:
+    """The real tokens of a left-aligned padded batch, (b, l) bool, with the varlen packing that
+    flash-attn needs computed once for all layers (the one host sync it costs, for the positions)."""
+
+    def __init__(self, valid: torch.Tensor):
+        self.valid, self._packing = valid, None
+
+    def packing(self) -> tuple[torch.Tensor, torch.Tensor, int]:
+        """(flat indices of real tokens, cumulative lengths (b + 1,) int32, longest length)."""
+        if self._packing is None:
+            lengths = self.valid.sum(1, dtype=torch.int32)
+            cu = F.pad(torch.cumsum(lengths, 0, dtype=torch.int32), (1, 0))
+            # l bounds every length (the chunk tensors are sized by the longest); no need to read it
+            self._packing = (self.valid.flatten().nonzero().squeeze(1), cu, self.valid.size(1))
+        return self._packing
+
+
+def attention(q, k, v, mask: KeyMask) -> torch.Tensor:
+    """Bidirectional attention over real tokens. q, k, v: (b, h, l, hd); mask: its (b, l) real tokens.
 
     flash-attn's varlen kernel on CUDA in half precision, otherwise SDPA with a *boolean* key
     mask (True = attend). Every row has at least one real key (the first chunk), so no NaNs.
@@ -35,14 +52,12 @@ def attention(q, k, v, valid: torch.Tensor) -> torch.Tensor:
     flash = kernels.get("flash_varlen", q)
     if flash is not None and q.dtype in (torch.float16, torch.bfloat16):
         b, h, l, hd = q.shape
-        lengths = valid.sum(1, dtype=torch.int32)
-        cu = F.pad(torch.cumsum(lengths, 0, dtype=torch.int32), (1, 0))
-        idx = valid.flatten().nonzero().squeeze(1)
+        idx, cu, longest = mask.packing()
         unpad = lambda t: t.transpose(1, 2).reshape(b * l, h, hd)[idx]  # noqa: E731
-        out = flash(unpad(q), unpad(k), unpad(v), cu, cu, int(lengths.max()), int(lengths.max()))
+        out = flash(unpad(q), unpad(k), unpad(v), cu, cu, longest, longest)
         full = q.new_zeros(b * l, h, hd).index_copy(0, idx, out)
         return full.view(b, l, h, hd).transpose(1, 2)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=valid[:, None, None, :])
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask.valid[:, None, None, :])
 
 
 class SelfAttention(nn.Module):
@@ -113,6 +128,7 @@ class MainNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
         """x: (b, l, d); pos: (b, l) float base-pair centres; valid: (b, l) bool -> (b, l, d)."""
+        valid = KeyMask(valid)
         for block in self.blocks:
             if self.checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, pos, valid, use_reentrant=False)

@@ -8,14 +8,15 @@ from __future__ import annotations
 import torch
 
 
-def reverse_index(valid: torch.Tensor) -> torch.Tensor | None:
+def reverse_index(valid: torch.Tensor, padded: bool | None = None) -> torch.Tensor | None:
     """valid: (b, l) bool -> (b, l) long index that reverses each sequence inside its length, or
-    None when no sequence is padded (then the reversal is a flip: `reverse_time`).
+    None when no sequence is padded (then the reversal is a flip: `reverse_time`). `padded`: whether
+    any sequence is, when the caller knows; else it is read from `valid` (a host sync on a GPU).
 
     Padding stays where it is (at the end), so a reverse-direction scan over the gathered tensor
     starts at each sequence's own last base rather than at the padding.
     """
-    if bool(valid.all()):
+    if not (padded if padded is not None else not bool(valid.all())):
         return None
     lengths = valid.sum(1, keepdim=True)
     t = torch.arange(valid.size(1), device=valid.device).expand_as(valid)
