@@ -18,7 +18,7 @@ import torch
 from dnachunker import DNAChunker, DNAChunkerConfig, MambaConfig
 from dnachunker.masking import bert_mask
 from dnachunker.modules.bimamba import BiMamba
-from dnachunker.modules.transformer import KeyMask, attention
+from dnachunker.modules.transformer import attention
 from dnachunker.ops import gated_scan, gated_scan_ref, kernels
 from dnachunker.ops.ragged import reverse_index
 from dnachunker.tokenizer import batch_encode
@@ -165,9 +165,9 @@ def test_attention_through_flash_varlen_contract_in_bf16_matches_sdpa():
     g = torch.Generator().manual_seed(0)
     q, k, v = (torch.randn(2, 4, 50, 16, generator=g).bfloat16().requires_grad_(True) for _ in range(3))
     valid = torch.arange(50)[None, :] < torch.tensor([[50], [31]])
-    fast = _run(lambda: attention(q, k, v, KeyMask(valid)) * valid[:, None, :, None], [q, k, v], [],
+    fast = _run(lambda: attention(q, k, v, valid) * valid[:, None, :, None], [q, k, v], [],
                 flash_varlen=flash_attn_varlen_func)
-    ref = _run(lambda: attention(q, k, v, KeyMask(valid)) * valid[:, None, :, None], [q, k, v], [])
+    ref = _run(lambda: attention(q, k, v, valid) * valid[:, None, :, None], [q, k, v], [])
     torch.testing.assert_close(fast[0].float(), ref[0].float(), rtol=2e-2, atol=2e-2)
     for a, b in zip(fast[1], ref[1]):
         torch.testing.assert_close(a.float(), b.float(), rtol=5e-2, atol=5e-2)

@@ -43,12 +43,14 @@ class KeyMask:
         return self._packing
 
 
-def attention(q, k, v, mask: KeyMask) -> torch.Tensor:
-    """Bidirectional attention over real tokens. q, k, v: (b, h, l, hd); mask: its (b, l) real tokens.
+def attention(q, k, v, mask: KeyMask | torch.Tensor) -> torch.Tensor:
+    """Bidirectional attention over real tokens. q, k, v: (b, h, l, hd); mask: the (b, l) bool real
+    tokens, or their KeyMask (MainNetwork makes one for all its layers).
 
     flash-attn's varlen kernel on CUDA in half precision, otherwise SDPA with a *boolean* key
     mask (True = attend). Every row has at least one real key (the first chunk), so no NaNs.
     """
+    mask = mask if isinstance(mask, KeyMask) else KeyMask(mask)
     flash = kernels.get("flash_varlen", q)
     if flash is not None and q.dtype in (torch.float16, torch.bfloat16):
         b, h, l, hd = q.shape
