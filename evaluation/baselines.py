@@ -29,7 +29,7 @@ import torch.nn as nn
 
 from dnachunker import tokenizer
 
-from .metrics import all_metrics
+from .metrics import all_metrics, score
 from .task_types import TaskType, task_type
 
 
@@ -73,9 +73,9 @@ class KmerLogReg:
         best = (-2.0, None)
         for c in self.Cs:
             clf = tt.sklearn(c, seed).fit(x["train"], y["train"])
-            score = all_metrics(y["valid"], tt.predict(clf, x["valid"], width), [metric])[metric]
-            if score > best[0]:
-                best = (score, clf)
+            value = score(metric, y["valid"], tt.predict(clf, x["valid"], width))
+            if value > best[0]:
+                best = (value, clf)
         return tt.predict(best[1], x["test"], width), best[0]
 
 
@@ -136,9 +136,9 @@ class GenomicBenchmarksCNN:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            score = all_metrics(yva.numpy(), predict(xva), [metric])[metric]
-            if score > best[0]:
-                best = (score, copy.deepcopy(model.state_dict()))
+            value = score(metric, yva.numpy(), predict(xva))
+            if value > best[0]:
+                best = (value, copy.deepcopy(model.state_dict()))
         model.load_state_dict(best[1])
         return predict(xte), best[0]
 

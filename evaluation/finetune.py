@@ -26,7 +26,7 @@ from tqdm import tqdm
 from dnachunker.model import DNAChunker
 from dnachunker.tokenizer import batch_encode
 from .baselines import score_baseline
-from .metrics import all_metrics
+from .metrics import all_metrics, score
 from .task_types import task_type
 from .tasks import Task
 
@@ -110,9 +110,9 @@ def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device=
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-        score = all_metrics([y for _, y in valid], _predict(model, head, valid, cfg, device, tt), [cfg.metric])[cfg.metric]
-        if score > best:
-            best, best_state = score, (copy.deepcopy(model.state_dict()), copy.deepcopy(head.state_dict()))
+        value = score(cfg.metric, [y for _, y in valid], _predict(model, head, valid, cfg, device, tt))
+        if value > best:
+            best, best_state = value, (copy.deepcopy(model.state_dict()), copy.deepcopy(head.state_dict()))
     model.load_state_dict(best_state[0])
     head.load_state_dict(best_state[1])
     test = all_metrics([y for _, y in task.test], _predict(model, head, task.test, cfg, device, tt), tt.metrics)
@@ -145,9 +145,9 @@ def _probe(model, head, task, train, valid, cfg, seed, device, cache, tt):
             loss.backward()
             opt.step()
         with torch.no_grad():
-            score = all_metrics(yva.numpy(), tt.output(head(norm(xva))).cpu().numpy(), [cfg.metric])[cfg.metric]
-        if score > best:
-            best, best_state = score, copy.deepcopy(head.state_dict())
+            value = score(cfg.metric, yva.numpy(), tt.output(head(norm(xva))).cpu().numpy())
+        if value > best:
+            best, best_state = value, copy.deepcopy(head.state_dict())
     head.load_state_dict(best_state)
     with torch.no_grad():
         out = tt.output(head(norm(xte))).cpu().numpy()

@@ -113,3 +113,8 @@ def all_metrics(y_true, out, names=("mcc", "accuracy", "f1", "auroc")) -> dict[s
         m = METRICS[name]
         result[name] = m.fn(y_true, out.argmax(1), out.shape[1]) if m.on == "labels" else m.fn(y_true, out)
     return result
+
+
+def score(name: str, y_true, out) -> float:
+    """One metric of one output (as all_metrics)."""
+    return all_metrics(y_true, out, [name])[name]

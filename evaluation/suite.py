@@ -188,7 +188,8 @@ def write_summary(suite: SuiteConfig, label: str, results: dict[str, dict], out_
     caps = [f"{what} sets at {n}" for what, n in (("training", suite.max_train), ("test", suite.max_test),
                                                    ("valid", suite.max_valid)) if n]
     capped = (f"; {', '.join(caps)} sequences (a subsample: not comparable with published numbers)" if caps else "")
+    table = markdown_table([{"row": label, **cells}], ["row", *metrics, *([overall] if overall else [])])
     text = (f"# {suite.name}\n\n{suite.follows}\n\nThis run: {suite.protocol_name}, {caption}, mean ± std over "
-            f"{len(suite.seeds)} seed(s){folds}{capped}.\n\n" + markdown_table([{"row": label, **cells}], ["row", *metrics, *([overall] if overall else [])])
-            + "\n\n" + reference_table(suite.references, list(metrics), overall))
+            f"{len(suite.seeds)} seed(s){folds}{capped}.\n\n{table}\n\n"
+            + reference_table(suite.references, list(metrics), overall))
     write_text(out_dir / "summary.md", text)
