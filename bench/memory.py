@@ -50,13 +50,12 @@ def _holder(event, by: str) -> str:
     return f"{kind} {' < '.join(frames[:3])} :: {op}"
 
 
-def _profile(model_name: str, size: str, seq: str, top: int, by: str):
+def replay_peak(step) -> tuple[int, dict]:
+    """step() run once under the profiler -> (peak bytes of live CPU tensors it allocated, the
+    blocks alive at that moment: {ptr: (bytes, allocation event)})."""
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
     from torch.profiler._memory_profiler import OpTree
-
-    step, _ = _setup(model_name, size, seq, "cpu")
-    step()  # optimizer state and gradients exist before the measured step, as in training
     with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
         step()
     allocations = sorted((e for e in OpTree(prof.profiler.kineto_results).dfs()
@@ -72,6 +71,13 @@ def _profile(model_name: str, size: str, seq: str, top: int, by: str):
                 peak, at_peak = now, dict(live)
         elif a.ptr in live:  # frees of blocks allocated before the step are not counted
             now -= live.pop(a.ptr)[0]
+    return peak, at_peak
+
+
+def _profile(model_name: str, size: str, seq: str, top: int, by: str):
+    step, _ = _setup(model_name, size, seq, "cpu")
+    step()  # optimizer state and gradients exist before the measured step, as in training
+    peak, at_peak = replay_peak(step)
     holders = Counter()
     for nbytes, e in at_peak.values():
         holders[_holder(e, by)] += nbytes

@@ -40,3 +40,27 @@ def test_memory_bench_finds_the_peak_and_its_holders(capsys):
     parts = capsys.readouterr().out  # the encoders (down), the main network and the decoders (up)
     for part in (r"model\.py\(\d+\): down", r"transformer\.py\(\d+\): forward", r"model\.py\(\d+\): up"):
         assert re.search(rf"\| F dnachunker/(modules/)?{part} \|", parts), part
+
+
+def test_flop_counter_agrees_with_a_hand_count_on_a_tiny_config():
+    """What bench.paper_cost relies on: forward + backward of the single-nucleotide Transformer is
+    3 x 2 x in x out per token and Linear (forward, then the input's and the weight's gradients),
+    and CPU attention (SDPA) is not counted at all, which is why the bench adds it by hand."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from bench.baselines import SingleNucleotideMLM
+    from dnachunker import DNAChunkerConfig
+    from dnachunker.masking import bert_mask
+    from dnachunker.tokenizer import batch_encode
+    cfg = DNAChunkerConfig.load(model.ROOT / "configs" / "model" / "tiny.yaml")
+    net = SingleNucleotideMLM(cfg, "transformer")
+    T, d, V = 64, cfg.d_model[-1], cfg.vocab_size
+    b = batch_encode(["ACGT" * (T // 4)])
+    ids, labels = bert_mask(b.input_ids, b.valid, torch.Generator().manual_seed(0))
+    with FlopCounterMode(display=False) as fc:
+        net(ids, b.valid, labels).backward()
+    hidden = int(cfg.mlp_ratio * d)
+    per_token = cfg.main_layers * 2 * (3 * d * d + d * d + 2 * d * hidden)  # qkv, out, up, down
+    # the head runs on every position (the loss reads the masked ones)
+    assert fc.get_total_flops() == 3 * (T * per_token + T * 2 * d * V), fc.get_breakdown_by_module()

@@ -1,0 +1,225 @@
+"""The paper's model at 8 kbp in counts that do not depend on this machine, beside the models a user
+would pick instead, and what they project to on the GPUs users train on.
+
+    python -m bench.paper_cost [--lengths 512 1024 2048] [--infer-length 1024] [--rounds 3]
+
+Models (randomly initialised; parameter counts printed):
+  dnachunker    configs/model/paper.yaml with cuts every 2nd position at each stage (alpha = 0.5
+                exactly; the router still runs): 0.25 T into the main network without [MASK]
+                ("inference ratio"). Trained with 15 % BERT masking, mask protection adds
+                boundaries ("training ratio", measured and printed); both are counted.
+  transformer   single-nucleotide, DNAChunker's main network (30 x 672, 12 heads) on every base
+  nt-v2         transformers' EsmForMaskedLM (the class NT-v2 is published as), rotary, non-
+                overlapping 6-mer tokens, width 672 and 12 heads, its depth chosen for
+                DNAChunker's parameter count
+  bimamba       single-nucleotide BiMamba stack (Caduceus-like), width 672, depth chosen likewise
+
+Training FLOPs per bp: forward + backward of one sample under torch.utils.flop_counter at each of
+--lengths. It does not count CPU scaled_dot_product_attention, so attention is added by hand:
+4 L^2 d per layer forward and 8 L^2 d backward, L the tokens attending. The rest is linear in the
+length (fitted a + b T; the fit's largest relative residual is printed) and evaluated at 8192.
+Live-tensor peak: one training step's allocations replayed (bench.memory) under bf16 autocast at
+each length, with the gradients and optimizer state already allocated (so what is counted is
+what one sample adds), fitted as c T^k and extrapolated to 8192. On a GPU the same quantity is
+max_memory_allocated; the fused kernels there (flash-attn, mamba-ssm) keep less than the
+reference paths measured here, so the CPU peak is an upper estimate. Inference: forward bp/s of
+every model at --infer-length, batch 8, alternating rounds; the spread is slowest / fastest.
+Projection (labelled so): step time and tokens/s per GPU at 40 % of an H100's 989 TFLOP/s dense
+bf16, and the micro-batch that fits 80 and 141 GB.
+"""
+from __future__ import annotations
+
+import time
+import types
+
+import numpy as np
+import torch
+
+from dnachunker.cli import parser
+from dnachunker.fileio import markdown_table
+
+from .common import in_fresh_process
+from .model import ROOT, real_window
+
+H100_BF16, MFU, TARGET = 989e12, 0.40, 8192
+PAPER = ROOT / "configs" / "model" / "paper.yaml"
+
+
+def _cfg(**overrides):
+    from dnachunker import DNAChunkerConfig
+    return DNAChunkerConfig.load(PAPER, *[f"{k}={v}" for k, v in overrides.items()])
+
+
+def _every_second(router, x, valid):
+    """The router's own computation, then cuts at every 2nd position (alpha = 0.5 exactly)."""
+    from dnachunker.modules.routing import Router
+    p, _ = Router.forward(router, x, valid)
+    return p, (torch.arange(x.size(1), device=x.device) % 2 == 0)[None, :] & valid
+
+
+def _ntv2(layers: int):
+    from transformers import EsmConfig, EsmForMaskedLM
+    return EsmForMaskedLM(EsmConfig(vocab_size=4107, hidden_size=672, num_hidden_layers=layers, num_attention_heads=12,
+                                    intermediate_size=4 * 672, position_embedding_type="rotary",
+                                    max_position_embeddings=2050, pad_token_id=1, mask_token_id=2,
+                                    token_dropout=False, attn_implementation="sdpa"))
+
+
+def _params(m) -> int:
+    return sum(p.numel() for p in m.parameters())
+
+
+def _matching(build, target: int) -> int:
+    """The depth whose parameter count is closest to target."""
+    one, two = _params(build(1)), _params(build(2))
+    return max(1, round((target - (2 * one - two)) / (two - one)))
+
+
+def build(name: str):
+    """-> (model, step(seq, masked) -> (loss, attention tokens, attention width, attention layers))."""
+    from dnachunker import DNAChunker
+    from dnachunker.masking import bert_mask
+    from dnachunker.tokenizer import batch_encode
+
+    from .baselines import SingleNucleotideMLM
+    torch.manual_seed(0)
+    cfg = _cfg(max_len=TARGET)
+    if name == "dnachunker":
+        model = DNAChunker(cfg)
+        for stage in model.stages:
+            stage.router.forward = types.MethodType(_every_second, stage.router)
+    elif name in ("transformer", "bimamba"):
+        if name == "bimamba":
+            target = _params(DNAChunker(cfg))
+            layers = _matching(lambda n: SingleNucleotideMLM(_cfg(main_layers=n), "bimamba"), target)
+            cfg = _cfg(main_layers=layers)
+        model = SingleNucleotideMLM(cfg, name)
+    else:
+        model = _ntv2(_matching(_ntv2, _params(DNAChunker(cfg))))
+
+    def step(seq: str, masked: bool = True):
+        b = batch_encode([seq])
+        ids, labels = bert_mask(b.input_ids, b.valid, torch.Generator().manual_seed(0))
+        if not masked:
+            ids = b.input_ids
+        if name == "nt-v2":  # non-overlapping 6-mers (ids 5...), [MASK] where any base is masked
+            codes = (b.input_ids[0, :len(seq) // 6 * 6] - 2).clamp(0, 3).view(-1, 6)
+            tokens = 5 + (codes * 4 ** torch.arange(5, -1, -1)).sum(1)
+            hit = (labels[0, :len(seq) // 6 * 6] != -100).view(-1, 6).any(1) if masked else torch.zeros_like(tokens, dtype=torch.bool)
+            out = model(input_ids=torch.where(hit, 2, tokens)[None], labels=torch.where(hit, tokens, -100)[None])
+            return out.loss, len(tokens), 672, model.config.num_hidden_layers
+        if name == "dnachunker":
+            out = model(ids, None, labels)
+            return out.loss, int(out.stages[-1].boundary.sum()), cfg.d_model[-1], cfg.main_layers
+        loss = model(ids, b.valid, labels)
+        return loss, (len(seq) if name == "transformer" else 0), cfg.d_model[-1], cfg.main_layers
+    return model, step
+
+
+def count(name: str, lengths: list[int]) -> dict:
+    """Training FLOPs (non-attention counted, attention by hand) and main tokens at each length."""
+    from torch.utils.flop_counter import FlopCounterMode
+    model, step = build(name)
+    rows = []
+    for T in lengths:
+        for masked in ((True, False) if name == "dnachunker" else (True,)):
+            with FlopCounterMode(display=False) as fc:
+                loss, tokens, d, layers = step(real_window(T), masked)
+                loss.backward()
+            model.zero_grad(set_to_none=True)
+            rows.append({"T": T, "masked": masked, "counted": fc.get_total_flops(), "tokens": tokens,
+                         "attention": 12 * tokens ** 2 * d * layers})
+    return {"params": _params(model), "rows": rows}
+
+
+def peak(name: str, T: int) -> float:
+    """MB of live tensors at the peak of one bf16-autocast training step (bench.memory's replay)."""
+    from .memory import replay_peak
+    model, step = build(name)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
+    seq = real_window(T)
+
+    def train():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = step(seq)[0]
+        opt.zero_grad(set_to_none=False)  # gradients persist: what the step adds is the sample's
+        loss.backward()
+        opt.step()
+    train()  # gradients and optimizer state exist before the measured step
+    return replay_peak(train)[0] / 2**20
+
+
+def infer(names: list[str], T: int, rounds: int) -> dict[str, list[float]]:
+    """Forward bp/s of each model, batch 8, alternating rounds."""
+    built = {n: build(n) for n in names}
+    seqs = [real_window(T * 8)[i * T:(i + 1) * T] for i in range(8)]
+    speeds = {n: [] for n in names}
+    for _ in range(rounds + 1):
+        for n, (model, step) in built.items():
+            model.eval()
+            t = time.perf_counter()
+            with torch.no_grad():
+                for s in seqs:
+                    step(s, masked=False)
+            speeds[n].append(T * 8 / (time.perf_counter() - t))
+    return {n: v[1:] for n, v in speeds.items()}  # the first round warms up
+
+
+def main(argv=None, prog: str | None = None):
+    ap = parser(prog or f"python -m {__spec__.name}", __doc__)
+    ap.add_argument("--lengths", type=int, nargs="+", default=[512, 1024, 2048], help="lengths counted (bp)")
+    ap.add_argument("--memory-lengths", type=int, nargs="+", default=[512, 1024, 2048], help="lengths profiled")
+    ap.add_argument("--infer-length", type=int, default=1024, help="inference throughput length (bp)")
+    ap.add_argument("--rounds", type=int, default=3, help="inference rounds per model")
+    ap.add_argument("--models", nargs="+", default=["dnachunker", "transformer", "nt-v2", "bimamba"])
+    a = ap.parse_args(argv)
+    rows, per_bp = [], {}
+    for name in a.models:
+        c = in_fresh_process(count, name, a.lengths)
+        if "error" in c:
+            raise SystemExit(f"{name}: {c['error']}")
+        for masked in sorted({r["masked"] for r in c["rows"]}, reverse=True):
+            pts = [r for r in c["rows"] if r["masked"] == masked]
+            T = np.array([r["T"] for r in pts], dtype=float)
+            rest = np.array([r["counted"] for r in pts], dtype=float)
+            b, a0 = np.polyfit(T, rest, 1)
+            residual = float(np.max(np.abs(a0 + b * T - rest) / rest))
+            ratio = float(np.mean([r["tokens"] / r["T"] for r in pts]))
+            d_layers = pts[0]["attention"] / max(pts[0]["tokens"], 1) ** 2 / 12 if pts[0]["tokens"] else 0
+            at8k = (a0 + b * TARGET + 12 * (ratio * TARGET) ** 2 * d_layers) / TARGET
+            label = name if name != "dnachunker" else f"dnachunker ({'training' if masked else 'inference'} ratio)"
+            per_bp[label] = at8k
+            rows.append({"model": label, "params (M)": c["params"] / 1e6, "attention tokens / bp": ratio,
+                         "training GFLOP / bp at 8 kbp": at8k / 1e9, "linear fit residual": residual})
+    print(markdown_table(rows))
+    mem = {}
+    for name in a.models:
+        mb = [in_fresh_process(peak, name, T) for T in a.memory_lengths]
+        k, logc = np.polyfit(np.log(a.memory_lengths), np.log(mb), 1)
+        mem[name] = {"MB": mb, "exponent": k, "at8k": float(np.exp(logc) * TARGET ** k)}
+    print(markdown_table([{"model": n, **{f"peak MB at {T}": v for T, v in zip(a.memory_lengths, m["MB"])},
+                           "exponent": m["exponent"], "peak GB at 8 kbp (extrapolated)": m["at8k"] / 1024}
+                          for n, m in mem.items()]))
+    speeds = in_fresh_process(infer, a.models, a.infer_length, a.rounds)
+    print(markdown_table([{"model": n, "inference bp/s (best)": max(v), "spread": max(v) / min(v)}
+                          for n, v in speeds.items()]))
+    ref = per_bp.get("dnachunker (training ratio)")
+    if ref and "transformer" in per_bp:
+        print(f"\nGoals: training FLOPs per bp, DNAChunker / same-main-network Transformer = "
+              f"{ref / per_bp['transformer']:.3f} at the training ratio, "
+              f"{per_bp['dnachunker (inference ratio)'] / per_bp['transformer']:.3f} at the inference ratio (goal <= 0.35); "
+              f"live-tensor peak per sample = {mem['dnachunker']['at8k'] / mem['transformer']['at8k']:.3f} (goal <= 0.5); "
+              f"inference bp/s against NT-v2 = {max(speeds['dnachunker']) / max(speeds['nt-v2']):.2f}x")
+        bp = 8 * TARGET  # configs/pretrain/paper_hg38.yaml: micro-batch 8 x 8192 bp per GPU
+        step_s = ref * bp / (H100_BF16 * MFU)
+        per_sample = mem["dnachunker"]["at8k"] / 1024
+        print(f"Projection (not a measurement; 40 % MFU of an H100's 989 TFLOP/s bf16): a micro-batch of 8 x 8 kbp "
+              f"takes {step_s:.3f} s, {bp / step_s:,.0f} bp/s per GPU; the largest micro-batch by the CPU "
+              f"live-tensor peak ({per_sample:.2f} GB per sample, model states ~1 GB): {int(79 / per_sample)} on 80 GB, "
+              f"{int(140 / per_sample)} on 141 GB; 2 B tokens: {2e9 * ref / (H100_BF16 * MFU) / 86400:.2f} GPU-days; "
+              f"configs/pretrain/paper_hg38.yaml (100,000 steps x 256 x 8192 bp = 2.1e11 bp): "
+              f"{2.1e11 * ref / (H100_BF16 * MFU) / 86400:.1f} GPU-days.")
+
+
+if __name__ == "__main__":
+    main()
