@@ -17,13 +17,13 @@ import numpy as np
 from dnachunker import tokenization
 from dnachunker.tokenizer import decode
 
-from .reader import ShardSplit
+from .corpus import open_split
 
 
 def fit_tokenization(model_cfg, root: str | Path, directory: str | Path, split: str = "train"):
     """Fit model_cfg's tokenization on `root`'s split and save it into `directory` (created; a
     tokenization file there is replaced atomically) -> the fitted Tokenization."""
-    samples = ShardSplit(root, split)
+    samples = open_split(root, split)  # a corpus: uniform over its genomes' windows
     n = getattr(tokenization.build(model_cfg).args, "fit_samples", len(samples))
     pick = np.random.default_rng(0).permutation(len(samples))[:n]
     print(f"fitting tokenization {model_cfg.tokenization!r} {model_cfg.tokenization_args} on {len(pick)} "

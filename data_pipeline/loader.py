@@ -1,6 +1,7 @@
 """Training-side loader: per-rank, per-worker batches with exact and elastic resume.
 
-Order: each epoch is a permutation of the split's samples keyed by (seed, epoch). The loader's
+Order: each epoch is a permutation of the split's samples keyed by (seed, epoch); on a corpus of
+several genomes, the weighted draw of data_pipeline/corpus.py (same keys). The loader's
 state is (epoch, position), position = samples consumed by *all* ranks in this epoch. Every
 micro-batch step consumes one global batch of world_size x micro_batch_size consecutive entries
 of the permutation, rank r taking the r-th slice; DataLoader workers take whole micro-batches in
@@ -26,7 +27,7 @@ from dnachunker.masking import bert_mask
 from dnachunker.tokenizer import PAD, A, C, G, T
 
 from .errors import DataError
-from .reader import ShardSplit
+from .corpus import CorpusSplit, open_split
 
 _COMPLEMENT = np.arange(256, dtype=np.uint8)
 _COMPLEMENT[[A, C, G, T]] = [T, G, C, A]
@@ -60,7 +61,8 @@ class _MLMSamples(Dataset):
         valid = ids != PAD
         input_ids, labels = bert_mask(ids[None], valid[None], gen, self.mask_prob)
         out = {"input_ids": input_ids[0], "labels": labels[0], "valid": valid,
-               "weight": torch.from_numpy(weight.astype(np.float32)), "index": index, "reverse": reverse}
+               "weight": torch.from_numpy(weight.astype(np.float32)), "index": index, "reverse": reverse,
+               "species": sample.get("species", 0)}
         if self.tokenization is not None:  # cuts of what the model sees: the masked ids
             out["boundaries"] = self.tokenization.boundaries(input_ids, valid[None])[0]
         return out
@@ -78,20 +80,21 @@ def collate(samples: list[dict]) -> dict:
            if k in samples[0]}
     out["index"] = torch.tensor([s["index"] for s in samples])
     out["reverse"] = torch.tensor([s["reverse"] for s in samples])
+    out["species"] = torch.tensor([s["species"] for s in samples])
     out["padded"] = not bool(out["valid"].all())  # known here, on the host: the model need not ask the device
     return out
 
 
 class PretrainLoader:
     """Iterate micro-batches for one rank. `train=True`: shuffled, augmented, endless (epochs
-    roll over); `train=False`: genome order, one pass. Checkpoint with state_dict()."""
+    roll over); `train=False`: genome order (a corpus's genomes interleaved), one pass. Checkpoint with state_dict()."""
 
     def __init__(self, root: str, split: str, micro_batch_size: int, rank: int = 0, world_size: int = 1,
                  seed: int = 0, num_workers: int = 0, train: bool = True, mask_prob: float = 0.15,
                  rc_augment: bool = True, tokenization=None, repeat_weight: float = 0.1):
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
-        self.split = ShardSplit(root, split)
+        self.split = open_split(root, split)
         self.n = len(self.split)
         self.global_batch = micro_batch_size * world_size
         if self.n < self.global_batch:
@@ -103,6 +106,8 @@ class PretrainLoader:
         self.epoch, self.position = 0, 0
 
     def order(self, epoch: int) -> np.ndarray:
+        if isinstance(self.split, CorpusSplit):  # weighted across genomes; evaluation: genomes interleaved
+            return self.split.order(self.seed, epoch) if self.train else self.split.interleaved()
         if not self.train:
             return np.arange(self.n)
         return np.random.default_rng([self.seed, epoch, 0x5EED]).permutation(self.n)
@@ -144,12 +149,19 @@ class PretrainLoader:
             self.epoch, self.position = self.epoch + 1, 0
 
     def state_dict(self) -> dict:
-        return {"epoch": self.epoch, "position": self.position, "seed": self.seed,
-                "samples": self.n, "split": self.split.split}
+        state = {"epoch": self.epoch, "position": self.position, "seed": self.seed,
+                 "samples": self.n, "split": self.split.split}
+        if isinstance(self.split, CorpusSplit):
+            state["draws"] = self.split.state()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         if (state["samples"], state["seed"], state["split"]) != (self.n, self.seed, self.split.split):
             raise DataError(f"{self.split.root}: checkpoint's data state (split {state['split']!r}, "
                             f"{state['samples']} samples, seed {state['seed']}) does not match this data "
                             f"({self.split.split!r}, {self.n} samples, seed {self.seed})")
+        draws = self.split.state() if isinstance(self.split, CorpusSplit) else None
+        if state.get("draws") != draws:
+            raise DataError(f"{self.split.root}: checkpoint's draws per genome and epoch ({state.get('draws')}) differ "
+                            f"from this corpus's ({draws}): its genomes or sampling weights changed")
         self.epoch, self.position = state["epoch"], state["position"]

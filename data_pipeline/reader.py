@@ -27,6 +27,12 @@ from .errors import DataError
 from .shards import load_manifest
 
 
+def provenance(manifest: dict) -> dict:
+    """What a model card records of a shard set: source FASTA (+ SHA-256), window, split sizes."""
+    return {"source": manifest["source"], "window_length": manifest["window_length"],
+            "splits": {k: v["samples"] for k, v in manifest["splits"].items()}}
+
+
 class ShardSplit:
     def __init__(self, root: str | Path, split: str):
         self.root = Path(root)
@@ -53,6 +59,9 @@ class ShardSplit:
 
     def __len__(self) -> int:
         return int(sum(r["samples"] for r in self.shards))
+
+    def provenance(self) -> dict:
+        return provenance(self.manifest)
 
     def _file(self, shard: int):
         if os.getpid() != self._pid:  # forked into a DataLoader worker: do not share handles

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli import load_model
 from .errors import InputError, describe
 from .fileio import atomic_directory, atomic_file, write_csv
 from .tokenizer import TokenizerError, decode, decode_interval, encode
@@ -97,7 +98,6 @@ def _check(seqs: list[str], names: list[str], source: str) -> None:
 
 def cmd_embed(a) -> int:
     from .inference import chunk_means, run
-    from .model import DNAChunker
     if a.csv:
         names, seqs = _from_csv(a.csv, a.column, a.name_column)
         source = a.csv
@@ -117,7 +117,7 @@ def cmd_embed(a) -> int:
         raise InputError(f"{out}: per-base and per-chunk embeddings have a length each: write them to a .zarr")
     if out.suffix not in (".npy", ".zarr"):
         raise InputError(f"{out}: the output must end in .npy (mean-pooled) or .zarr")
-    model = DNAChunker.from_pretrained(a.model, map_location=a.device)
+    model = load_model(a, map_location=a.device)
     print(f"embedding {len(seqs)} sequences ({sum(map(len, seqs)):,} bp, longest {max(map(len, seqs)):,}) "
           f"from {source} with {a.model} on {a.device}", file=sys.stderr)
     results = run(model, seqs, a.window, a.overlap, a.batch_size, a.device)
@@ -149,9 +149,8 @@ def cmd_embed(a) -> int:
 
 
 def cmd_score_variants(a) -> int:
-    from .model import DNAChunker
     from .variants import score_variants
-    model = DNAChunker.from_pretrained(a.model, map_location=a.device)
+    model = load_model(a, map_location=a.device)
     variants = score_variants(model, a.vcf, a.fasta, a.context, a.batch_size, a.device)
     rows = [{"chrom": v.chrom, "pos": v.pos, "id": v.id, "ref": v.ref, "alt": v.alt, "fasta_ref": v.fasta_ref,
              "score": "" if v.score is None else f"{v.score:.6f}", "status": v.status} for v in variants]
@@ -163,11 +162,12 @@ def cmd_score_variants(a) -> int:
 
 
 def main(argv=None, prog: str = "python -m dnachunker") -> int:
-    from .cli import add_device, add_model, parser, subparser
+    from .cli import add_device, add_model, add_species, parser, subparser
     p = parser(prog, __doc__)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     e = subparser(sub, "embed", "sequence embeddings (any length: overlapping windows)")
     add_model(e)
+    add_species(e)
     e.add_argument("--fasta", help="FASTA of sequences, or the reference for --bed")
     e.add_argument("--bed", help="BED intervals (chrom start end [name [score [strand]]]) cut from --fasta")
     e.add_argument("--csv", help="CSV/TSV with a sequence column")
@@ -182,6 +182,7 @@ def main(argv=None, prog: str = "python -m dnachunker") -> int:
     add_device(e)
     s = subparser(sub, "score-variants", "zero-shot SNV effect scores log P(alt) - log P(ref)")
     add_model(s)
+    add_species(s)
     s.add_argument("--vcf", required=True, help="VCF (.gz accepted) of the variants")
     s.add_argument("--fasta", required=True, help="the reference the VCF refers to")
     s.add_argument("--out", required=True, help="the output file, a TSV: " + " ".join(COLUMNS))

@@ -27,6 +27,20 @@ def add_model(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="an export directory (a training run's <out_dir>/export)")
 
 
+def add_species(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--species", help="for a model pretrained with a species embedding: which species (a genome name "
+                                     "of its corpus, listed in its config.json)")
+
+
+def load_model(a, **kwargs):
+    """The export of --model, with --species set."""
+    from .model import DNAChunker
+    try:
+        return DNAChunker.from_pretrained(a.model, **kwargs).set_species(a.species)
+    except ValueError as e:
+        raise SystemExit(f"error: {a.model}: {e}") from None
+
+
 def add_device(p: argparse.ArgumentParser) -> None:
     import torch
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")

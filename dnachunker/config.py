@@ -216,6 +216,9 @@ class DNAChunkerConfig:
     # H-Net's confidence term: the upsampled output times the probability of each position's
     # decision, through a straight-through estimator (forward x1): a second gradient path to the router
     upsample_confidence: bool = False
+    # a learned embedding per species added at the input (a multi-genome corpus's genome names, in
+    # its corpus.json order; the trainer checks them). Empty: off. Inference names one (--species).
+    species: list[str] = field(default_factory=list)
 
     @property
     def n_stages(self) -> int:
@@ -254,6 +257,8 @@ class DNAChunkerConfig:
                              ("ratio_loss_on", ("router", "protected"))):
             if getattr(self, key) not in allowed:
                 problems.append((key, f"must be one of {', '.join(allowed)}, got {getattr(self, key)!r}"))
+        if len(set(self.species)) != len(self.species):
+            problems.append(("species", f"names repeat: {self.species}"))
         return [(prefix + k, m) for k, m in problems]
 
     def _resolve_tokenization(self) -> list[str]:

@@ -155,6 +155,8 @@ class DNAChunker(nn.Module):
         super().__init__()
         self.cfg = cfg.validate()
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model[0])
+        self.species_embed = nn.Embedding(len(cfg.species), cfg.d_model[0]) if cfg.species else None
+        self.species: int | None = None  # the species inference adds when a batch names none (set_species)
         self.stages = nn.ModuleList(ChunkingStage(cfg, s) for s in range(cfg.n_stages))
         self.main = MainNetwork(cfg.d_model[-1], cfg.main_layers, cfg.n_heads, cfg.mlp_ratio, cfg.rope_base,
                                 cfg.activation_checkpointing, cfg.main_norm, cfg.main_mlp)
@@ -200,20 +202,23 @@ class DNAChunker(nn.Module):
             for name, m in stream.named_modules():
                 if name.endswith(RESIDUAL_OUTPUTS):
                     nn.init.normal_(m.weight, std=INIT_STD * scale)
+        if self.species_embed is not None:  # starts as the species-blind model
+            nn.init.zeros_(self.species_embed.weight)
         for stage in self.stages:
             stage.router.reset_parameters()
             nn.init.zeros_(stage.residual_proj.weight)  # the decoder starts from the main network's output
 
     def forward(self, input_ids: torch.Tensor, valid: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, weight: torch.Tensor | None = None,
-                boundaries: torch.Tensor | None = None) -> DNAChunkerOutput:
+                boundaries: torch.Tensor | None = None, species: torch.Tensor | None = None) -> DNAChunkerOutput:
         """input_ids: (b, L) long; valid: (b, L) bool (default: all); labels: (b, L) long with -100
         where nothing is predicted (valid None: nothing is padded, and the model need not read it
         off the device); weight: (b, L) float per-base MLM weight (the data pipeline
         stores 0.1 on soft-masked repeats, 1 elsewhere; default: all 1); boundaries: (b, L) bool
         stage-0 cuts of a fixed tokenization, already computed from these input_ids by
         `self.tokenization.boundaries` (the training loader does it in its workers); default:
-        computed here."""
+        computed here; species: (b,) long, the index in cfg.species of each sequence's species
+        (models with cfg.species only; default: set_species's)."""
         padded = None if valid is not None else False
         if valid is None:
             valid = torch.ones_like(input_ids, dtype=torch.bool)
@@ -222,7 +227,7 @@ class DNAChunker(nn.Module):
         if boundaries is None:
             boundaries = self.tokenization.boundaries(input_ids, valid)  # None: learned
         pos = torch.arange(input_ids.size(1), device=input_ids.device, dtype=torch.float32).expand(input_ids.shape)
-        x, v, has_mask, start, end = self.embed(input_ids), valid, (input_ids == MASK) & valid, pos, pos
+        x, v, has_mask, start, end = self._embed(input_ids, species), valid, (input_ids == MASK) & valid, pos, pos
         ctxs = []
         for s, stage in enumerate(self.stages):  # a fixed tokenization cuts stage 0; later stages keep all
             fixed = None if boundaries is None else boundaries if s == 0 else v
@@ -236,6 +241,24 @@ class DNAChunker(nn.Module):
         if labels is not None:
             self._loss(out, labels, weight)
         return out
+
+    def _embed(self, input_ids: torch.Tensor, species: torch.Tensor | None) -> torch.Tensor:
+        x = self.embed(input_ids)
+        if self.species_embed is None:
+            return x
+        if species is None:
+            if self.species is None:
+                raise ValueError(f"this model embeds the species {self.cfg.species}: name one "
+                                 "(model.set_species(name); --species on the command line)")
+            species = torch.full(input_ids.shape[:1], self.species, device=input_ids.device)
+        return x + self.species_embed(species)[:, None, :]
+
+    def set_species(self, name: str | None) -> "DNAChunker":
+        """The species whose embedding inference adds (models pretrained with model.species)."""
+        if name is not None and name not in self.cfg.species:
+            raise ValueError(f"species {name!r}: this model knows {self.cfg.species or 'none (it embeds no species)'}")
+        self.species = None if name is None else self.cfg.species.index(name)
+        return self
 
     def _loss(self, out: DNAChunkerOutput, labels: torch.Tensor, weight: torch.Tensor | None):
         cfg = self.cfg

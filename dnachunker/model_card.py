@@ -2,7 +2,8 @@
 (library_name, tags, license, pipeline_tag) and sections for the architecture, the training data
 and run, the validation results, intended use, limitations and how to load it.
 
-`training` (what pretraining knows: the shard set's source FASTA and its SHA-256, splits, steps,
+`training` (what pretraining knows: the shard set's source FASTA and its SHA-256, or each genome's
+of a corpus, splits, steps,
 tokens seen, the final validation metrics of summary.json) fills the training and results
 sections; without it (a model saved by hand) they say so.
 """
@@ -21,13 +22,17 @@ def _architecture(cfg, params: int) -> str:
             f"| context | {cfg.max_len:,} bp |\n| vocabulary | [PAD] [MASK] A C G T N (one token per base) |")
 
 
+def _data(d: dict) -> str:
+    src, splits = d["source"], ", ".join(f"{k}: {v}" for k, v in d["splits"].items())
+    return f"FASTA `{src['fasta']}`, SHA-256 `{src['fasta_sha256']}` (repeats: {src['repeats']}); windows: {splits}"
+
+
 def _training(t: dict) -> str:
-    src = t["source"]
-    splits = ", ".join(f"{k}: {v}" for k, v in t["splits"].items())
+    data = ("\n".join(f"- genome `{g['name']}` (sampling probability {g['p']:.3f}): {_data(g)}" for g in t["genomes"])
+            if "genomes" in t else f"- {_data(t)}")  # a multi-genome corpus, or one shard set
     return (f"Pretrained by masked language modelling (BERT 15 %: 80/10/10; soft-masked repeats weighted "
-            f"{t['repeat_weight']}) on windows of {t['window_length']:,} bp of\n\n"
-            f"- FASTA: `{src['fasta']}`, SHA-256 `{src['fasta_sha256']}` (repeats: {src['repeats']})\n"
-            f"- splits: {splits}\n- steps: {t['step']:,}; tokens seen: {t['tokens_seen']:,}")
+            f"{t['repeat_weight']}) on windows of {t['window_length']:,} bp of\n\n{data}\n"
+            f"- steps: {t['step']:,}; tokens seen: {t['tokens_seen']:,}")
 
 
 def _results(t: dict, n_stages: int) -> str:
@@ -36,6 +41,10 @@ def _results(t: dict, n_stages: int) -> str:
              for s in range(n_stages)]
     rows += [(f"router compression, stage {s} (its own decisions, as at inference)", t[f"valid/router_compression_{s}"])
              for s in range(n_stages)]
+    for g in t.get("genomes", []):  # a multi-genome corpus: each genome's own
+        rows += [(f"{g['name']}: {what}", t[key]) for what, key in
+                 [("validation MLM loss", f"valid/{g['name']}/mlm_loss"),
+                  *((f"compression, stage {s}", f"valid/{g['name']}/compression_{s}") for s in range(n_stages))] if key in t]
     return "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v:.4f} |" for k, v in rows)
 
 

@@ -6,6 +6,7 @@
              classical baseline (--baseline kmer_lr | cnn, evaluation.baselines);
              <out>/<column>.json per task (skipped on a re-run with the same weights)
   bpe        fit the BPE baseline tokenization on pretraining shards -> <out>/bpe.json
+  mlm        masked-LM loss of a model on a shard set or corpus split, per genome on a corpus
   segment    chunk-length table per region type (repeats from soft-masking; exons from a GTF) and
              a PNG + HTML view of both stages' boundaries on one window
   robustness fraction of boundaries unchanged after a random SNV / 1-bp insertion / deletion, for
@@ -84,6 +85,26 @@ def cmd_bpe(a) -> int:
     from data_pipeline.fitting import fit_tokenization
     fit_tokenization(_bpe_config(a.vocab_size, a.max_samples), a.shards, a.out)
     print(f"BPE ({a.vocab_size} tokens) fitted on {a.shards} -> {Path(a.out) / 'bpe.json'}")
+    return 0
+
+
+def cmd_mlm(a) -> int:
+    import json
+
+    from dnachunker import DNAChunker
+    from dnachunker.fileio import write_text
+
+    from .mlm import mlm_loss
+    model = DNAChunker.from_pretrained(a.model, map_location=a.device)
+    values = mlm_loss(model, a.data, a.split, a.batches, a.batch_size, device=a.device)
+    genomes = sorted({k.split("/")[0] for k in values if "/" in k})
+    rows = [{"data": "all", "MLM loss": values["mlm_loss"]}] + [
+        {"data": g, "MLM loss": values.get(f"{g}/mlm_loss"), "compression 0": values.get(f"{g}/compression_0")}
+        for g in genomes]
+    print(markdown_table(rows))
+    if a.out:
+        write_text(a.out, json.dumps({"model": str(a.model), "data": a.data, "split": a.split, **values}, indent=1))
+        print(f"-> {a.out}")
     return 0
 
 
@@ -199,6 +220,14 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     b.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary size")
     b.add_argument("--max-samples", type=int, default=20000, help="training windows it is fitted on")
     b.add_argument("--out", required=True, help="directory for bpe.json")
+    m = subparser(sub, "mlm", "masked-LM loss on a shard set or corpus split (per genome on a corpus)")
+    add_model(m)
+    add_device(m)
+    m.add_argument("--data", required=True, help="a shard set or corpus root (python -m data_pipeline's out)")
+    m.add_argument("--split", default="valid", help="which split")
+    m.add_argument("--batches", type=int, default=40, help="batches read (a corpus's genomes interleaved)")
+    m.add_argument("--batch-size", type=int, default=16, help="windows per batch")
+    m.add_argument("--out", help="also write the numbers to this JSON file")
     s = subparser(sub, "segment", "chunk lengths per region type, and a picture of both stages' chunks")
     add_model(s)
     s.add_argument("--fasta", required=True, help="FASTA whose first record is segmented (soft-masked: repeats)")
@@ -222,7 +251,7 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
 
     from .tasks import EvalDataError
     try:
-        return {"finetune": cmd_finetune, "suite": cmd_suite, "bpe": cmd_bpe, "segment": cmd_segment,
+        return {"finetune": cmd_finetune, "suite": cmd_suite, "bpe": cmd_bpe, "segment": cmd_segment, "mlm": cmd_mlm,
                 "robustness": cmd_robustness}[a.cmd](a)
     except (EvalDataError, DataError, ConfigError, OSError) as e:
         print(f"error: {describe(e)}", file=sys.stderr)

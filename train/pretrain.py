@@ -41,6 +41,7 @@ from dnachunker.config import to_yaml  # noqa: E402
 from .config import TrainConfig, load_config, model_changes  # noqa: E402
 from .distributed import SetupError  # noqa: E402
 from .lock import LockError, RunLock  # noqa: E402
+from data_pipeline.per_genome import genome_metrics, genome_sums  # noqa: E402
 from .tracking import Tracker  # noqa: E402
 
 EXIT_REQUEUE = 75
@@ -94,7 +95,8 @@ def _to(batch: dict, device) -> dict:
 def _forward(engine, b: dict):
     """The model on a batch; `valid` only where the batch has padding (the collate knows): without
     it the model knows there is none and skips asking the device."""
-    return engine(b["input_ids"], b["valid"] if b["padded"] else None, b["labels"], b["weight"], b.get("boundaries"))
+    return engine(b["input_ids"], b["valid"] if b["padded"] else None, b["labels"], b["weight"], b.get("boundaries"),
+                  b["species"])
 
 
 class Averager:
@@ -131,16 +133,22 @@ def step_metrics(out) -> dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def validate(engine, loader: PretrainLoader, batches: int, d: distributed.Dist) -> dict[str, float]:
+    """Means over `batches` valid batches; on a multi-genome corpus also each genome's own
+    (the loader interleaves the genomes' valid samples)."""
+    genomes = getattr(loader.split, "names", None)
     engine.eval()
     sums = Averager()
     for batch in loader:
-        out = _forward(engine, _to(batch, d.device))
+        batch = _to(batch, d.device)
+        out = _forward(engine, batch)
         sums.add({f"valid/{k}": v for k, v in step_metrics(out).items()
-                  if k == "mlm_loss" or k == "mlm_accuracy" or "compression" in k})
+                  if k == "mlm_loss" or k == "mlm_accuracy" or "compression" in k}
+                 | (genome_sums(out, batch, genomes) if genomes else {}))
         if sums.n >= batches:
             break
     engine.train()
-    return distributed.means(sums.pop(), d.device)
+    values = distributed.means(sums.pop(), d.device)
+    return genome_metrics(values, genomes, len(out.stages)) if genomes else values
 
 
 def init_model(cfg: TrainConfig) -> DNAChunker:
@@ -304,11 +312,15 @@ class Trainer:
                                    tokenization=cuts, repeat_weight=dc.repeat_weight)
         self.train_loader = loader("train", num_workers=dc.num_workers, train=True, rc_augment=dc.rc_augment)
         if self.train_loader.split.length > cfg.model.max_len:
-            raise SetupError(f"{Path(dc.root) / 'manifest.json'}: windows of {self.train_loader.split.length} bp are "
+            raise SetupError(f"{dc.root}: windows of {self.train_loader.split.length} bp are "
                              f"longer than model.max_len={cfg.model.max_len}; the export would tell embed and "
                              f"score-variants to use windows the model never saw. Set model.max_len >= "
                              f"{self.train_loader.split.length}, or shard with a shorter window.length")
         self.val_loader = loader("valid", num_workers=0, train=False)
+        genomes = getattr(self.train_loader.split, "names", None)
+        if cfg.model.species and cfg.model.species != genomes:
+            raise SetupError(f"model.species {cfg.model.species} must be the genomes of {dc.root} in its corpus.json "
+                             f"order: {genomes or 'it is a single shard set, not a corpus'}")
         model = init_model(cfg)
         model.tokenization = cuts
         if resume is None and cfg.init_from:  # warm start: the export's weights, a fresh optimizer
@@ -450,12 +462,10 @@ class Trainer:
 
     def _export(self, ckpt: Path, dest: Path, valid: dict, extra: dict | None = None) -> dict:
         """Rank 0: the checkpoint's weights -> `dest` with a model card; -> the summary it records."""
-        c, manifest = self.counters, self.train_loader.split.manifest
+        c = self.counters
         summary = {"step": self.step, **valid, **(extra or {}), "tokens_seen": c["tokens_seen"],
                    "nonfinite_steps": c["nonfinite_total"], "mlflow_run_id": self.tracker.run_id}
-        card = {**summary, "source": manifest["source"], "window_length": manifest["window_length"],
-                "splits": {k: v["samples"] for k, v in manifest["splits"].items()},
-                "repeat_weight": self.cfg.data.repeat_weight}
+        card = {**summary, **self.train_loader.split.provenance(), "repeat_weight": self.cfg.data.repeat_weight}
         export(self.cfg, ckpt, dest, card)
         return summary
 

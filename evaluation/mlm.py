@@ -1,0 +1,37 @@
+"""Masked-LM loss of an export on a shard set or corpus split: the pretraining validation
+(BERT masking keyed by the seed, soft-masked repeats weighted `repeat_weight`), and on a
+multi-genome corpus each genome's own, so that models trained on different data are compared on
+the same samples.
+
+    python -m evaluation mlm --model runs/x/export --data data/multispecies_demo [--batches 40]
+"""
+from __future__ import annotations
+
+import torch
+
+from data_pipeline.loader import PretrainLoader
+from data_pipeline.per_genome import genome_metrics, genome_sums
+
+
+@torch.no_grad()
+def mlm_loss(model, root: str, split: str = "valid", batches: int = 40, batch_size: int = 16, seed: int = 0,
+             repeat_weight: float = 0.1, device: str = "cpu") -> dict[str, float]:
+    """-> {'mlm_loss', 'samples', and per genome '<genome>/mlm_loss', '<genome>/compression_<s>'}."""
+    loader = PretrainLoader(root, split, batch_size, seed=seed, train=False, repeat_weight=repeat_weight,
+                            tokenization=model.tokenization)
+    genomes = getattr(loader.split, "names", None)
+    model.eval().to(device)
+    sums, n = {}, 0
+    for b in loader:
+        b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()}
+        out = model(b["input_ids"], b["valid"], b["labels"], b["weight"], b.get("boundaries"),
+                    b["species"] if model.species_embed is not None else None)
+        batch = {"valid/mlm_loss": out.mlm_loss} | (genome_sums(out, b, genomes) if genomes else {})
+        sums = {k: sums.get(k, 0) + v for k, v in batch.items()}
+        n += 1
+        if n >= batches:
+            break
+    values = {k: float(v) / n for k, v in sums.items()}
+    if genomes:
+        values = genome_metrics(values, genomes, len(out.stages))
+    return {k.removeprefix("valid/"): v for k, v in values.items()} | {"samples": n * batch_size}
