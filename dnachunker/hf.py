@@ -43,9 +43,11 @@ class _Base(PreTrainedModel):
     def _init_weights(self, module):  # every weight comes from the checkpoint
         pass
 
-    def _run(self, input_ids, attention_mask, labels=None, boundaries=None):
+    def _run(self, input_ids, attention_mask, labels=None, boundaries=None, species=None):
+        """species: (b,) indices into config.dnachunker['species'] (models with a species embedding;
+        or name one for every call: model.dnachunker.set_species(name))."""
         valid = None if attention_mask is None else attention_mask.bool()
-        return self.dnachunker(input_ids, valid, labels, None, boundaries)
+        return self.dnachunker(input_ids, valid, labels, None, boundaries, species)
 
     @classmethod
     def from_pretrained(cls, path, *args, **kwargs):
@@ -60,8 +62,8 @@ class DNAChunkerModel(_Base):
     """AutoModel: the final hidden states (b, L, d_0), for embeddings."""
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
-                boundaries: torch.Tensor | None = None, **kwargs) -> BaseModelOutput:
-        return BaseModelOutput(last_hidden_state=self._run(input_ids, attention_mask, boundaries=boundaries).hidden)
+                boundaries: torch.Tensor | None = None, species: torch.Tensor | None = None, **kwargs) -> BaseModelOutput:
+        return BaseModelOutput(last_hidden_state=self._run(input_ids, attention_mask, None, boundaries, species).hidden)
 
 
 class DNAChunkerForMaskedLM(_Base):
@@ -69,7 +71,7 @@ class DNAChunkerForMaskedLM(_Base):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, boundaries: torch.Tensor | None = None,
-                **kwargs) -> MaskedLMOutput:
-        out = self._run(input_ids, attention_mask, labels, boundaries)
+                species: torch.Tensor | None = None, **kwargs) -> MaskedLMOutput:
+        out = self._run(input_ids, attention_mask, labels, boundaries, species)
         return MaskedLMOutput(loss=out.loss, logits=out.logits, hidden_states=(out.hidden,))
 

@@ -235,6 +235,14 @@ def test_pretraining_on_a_corpus_reports_each_genome_and_learns_a_species_embedd
     assert r.returncode != 0 and "species 'human': this model knows ['yeast', 'fly', 'yeast_heldout']" in r.stderr
     with pytest.raises(ValueError, match="this model embeds the species"):
         model(torch.tensor([[2, 3, 4, 5]]))
+    from transformers import AutoModel  # Transformers users pass the species per sequence
+    hf = AutoModel.from_pretrained(out / "export", trust_remote_code=True).eval()
+    ids = torch.tensor([[2, 3, 4, 5] * 8] * 2)
+    with torch.no_grad():
+        h = hf(ids, species=torch.tensor([0, 1])).last_hidden_state
+        ref = model.eval()(ids, species=torch.tensor([0, 1])).hidden
+    torch.testing.assert_close(h, ref)
+    assert not torch.allclose(h[0], h[1])
     # the names must be the corpus's genomes, in its order
     r = _pretrain(tmp_path / "bad", corpus, "model.species=[fly,yeast,yeast_heldout]")
     assert r.returncode == 2 and "must be the genomes of" in r.stderr and "Traceback" not in r.stderr
