@@ -18,7 +18,8 @@ mkdir -p "$LOGS"
 EXTRA=(${SBATCH_ARGS:-})
 count=$("$PYTHON" -c "import sys; from data_pipeline.corpus import CorpusConfig
 print(len(CorpusConfig.load(sys.argv[1], sys.argv[2:]).genomes))" "$CONFIG" "$@")
-args=$(printf ' %q' "$@")
+args=""
+[ $# -gt 0 ] && args=$(printf ' %q' "$@")
 array=$(sbatch --parsable --job-name=corpus-genome --array=0-$((count - 1)) --ntasks=1 --cpus-per-task="${CPUS:-2}" \
   --output="$LOGS/%x-%A_%a.out" "${EXTRA[@]}" \
   --wrap="exec $PYTHON -m data_pipeline all --config $CONFIG$args only=\$SLURM_ARRAY_TASK_ID")

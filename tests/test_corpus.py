@@ -178,8 +178,13 @@ def test_per_genome_slurm_array_then_merge(tmp_path):
     assert r.returncode == 0, r.stderr
     merge = r.stdout.split("merge: job ")[1].split()[0]
     deadline = time.time() + 600
+    logs = {}
     while time.time() < deadline and not (tmp_path / "corpus" / "corpus.json").is_file():
         time.sleep(2)
+        logs = {p.name: p.read_text() for p in (tmp_path / "logs").glob("*.out")}
+        if any("error:" in text for text in logs.values()):  # a failed element: the merge never runs
+            subprocess.run(["scancel", merge])
+            break
     logs = {p.name: p.read_text() for p in (tmp_path / "logs").glob("*.out")}
     assert (tmp_path / "corpus" / "corpus.json").is_file(), (merge, logs)
     assert len([n for n in logs if n.startswith("corpus-genome")]) == 3  # one element per genome
