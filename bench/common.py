@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import queue
 import resource
 import time
 from collections.abc import Callable
@@ -48,20 +49,29 @@ def _measure(target, args) -> dict:
     return {"seconds": seconds, "first_seconds": first, "peak_mb": max(peak, 0) / 1024, **extra}
 
 
-def _child(fn, args, queue):
+def _child(fn, args, out):
     try:
-        queue.put(fn(*args))
+        out.put(fn(*args))
     except Exception as e:  # report, do not hang the parent
-        queue.put({"error": f"{type(e).__name__}: {e}"})
+        out.put({"error": f"{type(e).__name__}: {e}"})
 
 
 def in_fresh_process(fn, *args) -> dict:
-    """fn(*args) -> dict, run in a fresh (spawned) process; {"error": ...} if it raised."""
+    """fn(*args) -> dict, run in a fresh (spawned) process; {"error": ...} if it raised or died
+    (killed for memory, say) without an answer."""
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     p = ctx.Process(target=_child, args=(fn, args, q))
     p.start()
-    out = q.get()
+    while True:
+        try:
+            out = q.get(timeout=5)
+            break
+        except queue.Empty:
+            if not p.is_alive() and q.empty():
+                p.join()
+                return {"error": f"the process died with exit code {p.exitcode}"
+                                 + (" (killed: out of memory?)" if p.exitcode == -9 else "")}
     p.join()
     return out
 

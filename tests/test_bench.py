@@ -64,3 +64,11 @@ def test_flop_counter_agrees_with_a_hand_count_on_a_tiny_config():
     per_token = cfg.main_layers * 2 * (3 * d * d + d * d + 2 * d * hidden)  # qkv, out, up, down
     # the head runs on every position (the loss reads the masked ones)
     assert fc.get_total_flops() == 3 * (T * per_token + T * 2 * d * V), fc.get_breakdown_by_module()
+
+
+def test_a_measurement_process_that_dies_is_reported_not_waited_for():
+    """A fresh process killed (for memory, say) before it answers: an error, not a hung bench."""
+    import os
+
+    from bench.common import in_fresh_process
+    assert in_fresh_process(os._exit, 3) == {"error": "the process died with exit code 3"}
