@@ -117,6 +117,11 @@ def main(argv=None, prog: str | None = None):
           f"{m['forward_bp_s']:,.0f} bp/s forward, {m['train_bp_s']:,.0f} bp/s training (slowest / fastest of 3 "
           f"rounds: {m['spread']:.2f}); {m['forward_flop_bp'] / 1e6:.2f} / {m['train_flop_bp'] / 1e6:.2f} MFLOP per "
           f"bp forward / training at {m['main_tokens_per_bp']:.3f} main-network tokens per bp")
+    target = float(np.prod(model.cfg.target_ratio))
+    if not a.export and model.cfg.tokenization == "learned" and m["main_tokens_per_bp"] < 0.5 * target:
+        print(f"note: an untrained router sends {m['main_tokens_per_bp']:.3f} of the base pairs to the main network, "
+              f"a trained model about {target:.2f} (the target ratios' product): the FLOPs and times below are "
+              f"low for a trained model; give --export a trained one, or see bench.paper_cost")
     rows = []
     for name in a.suites:
         suite = SuiteConfig.load(ROOT / "configs" / "eval" / f"{name}.yaml", a.overrides)
