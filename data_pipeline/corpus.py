@@ -201,6 +201,10 @@ class CorpusSplit:
             raise DataError(f"{path}: unreadable corpus manifest ({e})") from None
         self.split = split
         self.names = [g["name"] for g in self.corpus["genomes"]]
+        for g in self.corpus["genomes"]:  # a genome rebuilt since the merge: sizes and weights are stale
+            if digest(load_manifest(self.root / g["root"])) != g["manifest_sha256"]:
+                raise DataError(f"{self.root / g['root']}: its shard set changed after {path} was written "
+                                "(run: python -m data_pipeline merge --config <the corpus config>)")
         self.parts = [ShardSplit(self.root / g["root"], split) if g["samples"].get(split) else None
                       for g in self.corpus["genomes"]]
         self.sizes = np.array([len(p) if p is not None else 0 for p in self.parts], dtype=np.int64)

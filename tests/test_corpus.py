@@ -147,6 +147,10 @@ def test_a_checkpoint_of_other_sampling_weights_is_refused(corpus, tmp_path):
     (other / "corpus.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="draws per genome and epoch .* differ"):
         PretrainLoader(str(other), "train", 4, seed=1).load_state_dict(state)
+    manifest["genomes"][1]["manifest_sha256"] = "0" * 64  # as if fly were rebuilt after the merge
+    (other / "corpus.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="fly: its shard set changed after .*corpus.json was written"):
+        CorpusSplit(other, "train")
 
 
 @pytest.mark.parametrize("case, match", [
