@@ -50,13 +50,14 @@ def _holder(event, by: str) -> str:
     return f"{kind} {' < '.join(frames[:3])} :: {op}"
 
 
-def replay_peak(step) -> tuple[int, dict]:
+def replay_peak(step, stacks: bool = True) -> tuple[int, dict]:
     """step() run once under the profiler -> (peak bytes of live CPU tensors it allocated, the
-    blocks alive at that moment: {ptr: (bytes, allocation event)})."""
+    blocks alive at that moment: {ptr: (bytes, allocation event)}). stacks=False records no call
+    stacks or shapes (no holders to name; far less memory for the profiler itself)."""
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
     from torch.profiler._memory_profiler import OpTree
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=stacks, with_stack=stacks) as prof:
         step()
     allocations = sorted((e for e in OpTree(prof.profiler.kineto_results).dfs()
                           if e.typed[0] == _EventType.Allocation and e.typed[1].device.type == "cpu"),

@@ -1,7 +1,8 @@
 """The paper's model at 8 kbp in counts that do not depend on this machine, beside the models a user
 would pick instead, and what they project to on the GPUs users train on.
 
-    python -m bench.paper_cost [--lengths 256 512 1024] [--memory-lengths 128 256 512 1024] [--infer-length 1024]
+    python -m bench.paper_cost [--lengths 256 512 1024] [--memory-lengths 128 256 384 512] [--infer-length 1024]
+                               [--rounds 3] [--parts flops memory inference]
 
 Models (randomly initialised; parameter counts printed):
   dnachunker    configs/model/paper.yaml with cuts every 2nd position at each stage (alpha = 0.5
@@ -150,7 +151,7 @@ def peak(name: str, T: int) -> float:
         loss.backward()
         opt.step()
     train()  # gradients and optimizer state exist before the measured step
-    return replay_peak(train)[0] / 2**20
+    return replay_peak(train, stacks=False)[0] / 2**20
 
 
 def infer(names: list[str], T: int, rounds: int) -> dict[str, list[float]]:
@@ -179,15 +180,22 @@ def _answer(out, what: str):
 def main(argv=None, prog: str | None = None):
     ap = parser(prog or f"python -m {__spec__.name}", __doc__)
     ap.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 1024], help="lengths counted (bp)")
-    ap.add_argument("--memory-lengths", type=int, nargs="+", default=[128, 256, 512, 1024], help="lengths profiled")
+    ap.add_argument("--memory-lengths", type=int, nargs="+", default=[128, 256, 384, 512], help="lengths profiled")
     ap.add_argument("--infer-length", type=int, default=1024, help="inference throughput length (bp)")
     ap.add_argument("--rounds", type=int, default=3, help="inference rounds per model")
     ap.add_argument("--models", nargs="+", default=["dnachunker", "transformer", "nt-v2", "bimamba"])
+    ap.add_argument("--parts", nargs="+", default=["flops", "memory", "inference"], help="what to measure")
     a = ap.parse_args(argv)
-    rows, per_bp, count_params = [], {}, 0
+    per_bp = _flops(a) if "flops" in a.parts else {}
+    mem = _memory(a) if "memory" in a.parts else {}
+    speeds = _inference(a) if "inference" in a.parts else {}
+    _goals(per_bp, mem, speeds)
+
+
+def _flops(a) -> dict[str, float]:
+    rows, per_bp = [], {}
     for name in a.models:
         c = _answer(in_fresh_process(count, name, a.lengths), name)
-        count_params = c["params"] if name == "dnachunker" else count_params
         for masked in sorted({r["masked"] for r in c["rows"]}, reverse=True):
             pts = [r for r in c["rows"] if r["masked"] == masked]
             T = np.array([r["T"] for r in pts], dtype=float)
@@ -201,7 +209,12 @@ def main(argv=None, prog: str | None = None):
             per_bp[label] = at8k
             rows.append({"model": label, "params (M)": c["params"] / 1e6, "attention tokens / bp": ratio,
                          "training GFLOP / bp at 8 kbp": at8k / 1e9, "linear fit residual": residual})
-    print(markdown_table(rows))
+    print(markdown_table(rows), flush=True)
+    return per_bp
+
+
+def _memory(a) -> dict[str, dict]:
+    """Each model's fit, printed as it is measured."""
     mem = {}
     for name in a.models:
         mb = np.array([_answer(in_fresh_process(peak, name, T), f"{name} at {T} bp") for T in a.memory_lengths])
@@ -209,33 +222,45 @@ def main(argv=None, prog: str | None = None):
         c2, c1, c0 = np.polyfit(T, mb, 2)  # fixed (bf16 copies of the weights) + linear + quadratic
         residual = float(np.max(np.abs(c0 + c1 * T + c2 * T ** 2 - mb) / mb))
         sample = c1 * TARGET + c2 * TARGET ** 2
-        mem[name] = {"MB": mb, "fixed": c0, "sample": sample, "quadratic": c2 * TARGET ** 2 / sample, "residual": residual}
-    print(markdown_table([{"model": n, **{f"peak MB at {T}": v for T, v in zip(a.memory_lengths, m["MB"])},
-                           "fixed MB": m["fixed"], "per sample GB at 8 kbp (extrapolated)": m["sample"] / 1024,
-                           "T^2 share at 8 kbp": m["quadratic"], "fit residual": m["residual"]} for n, m in mem.items()]))
+        mem[name] = {"fixed": c0, "sample": sample}
+        print(markdown_table([{"model": name, **{f"peak MB at {t}": v for t, v in zip(a.memory_lengths, mb)},
+                               "fixed MB": c0, "per sample GB at 8 kbp (extrapolated)": sample / 1024,
+                               "T^2 share at 8 kbp": c2 * TARGET ** 2 / sample, "fit residual": residual}]), flush=True)
+    return mem
+
+
+def _inference(a) -> dict[str, list[float]]:
     speeds = _answer(in_fresh_process(infer, a.models, a.infer_length, a.rounds), "inference")
     print(markdown_table([{"model": n, "inference bp/s (best)": max(v), "spread": max(v) / min(v)}
-                          for n, v in speeds.items()]))
-    ref = per_bp.get("dnachunker (training ratio)")
-    if ref and "transformer" in per_bp:
-        print(f"\nGoals: training FLOPs per bp, DNAChunker / same-main-network Transformer = "
-              f"{ref / per_bp['transformer']:.3f} at the training ratio, "
-              f"{per_bp['dnachunker (inference ratio)'] / per_bp['transformer']:.3f} at the inference ratio (goal <= 0.35); "
-              f"live-tensor peak per sample = {mem['dnachunker']['sample'] / mem['transformer']['sample']:.3f} (goal <= 0.5); "
-              f"inference bp/s against NT-v2 = {max(speeds['dnachunker']) / max(speeds['nt-v2']):.2f}x")
+                          for n, v in speeds.items()]), flush=True)
+    return speeds
+
+
+def _goals(per_bp: dict, mem: dict, speeds: dict) -> None:
+    ref, base = per_bp.get("dnachunker (training ratio)"), per_bp.get("transformer")
+    if ref and base:
+        print(f"\nGoal: training FLOPs per bp, DNAChunker / same-main-network Transformer = {ref / base:.3f} at the "
+              f"training ratio, {per_bp['dnachunker (inference ratio)'] / base:.3f} at the inference ratio (goal <= 0.35)")
+    if "dnachunker" in mem and "transformer" in mem:
+        print(f"Goal: live-tensor peak per 8 kbp sample, DNAChunker / Transformer = "
+              f"{mem['dnachunker']['sample'] / mem['transformer']['sample']:.3f} (goal <= 0.5)")
+    if "dnachunker" in speeds and "nt-v2" in speeds:
+        print(f"Inference bp/s, DNAChunker / NT-v2-style = {max(speeds['dnachunker']) / max(speeds['nt-v2']):.2f}")
+    if ref:
         bp = 8 * TARGET  # configs/pretrain/paper_hg38.yaml: micro-batch 8 x 8192 bp per GPU
         step_s = ref * bp / (H100_BF16 * MFU)
-        per_sample, fixed = mem["dnachunker"]["sample"] / 1024, mem["dnachunker"]["fixed"] / 1024
-        states = 16 * count_params / 2**30  # mixed-precision Adam, unsharded (the ZeRO paper's 16 bytes/param)
-        fits = {gb: int((gb - states - fixed) / per_sample) for gb in (80, 141)}
         print(f"Projection (not a measurement; 40 % MFU of an H100's 989 TFLOP/s bf16): a micro-batch of 8 x 8 kbp "
-              f"takes {step_s:.3f} s, {bp / step_s:,.0f} bp/s per GPU. Largest micro-batch from the CPU live-tensor "
-              f"peak ({per_sample:.2f} GB per 8 kbp sample + {fixed:.2f} GB fixed + {states:.2f} GB model states at "
-              f"16 bytes/param): {fits[80]} on 80 GB, {fits[141]} on 141 GB (paper_hg38.yaml asks for 8). "
-              f"GPU-days: 2 B tokens {2e9 * ref / (H100_BF16 * MFU) / 86400:.2f}; "
-              f"configs/pretrain/paper_hg38.yaml (100,000 steps x 256 x 8192 bp = 2.1e11 bp) "
-              f"{2.1e11 * ref / (H100_BF16 * MFU) / 86400:.1f}.")
-
+              f"takes {step_s:.3f} s, {bp / step_s:,.0f} bp/s per GPU. GPU-days: 2 B tokens "
+              f"{2e9 * ref / (H100_BF16 * MFU) / 86400:.3f}; configs/pretrain/paper_hg38.yaml (100,000 steps x 256 x "
+              f"8192 bp = 2.1e11 bp) {2.1e11 * ref / (H100_BF16 * MFU) / 86400:.1f}.")
+    if "dnachunker" in mem:
+        from dnachunker import DNAChunker
+        states = 16 * _params(DNAChunker(_cfg())) / 2**30  # mixed-precision Adam, unsharded (ZeRO's 16 bytes/param)
+        per_sample, fixed = mem["dnachunker"]["sample"] / 1024, mem["dnachunker"]["fixed"] / 1024
+        fits = {gb: int((gb - states - fixed) / per_sample) for gb in (80, 141)}
+        print(f"Projection: largest micro-batch from the CPU live-tensor peak ({per_sample:.2f} GB per 8 kbp sample + "
+              f"{fixed:.2f} GB fixed + {states:.2f} GB model states at 16 bytes/param): {fits[80]} on 80 GB, "
+              f"{fits[141]} on 141 GB (paper_hg38.yaml asks for 8).")
 
 if __name__ == "__main__":
     main()
