@@ -166,7 +166,7 @@ def merge(cfg: CorpusConfig) -> Path:
         except DataError as e:
             raise DataError(f"{cfg.where(i)}: {e} (build it first: python -m data_pipeline all --config "
                             f"{cfg.source} only={g.name})") from None
-        samples = {s: int(sum(r["samples"] for r in v["shards"])) for s, v in manifest["splits"].items()}
+        samples = provenance(manifest)["splits"]
         if not sum(samples.values()):
             raise DataError(f"{cfg.where(i)}: its splits leave it empty (no window of {L:,} bp in {g.fasta})")
         genomes.append({"name": g.name, "root": g.name, "fasta": g.fasta, "samples": samples,
@@ -201,8 +201,9 @@ class CorpusSplit:
             raise DataError(f"{path}: unreadable corpus manifest ({e})") from None
         self.split = split
         self.names = [g["name"] for g in self.corpus["genomes"]]
-        for g in self.corpus["genomes"]:  # a genome rebuilt since the merge: sizes and weights are stale
-            if digest(load_manifest(self.root / g["root"])) != g["manifest_sha256"]:
+        self.manifests = [load_manifest(self.root / g["root"]) for g in self.corpus["genomes"]]
+        for g, manifest in zip(self.corpus["genomes"], self.manifests):  # rebuilt since the merge: sizes, weights stale
+            if digest(manifest) != g["manifest_sha256"]:
                 raise DataError(f"{self.root / g['root']}: its shard set changed after {path} was written "
                                 "(run: python -m data_pipeline merge --config <the corpus config>)")
         self.parts = [ShardSplit(self.root / g["root"], split) if g["samples"].get(split) else None
@@ -254,8 +255,7 @@ class CorpusSplit:
 
     def provenance(self) -> dict:
         """The model card's data section: every genome's source, split sizes and sampling weight."""
-        genomes = [{"name": g["name"], "p": g["p"], **provenance(load_manifest(self.root / g["root"]))}
-                   for g in self.corpus["genomes"]]
+        genomes = [{"name": g["name"], "p": g["p"], **provenance(m)} for g, m in zip(self.corpus["genomes"], self.manifests)]
         return {"genomes": genomes, "window_length": self.length}
 
     def interleaved(self) -> np.ndarray:

@@ -24,8 +24,7 @@ def mlm_loss(model, root: str, split: str = "valid", batches: int = 40, batch_si
     sums, n = {}, 0
     for b in loader:
         b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()}
-        out = model(b["input_ids"], b["valid"], b["labels"], b["weight"], b.get("boundaries"),
-                    b["species"] if model.species_embed is not None else None)
+        out = model(b["input_ids"], b["valid"], b["labels"], b["weight"], b.get("boundaries"), b["species"])
         batch = {"valid/mlm_loss": out.mlm_loss} | (genome_sums(out, b, genomes) if genomes else {})
         sums = {k: sums.get(k, 0) + v for k, v in batch.items()}
         n += 1

@@ -19,7 +19,7 @@ from data_pipeline.loader import PretrainLoader
 from data_pipeline.reader import ShardSplit
 
 from .conftest import ROOT, shared_file
-from .test_data_pipeline import FLY, YEAST, _consumed
+from .test_data_pipeline import FLY, YEAST, _consumed, resumes_exactly
 from .test_slurm import needs_slurm
 from .test_train import tiny_run
 
@@ -113,15 +113,7 @@ def test_weighted_order_is_deterministic_and_draws_each_genome_without_repeats(c
 
 def test_loader_resumes_exactly_and_on_fewer_ranks_across_genomes(corpus):
     root = str(corpus)
-    full = PretrainLoader(root, "train", 4, seed=1, num_workers=2)
-    ref = _consumed(full, 12)
-    first = PretrainLoader(root, "train", 4, seed=1, num_workers=2)
-    _consumed(first, 5)
-    resumed = PretrainLoader(root, "train", 4, seed=1)
-    resumed.load_state_dict(first.state_dict())
-    for a, b in zip(ref[5:], _consumed(resumed, 7)):
-        for k in ("input_ids", "labels", "index", "species"):
-            assert torch.equal(a[k], b[k]), k
+    ref = resumes_exactly(root, ("input_ids", "labels", "index", "species"))
     split = CorpusSplit(corpus, "train")
     for b in ref:  # the species id reaches the batch
         assert b["species"].tolist() == [split.genome_of(i) for i in b["index"].tolist()]

@@ -219,18 +219,23 @@ def test_loader_covers_an_epoch_on_2_ranks_x_2_workers_without_duplicates(yeast_
     assert set(allseen) == set(loaders[0].order(0)[: n - n % 6].tolist())
 
 
-def test_loader_resume_mid_epoch_is_exact_and_elastic(yeast_data):
-    root = str(yeast_data)
-    full = PretrainLoader(root, "train", 4, seed=1, num_workers=2)
-    ref = _consumed(full, 12)
+def resumes_exactly(root: str, keys: tuple[str, ...]) -> list[dict]:
+    """12 steps in one go against 5, a checkpoint and 7 more in a fresh loader (no workers): the same
+    batches. -> the uninterrupted batches."""
+    ref = _consumed(PretrainLoader(root, "train", 4, seed=1, num_workers=2), 12)
     first = PretrainLoader(root, "train", 4, seed=1, num_workers=2)
     _consumed(first, 5)
-    state = first.state_dict()
     resumed = PretrainLoader(root, "train", 4, seed=1, num_workers=0)
-    resumed.load_state_dict(state)
+    resumed.load_state_dict(first.state_dict())
     for a, b in zip(ref[5:], _consumed(resumed, 7)):
-        for k in ("input_ids", "labels", "index", "weight"):
+        for k in keys:
             assert torch.equal(a[k], b[k]), k  # same samples, same masks, same augmentation
+    return ref
+
+
+def test_loader_resume_mid_epoch_is_exact_and_elastic(yeast_data):
+    root = str(yeast_data)
+    resumes_exactly(root, ("input_ids", "labels", "index", "weight"))
     # 2 ranks x 2 -> 1 rank x 3: nothing repeated or skipped within the epoch
     two = [PretrainLoader(root, "train", 2, rank=r, world_size=2, seed=3) for r in range(2)]
     seen = [i for l in two for b in _consumed(l, 10) for i in b["index"].tolist()]

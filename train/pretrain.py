@@ -31,6 +31,7 @@ import torch  # noqa: E402
 from data_pipeline.errors import DataError  # noqa: E402
 from data_pipeline.fitting import fit_tokenization  # noqa: E402
 from data_pipeline.loader import PretrainLoader  # noqa: E402
+from data_pipeline.per_genome import genome_metrics, genome_sums  # noqa: E402
 from dnachunker import DNAChunker, tokenization  # noqa: E402
 from dnachunker.errors import describe  # noqa: E402
 from dnachunker.fileio import write_text  # noqa: E402
@@ -41,7 +42,6 @@ from dnachunker.config import to_yaml  # noqa: E402
 from .config import TrainConfig, load_config, model_changes  # noqa: E402
 from .distributed import SetupError  # noqa: E402
 from .lock import LockError, RunLock  # noqa: E402
-from data_pipeline.per_genome import genome_metrics, genome_sums  # noqa: E402
 from .tracking import Tracker  # noqa: E402
 
 EXIT_REQUEUE = 75
