@@ -32,13 +32,17 @@ def add_species(p: argparse.ArgumentParser) -> None:
                                      "of its corpus, listed in its config.json)")
 
 
-def load_model(a, **kwargs):
-    """The export of --model, with --species set."""
+def load_model(a, require_species: bool = True, **kwargs):
+    """The export of --model, with --species set; a model with a species embedding needs one
+    unless the command reads it from the data (require_species=False)."""
     from .model import DNAChunker
     try:
-        return DNAChunker.from_pretrained(a.model, **kwargs).set_species(a.species)
+        model = DNAChunker.from_pretrained(a.model, **kwargs).set_species(a.species)
     except ValueError as e:
         raise SystemExit(f"error: {a.model}: {e}") from None
+    if require_species and model.cfg.species and model.species is None:
+        raise SystemExit(f"error: {a.model}: this model embeds the species {model.cfg.species}: name one (--species)")
+    return model
 
 
 def add_device(p: argparse.ArgumentParser) -> None:

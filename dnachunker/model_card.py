@@ -44,7 +44,9 @@ def _results(t: dict, n_stages: int) -> str:
     for g in t.get("genomes", []):  # a multi-genome corpus: each genome's own
         rows += [(f"{g['name']}: {what}", t[key]) for what, key in
                  [("validation MLM loss", f"valid/{g['name']}/mlm_loss"),
-                  *((f"compression, stage {s}", f"valid/{g['name']}/compression_{s}") for s in range(n_stages))] if key in t]
+                  *((f"compression, stage {s}", f"valid/{g['name']}/compression_{s}") for s in range(n_stages)),
+                  *((f"router compression, stage {s}", f"valid/{g['name']}/router_compression_{s}")
+                    for s in range(n_stages))] if key in t]
     return "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v:.4f} |" for k, v in rows)
 
 

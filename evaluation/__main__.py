@@ -7,8 +7,10 @@
              <out>/<column>.json per task (skipped on a re-run with the same weights)
   bpe        fit the BPE baseline tokenization on pretraining shards -> <out>/bpe.json
   mlm        masked-LM loss of a model on a shard set or corpus split, per genome on a corpus
-  segment    chunk-length table per region type (repeats from soft-masking; exons from a GTF) and
-             a PNG + HTML view of both stages' boundaries on one window
+  segment    chunk-length statistics (mean with its interval over windows, median, the router's own
+             ratio) per genome of a corpus or for one FASTA, per region type (repeats from
+             soft-masking; exons from a GTF), their distribution as a PNG, and a PNG + HTML view of
+             both stages' boundaries on one window per genome
   robustness fraction of boundaries unchanged after a random SNV / 1-bp insertion / deletion, for
              DNAChunker and the single-nucleotide, 6-mer and BPE tokenizations; a table and a plot
 
@@ -18,6 +20,8 @@ Examples:
   python -m evaluation bpe --shards data/chr20_demo --out runs/bpe
   python -m evaluation segment --model runs/tiny_chr20/export \\
       --fasta ../shared/data/ncbi_softmasked_small_chroms/DmelanDM6_4_*.fna.gz --gtf .../DmelanDM6_4.gtf.gz
+  python -m evaluation segment --model runs/multispecies_demo/export --data data/multispecies_demo \\
+      --gtf fly=../shared/data/ncbi_softmasked_small_chroms/DmelanDM6_4.gtf.gz
   python -m evaluation robustness --model runs/tiny_chr20/export --bpe runs/bpe \\
       --fasta ../shared/data/hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz
 """
@@ -47,7 +51,7 @@ def cmd_finetune(a) -> int:
     from .tasks import load_task
     task = load_task(a.format, a.path, task=a.nt_task, fasta=a.fasta)
     cfg = FinetuneConfig(mode=a.mode, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, max_len=a.max_len,
-                         seeds=a.seeds, max_train=a.max_train)
+                         seeds=a.seeds, max_train=a.max_train, species=a.species)
     rows, summary = evaluate(a.model, task, cfg)
     for r in [*rows, summary]:
         r.update({"format": a.format, "path": a.path})
@@ -91,16 +95,16 @@ def cmd_bpe(a) -> int:
 def cmd_mlm(a) -> int:
     import json
 
-    from dnachunker import DNAChunker
+    from dnachunker.cli import load_model
     from dnachunker.fileio import write_text
 
     from .mlm import mlm_loss
-    model = DNAChunker.from_pretrained(a.model, map_location=a.device)
+    model = load_model(a, require_species=False, map_location=a.device)  # a corpus names its genomes
     values = mlm_loss(model, a.data, a.split, a.batches, a.batch_size, device=a.device)
     genomes = sorted({k.split("/")[0] for k in values if "/" in k})
     rows = [{"data": "all", "MLM loss": values["mlm_loss"]}] + [
-        {"data": g, "MLM loss": values.get(f"{g}/mlm_loss"), "compression 0": values.get(f"{g}/compression_0")}
-        for g in genomes]
+        {"data": g, "MLM loss": values.get(f"{g}/mlm_loss"), "compression 0": values.get(f"{g}/compression_0"),
+         "router compression 0": values.get(f"{g}/router_compression_0")} for g in genomes]
     print(markdown_table(rows))
     if a.out:
         write_text(a.out, json.dumps({"model": str(a.model), "data": a.data, "split": a.split, **values}, indent=1))
@@ -114,36 +118,95 @@ def _model_segmenter(model_dir):
     return model, lambda seqs: [s[0] for s in model.segment(seqs)]
 
 
+def _data_windows(root: str, split: str, count: int, seed: int = 0) -> dict[str, tuple[list[str], list[dict]]]:
+    """Up to `count` N-free windows of each genome of a corpus split (a shard set: one group,
+    named after its directory), drawn with a fixed seed -> genome -> (sequences with case, metas)."""
+    from data_pipeline.corpus import open_split
+    from dnachunker.tokenizer import N, decode
+    data = open_split(root, split)
+    names = getattr(data, "names", [Path(root).name])
+    offset = getattr(data, "offset", [0, len(data)])
+    groups = {}
+    for g, name in enumerate(names):
+        seqs, metas = [], []
+        for i in np.random.default_rng(seed).permutation(np.arange(offset[g], offset[g + 1])):
+            x = data[int(i)]
+            if not (x["bases"] == N).any():
+                seqs.append(decode(x["bases"], x["repeat"]))
+                metas.append(x["meta"])
+            if len(seqs) == count:
+                break
+        if seqs:
+            groups[name] = (seqs, metas)
+    return groups
+
+
+def _gtfs(values: list[str], corpus: bool) -> dict[str | None, str]:
+    """--gtf values -> {genome or None: GTF}: NAME=PATH for a corpus, one PATH for a FASTA."""
+    if not corpus:
+        if len(values) > 1:
+            raise SystemExit("error: --gtf with --fasta: one GTF path (NAME=PATH pairs are for --data)")
+        return {None: v for v in values}
+    if bad := [v for v in values if "=" not in v]:
+        raise SystemExit(f"error: --gtf with --data takes GENOME=PATH (which genome's annotation), got {bad[0]!r}")
+    return dict(v.split("=", 1) for v in values)
+
+
 def cmd_segment(a) -> int:
-    from .analysis import exon_mask, html_view, lengths_by_region, png_view
-    model, _ = _model_segmenter(a.model)
-    seqs, chrom, starts, chrom_len = _windows(a.fasta, a.length, a.count)
-    segs = model.segment(seqs)
-    regions = {"repeat": [np.array([c.islower() for c in s]) for s in seqs]}
-    if a.gtf:
-        exons = exon_mask(a.gtf, chrom, chrom_len)
-        regions["exon"] = [exons[s:s + a.length] for s in starts]
-    rows = []
-    for rname, masks in regions.items():
-        for stage in range(len(segs[0])):
-            split = [lengths_by_region(seg[stage], m) for seg, m in zip(segs, masks)]
-            for side, label in (("in", rname), ("out", f"non-{rname}")):
-                lens = np.concatenate([x[side] for x in split])
-                rows.append({"region": label, "stage": stage, "chunks": len(lens),
-                             "mean_bp": float(lens.mean()) if len(lens) else float("nan"),
-                             "median_bp": float(np.median(lens)) if len(lens) else float("nan")})
+    from .analysis import exon_mask, html_view, png_view
+    from .chunk_lengths import group_rows, length_histogram, per_window_lengths
+    from dnachunker.cli import load_model
+    model = load_model(a, require_species=not a.data)  # a corpus names its genomes
+    gtfs = _gtfs(a.gtf or [], corpus=bool(a.data))
+    if a.data:
+        groups = _data_windows(a.data, a.split, a.count)
+        if unknown := set(gtfs) - set(groups):
+            raise SystemExit(f"error: --gtf names {sorted(unknown)}: {a.data} has {sorted(groups)}")
+        source = f"{a.data} ({a.split})"
+    else:
+        seqs, chrom, starts, chrom_len = _windows(a.fasta, a.length, a.count)
+        groups = {chrom: (seqs, [{"chrom": chrom, "start": int(s), "end": int(s) + a.length} for s in starts])}
+        gtfs = {chrom: g for g in gtfs.values()}
+        source = Path(a.fasta).name
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
+    rows, lengths, pages, views, first = [], {}, [], [], None
+    for name, (seqs, metas) in groups.items():
+        if model.cfg.species and a.data:  # each genome under its own species where the model knows it
+            if name not in model.cfg.species and not a.species:
+                raise SystemExit(f"error: {a.model} embeds the species {model.cfg.species}; genome {name!r} of "
+                                 f"{a.data} is none of them: --species names the one to use for it")
+            model.set_species(name if name in model.cfg.species else a.species)
+        segs = model.segment(seqs)
+        length = len(seqs[0])
+        regions = {"repeat": [np.array([c.islower() for c in s]) for s in seqs]}
+        if name in gtfs:
+            masks = {}
+            for m in metas:  # the bare chromosome name (a corpus prefixes '<genome>/')
+                chrom = m["chrom"].split("/", 1)[-1]
+                if chrom not in masks:
+                    masks[chrom] = exon_mask(gtfs[name], chrom, max(x["end"] for x in metas))
+            regions["exon"] = [masks[m["chrom"].split("/", 1)[-1]][m["start"]:m["end"]] for m in metas]
+        per_window = per_window_lengths(segs, length)
+        rows += group_rows(name, segs, length, regions, first)
+        first = first or per_window
+        lengths[name] = [np.concatenate(w) for w in per_window]
+        # the window shown: where the most telling region (exons if given) is closest to half
+        i = max(range(len(seqs)), key=lambda j: min(m := regions[list(regions)[-1]][j].mean(), 1 - m))
+        where = f"{metas[i]['chrom']}:{metas[i]['start'] + 1:,}-{metas[i]['end']:,}"
+        pages.append(html_view(seqs[i], segs[i], f"{where} ({a.model})"))
+        view = out / ("segmentation.png" if len(groups) == 1 else f"segmentation_{name}.png")
+        png_view(seqs[i], segs[i], view, {k: v[i] for k, v in regions.items()},
+                 f"{where} by {Path(a.model).resolve().parent.name}/{Path(a.model).name}", offset=int(metas[i]["start"]))
+        views.append(view)
     write_csv(rows, out / "chunk_lengths.csv")
-    # the window shown: the one where the most telling region (exons if given) is closest to half
-    shown = max(range(len(seqs)), key=lambda i: min(m := regions[list(regions)[-1]][i].mean(), 1 - m))
-    where = f"{chrom}:{starts[shown] + 1:,}-{starts[shown] + a.length:,}"
-    (out / "segmentation.html").write_text(html_view(seqs[shown], segs[shown], f"{where} ({a.model})"))
-    png_view(seqs[shown], segs[shown], out / "segmentation.png", {k: v[shown] for k, v in regions.items()},
-             f"{where} by {Path(a.model).resolve().parent.name}/{Path(a.model).name}", offset=int(starts[shown]))
+    length_histogram(lengths, rows, out / "chunk_lengths.png",
+                     f"Chunk lengths of {Path(a.model).resolve().parent.name}/{Path(a.model).name} on {source} "
+                     f"\nwindows of {length:,} bp, no masking: the router's own boundaries")
+    (out / "segmentation.html").write_text("<hr>".join(pages))
     print(markdown_table(rows))
-    print(f"results: {out / 'chunk_lengths.csv'}; views: {out / 'segmentation.html'}, {out / 'segmentation.png'}",
-          file=sys.stderr)
+    print(f"results: {out / 'chunk_lengths.csv'}, {out / 'chunk_lengths.png'}; views: {out / 'segmentation.html'}, "
+          + ", ".join(str(v) for v in views), file=sys.stderr)
     return 0
 
 
@@ -183,7 +246,7 @@ def cmd_robustness(a) -> int:
 
 
 def main(argv=None, prog: str = "python -m evaluation") -> int:
-    from dnachunker.cli import add_device, add_model, parser, subparser
+    from dnachunker.cli import add_device, add_model, add_species, parser, subparser
 
     from .baselines import BASELINES
     from .tasks import FORMATS
@@ -191,6 +254,7 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     f = subparser(sub, "finetune", "fine-tune or linear-probe a model on one classification task, several seeds")
     add_model(f)
+    add_species(f)
     f.add_argument("--format", required=True, choices=list(FORMATS),
                    help="task format: " + "; ".join(f"{k}: {v.expects}" for k, v in FORMATS.items()))
     f.add_argument("--path", required=True, help="the task's file or directory, as --format expects")
@@ -222,20 +286,27 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     b.add_argument("--out", required=True, help="directory for bpe.json")
     m = subparser(sub, "mlm", "masked-LM loss on a shard set or corpus split (per genome on a corpus)")
     add_model(m)
+    add_species(m)
     add_device(m)
     m.add_argument("--data", required=True, help="a shard set or corpus root (python -m data_pipeline's out)")
     m.add_argument("--split", default="valid", help="which split")
     m.add_argument("--batches", type=int, default=40, help="batches read (a corpus's genomes interleaved)")
     m.add_argument("--batch-size", type=int, default=16, help="windows per batch")
     m.add_argument("--out", help="also write the numbers to this JSON file")
-    s = subparser(sub, "segment", "chunk lengths per region type, and a picture of both stages' chunks")
+    s = subparser(sub, "segment", "chunk-length statistics per genome and region type, and a picture of both "
+                                  "stages' chunks")
     add_model(s)
-    s.add_argument("--fasta", required=True, help="FASTA whose first record is segmented (soft-masked: repeats)")
-    s.add_argument("--gtf", help="GTF of that FASTA: exons as a region type and a track")
-    s.add_argument("--length", type=int, default=1024, help="window length (bp)")
-    s.add_argument("--count", type=int, default=64, help="N-free windows drawn (fixed seed)")
+    add_species(s)
+    where = s.add_mutually_exclusive_group(required=True)
+    where.add_argument("--fasta", help="FASTA whose first record is segmented (soft-masked: repeats)")
+    where.add_argument("--data", help="a corpus (or shard set): each genome's windows of --split, a row group each")
+    s.add_argument("--split", default="valid", help="with --data: which split")
+    s.add_argument("--gtf", action="append", help="exons as a region type and a track: with --fasta its GTF; with "
+                                                  "--data GENOME=GTF (repeat the flag for several genomes)")
+    s.add_argument("--length", type=int, default=1024, help="with --fasta: window length (bp; --data: the data's own)")
+    s.add_argument("--count", type=int, default=64, help="N-free windows drawn per genome (fixed seed)")
     s.add_argument("--out", default="outputs/segmentation",
-                   help="directory for chunk_lengths.csv, segmentation.png and segmentation.html")
+                   help="directory for chunk_lengths.csv / .png, segmentation.html and segmentation[_<genome>].png")
     r = subparser(sub, "robustness", "boundaries kept after a random SNV / 1-bp insertion / deletion")
     r.add_argument("--model", help="an export: its learned stage-0 chunks are compared too")
     r.add_argument("--bpe", help="directory with a fitted bpe.json (the bpe command's --out, or a BPE model's export)")

@@ -1,5 +1,5 @@
-"""Segmentation analysis: chunk lengths by region type, a view of both stages' boundaries, and
-robustness of the boundaries to point mutations (SNVs and 1-bp indels)."""
+"""Segmentation analysis: a view of both stages' boundaries, and robustness of the boundaries to
+point mutations (SNVs and 1-bp indels). Chunk-length statistics: evaluation.chunk_lengths."""
 from __future__ import annotations
 
 import html
@@ -11,17 +11,6 @@ import numpy as np
 from dnachunker.fileio import atomic_file
 
 Segmenter = Callable[[str], np.ndarray]  # sequence -> chunk start positions (bp), sorted, starts at 0
-
-
-def chunk_lengths(starts: np.ndarray, length: int) -> np.ndarray:
-    return np.diff(np.append(starts, length))
-
-
-def lengths_by_region(starts: np.ndarray, region: np.ndarray) -> dict[str, np.ndarray]:
-    """Chunk lengths split by the region type (bool per base) most of the chunk lies in."""
-    lens = chunk_lengths(starts, len(region))
-    frac = np.add.reduceat(region.astype(np.float64), starts) / lens
-    return {"in": lens[frac > 0.5], "out": lens[frac <= 0.5]}
 
 
 def mutate(seq: str, kind: str, rng: np.random.Generator, margin: int = 10) -> tuple[str, int]:
@@ -99,7 +88,7 @@ def png_view(seq: str, stage_starts: list[np.ndarray], path: Path, regions: dict
     rows = len(stage_starts) + len(regions)
     fig, (full, near) = plt.subplots(2, 1, figsize=(14, 2.2 + 0.75 * rows * 2), height_ratios=[1, 1.25])
     counts = ", ".join(f"stage {s}: {len(b)} chunks (mean {L / max(len(b), 1):.1f} bp)" for s, b in enumerate(stage_starts))
-    fig.suptitle(f"DNAChunker segmentation of {where}  ({L:,} bp; {counts})", fontsize=11)
+    fig.suptitle(f"DNAChunker segmentation of {where}\n{L:,} bp; {counts}", fontsize=11)
 
     def bands(ax, a, b):
         """Chunks of each stage as alternating bands, region tracks below, over [a, b)."""
@@ -134,9 +123,9 @@ def png_view(seq: str, stage_starts: list[np.ndarray], path: Path, regions: dict
     near.set_xlabel("position on the sequence (bp, 0-based)")
     handles = [Patch(color=colours[0], label="a chunk"), Patch(color=colours[1], label="the next chunk")]
     handles += [Patch(color=region_colours.get(n, "#937860"), label=f"{n}s") for n in regions]
-    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.955), fontsize=8, ncol=len(handles),
+    fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.935), fontsize=8, ncol=len(handles),
                frameon=False)
-    fig.tight_layout(rect=(0, 0, 1, 0.93))
+    fig.tight_layout(rect=(0, 0, 1, 0.91))
     with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)

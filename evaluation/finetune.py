@@ -28,7 +28,7 @@ from dnachunker.tokenizer import batch_encode
 from .baselines import score_baseline
 from .metrics import all_metrics, score
 from .task_types import task_type
-from .tasks import Task
+from .tasks import EvalDataError, Task
 
 
 @dataclass
@@ -47,6 +47,19 @@ class FinetuneConfig:
     # (both with a fixed seed: the same sequences for every model and every seed)
     metric: str = "mcc"              # evaluation.metrics.METRICS: picks the epoch on valid, headlines the summary
     folds: int | None = None         # k-fold cross-validation where the source has no test split
+    species: str | None = None       # a model with a species embedding reads the sequences as this species
+
+
+def load_backbone(model_dir: str | Path, species: str | None, device="cpu") -> DNAChunker:
+    """The export, reading sequences as `species` where it embeds species (it must be one of them)."""
+    model = DNAChunker.from_pretrained(model_dir, map_location=device)
+    if model.cfg.species and species is None:
+        raise EvalDataError(f"{model_dir}: this model embeds the species {model.cfg.species}: name the task's "
+                            "(--species; species: in a suite)")
+    try:
+        return model.set_species(species)
+    except ValueError as e:
+        raise EvalDataError(f"{model_dir}: {e}") from None
 
 
 def pooled(model: DNAChunker, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
@@ -89,7 +102,7 @@ def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device=
     rng = np.random.default_rng(seed)
     train, valid = task.split_valid(seed, cfg.val_fraction)
     tt = task_type(task.type)
-    model = DNAChunker.from_pretrained(model_dir, map_location=device)
+    model = load_backbone(model_dir, cfg.species, device)
     head = nn.Linear(model.cfg.d_model[0], tt.width(task.n_classes)).to(device)
     if cfg.mode == "probe":
         return _probe(model, head, task, train, valid, cfg, seed, device, probe_cache, tt)

@@ -12,19 +12,26 @@ import torch
 from data_pipeline.loader import PretrainLoader
 from data_pipeline.per_genome import genome_metrics, genome_sums
 
+from .tasks import EvalDataError
+
 
 @torch.no_grad()
 def mlm_loss(model, root: str, split: str = "valid", batches: int = 40, batch_size: int = 16, seed: int = 0,
              repeat_weight: float = 0.1, device: str = "cpu") -> dict[str, float]:
-    """-> {'mlm_loss', 'samples', and per genome '<genome>/mlm_loss', '<genome>/compression_<s>'}."""
+    """-> {'mlm_loss', 'samples', and per genome '<genome>/mlm_loss', '<genome>/compression_<s>',
+    '<genome>/router_compression_<s>'}. A model with a species embedding reads each genome as the
+    species of the same name (all of the data's genomes must be among its species)."""
     loader = PretrainLoader(root, split, batch_size, seed=seed, train=False, repeat_weight=repeat_weight,
                             tokenization=model.tokenization)
     genomes = getattr(loader.split, "names", None)
+    species = _species_index(model, genomes, root)
+    species = species.to(device) if species is not None else None
     model.eval().to(device)
     sums, n = {}, 0
     for b in loader:
         b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()}
-        out = model(b["input_ids"], b["valid"], b["labels"], b["weight"], b.get("boundaries"), b["species"])
+        out = model(b["input_ids"], b["valid"], b["labels"], b["weight"], b.get("boundaries"),
+                    species[b["species"]] if species is not None else None)
         batch = {"valid/mlm_loss": out.mlm_loss} | (genome_sums(out, b, genomes) if genomes else {})
         sums = {k: sums.get(k, 0) + v for k, v in batch.items()}
         n += 1
@@ -34,3 +41,18 @@ def mlm_loss(model, root: str, split: str = "valid", batches: int = 40, batch_si
     if genomes:
         values = genome_metrics(values, genomes, len(out.stages))
     return {k.removeprefix("valid/"): v for k, v in values.items()} | {"samples": n * batch_size}
+
+
+def _species_index(model, genomes: list[str] | None, root: str) -> torch.Tensor | None:
+    """The data's genome index -> the model's species index; None: the model embeds no species,
+    or the data is one genome, read as the species the model was given (set_species, --species)."""
+    if not model.cfg.species:
+        return None
+    if genomes is None:
+        if model.species is None:
+            raise EvalDataError(f"{root}: one genome, and the model embeds the species {model.cfg.species}: "
+                                "name the genome's (--species)")
+        return None
+    if missing := [g for g in genomes if g not in model.cfg.species]:
+        raise EvalDataError(f"{root}: genome(s) {missing} are not among the model's species {model.cfg.species}")
+    return torch.tensor([model.cfg.species.index(g) for g in genomes])

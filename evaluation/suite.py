@@ -25,13 +25,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from data_pipeline.config import digest, file_sha256
-from dnachunker.config import invalid, load_structured, out_of_range
+from dnachunker.config import DNAChunkerConfig, invalid, load_structured, out_of_range
 from dnachunker.fileio import markdown_table, write_csv, write_text
 
 from .finetune import FinetuneConfig, evaluate
 from .references import MEAN, Reference, reference_table
 from .task_types import TASK_TYPES
-from .tasks import load_task
+from .tasks import EvalDataError, load_task
 
 
 @dataclass
@@ -43,6 +43,7 @@ class SuiteTask:
     fasta: str | None = None         # gb coordinates and vcf: the reference (default: the suite's `fasta`)
     metric: str = "mcc"              # one of its type's metrics: what the column reports (and picks epochs on valid)
     type: str = "classification"     # evaluation.task_types: classification | regression | variant_effect
+    species: str | None = None       # the organism of its sequences, a genome name (default: the suite's `species`)
 
 
 @dataclass
@@ -61,6 +62,11 @@ class SuiteConfig:
     folds: int | None = None         # k-fold cross-validation for tasks whose source has no test split
     fasta: str | None = None         # the reference genome for tasks that need one and name none (GRCh38)
     data: str | None = None          # the benchmark's data where its tasks share it: their path reads ${data}
+    # For models pretrained with a species embedding (model.species; others ignore both): the
+    # organism of tasks that name none, and the species read for a task whose organism the model
+    # does not know (None: such a task is an error naming it).
+    species: str | None = None
+    unknown_species: str | None = None
     tasks: list[SuiteTask] = field(default_factory=list)
     references: list[Reference] = field(default_factory=list)
 
@@ -118,10 +124,25 @@ class SuiteConfig:
         return "zero-shot" if self.tasks and not any(TASK_TYPES[t.type].trained for t in self.tasks
                                                       if t.type in TASK_TYPES) else self.mode
 
-    def protocol(self, task: SuiteTask) -> FinetuneConfig:
+    def protocol(self, task: SuiteTask, species: list[str] = ()) -> FinetuneConfig:
+        """How `task` is run, for a model embedding `species` (none: a species-blind model or a baseline)."""
         return FinetuneConfig(mode=self.mode, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
                               max_len=self.max_len, seeds=list(self.seeds), max_train=self.max_train,
-                              max_test=self.max_test, max_valid=self.max_valid, metric=task.metric, folds=self.folds)
+                              max_test=self.max_test, max_valid=self.max_valid, metric=task.metric, folds=self.folds,
+                              species=self.species_of(task, species))
+
+    def species_of(self, task: SuiteTask, known: list[str]) -> str | None:
+        """The species a model embedding `known` reads `task` as (None: it embeds none)."""
+        if not known:
+            return None
+        organism = task.species or self.species
+        if organism in known:
+            return organism
+        if self.unknown_species in known:
+            return self.unknown_species
+        raise EvalDataError(f"suite {self.name}, task {task.column}: its organism ({organism or 'not named'}) is not "
+                            f"among the model's species {known}; give unknown_species=<one of them> to read such "
+                            f"tasks as that species")
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] = ()) -> "SuiteConfig":
@@ -138,13 +159,14 @@ def run_suite(model, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu
     out_dir.mkdir(parents=True, exist_ok=True)
     baseline = not isinstance(model, (str, Path))
     weights = {"baseline": model.name, **asdict(model)} if baseline else file_sha256(Path(model) / "model.safetensors")
+    species = [] if baseline else DNAChunkerConfig.load(Path(model) / "config.yaml").species
     results = {}
     for i, task_spec in enumerate(suite.tasks, 1):
         trained = task_type(task_spec.type).trained
         if baseline and not trained:
             print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: zero-shot, no baseline score", file=sys.stderr)
             continue
-        protocol = suite.protocol(task_spec)
+        protocol = suite.protocol(task_spec, species)
         key = digest({"weights": weights, "task": asdict(task_spec), "protocol": asdict(protocol)})
         path = out_dir / f"{task_spec.column}.json"
         done = json.loads(path.read_text()) if path.is_file() else {}
@@ -152,13 +174,16 @@ def run_suite(model, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu
             results[task_spec.column] = done["summary"]
             print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: done before, kept ({path})", file=sys.stderr)
             continue
-        print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: {task_spec.format} {task_spec.path}", file=sys.stderr)
+        print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: {task_spec.format} {task_spec.path}"
+              + (f", read as species {protocol.species}" if protocol.species else ""), file=sys.stderr)
         fasta = task_spec.fasta or suite.fasta
         if not trained:
-            rows, summary = evaluate_variants(model, task_spec.path, fasta, task_spec.metric, suite.max_len, device)
+            rows, summary = evaluate_variants(model, task_spec.path, fasta, task_spec.metric, suite.max_len, device,
+                                              protocol.species)
         else:
             task = load_task(task_spec.format, task_spec.path, task=task_spec.nt_task, fasta=fasta, type=task_spec.type)
             rows, summary = evaluate(model if baseline else str(model), task, protocol, device)
+        summary["species"] = protocol.species
         write_text(path, json.dumps({"key": key, "task": asdict(task_spec), "rows": rows, "summary": summary}, indent=1))
         results[task_spec.column] = summary
         m = task_spec.metric
@@ -188,8 +213,10 @@ def write_summary(suite: SuiteConfig, label: str, results: dict[str, dict], out_
     caps = [f"{what} sets at {n}" for what, n in (("training", suite.max_train), ("test", suite.max_test),
                                                    ("valid", suite.max_valid)) if n]
     capped = (f"; {', '.join(caps)} sequences (a subsample: not comparable with published numbers)" if caps else "")
+    species = {c: r["species"] for c, r in results.items() if r.get("species")}
+    read_as = f" The model's species embedding read: {', '.join(f'{c} as {s}' for c, s in species.items())}." if species else ""
     table = markdown_table([{"row": label, **cells}], ["row", *metrics, *([overall] if overall else [])])
     text = (f"# {suite.name}\n\n{suite.follows}\n\nThis run: {suite.protocol_name}, {caption}, mean ± std over "
-            f"{len(suite.seeds)} seed(s){folds}{capped}.\n\n{table}\n\n"
+            f"{len(suite.seeds)} seed(s){folds}{capped}.{read_as}\n\n{table}\n\n"
             + reference_table(suite.references, list(metrics), overall))
     write_text(out_dir / "summary.md", text)

@@ -42,16 +42,17 @@ def read_labels(path: str | Path) -> dict[int, int]:
 
 
 def evaluate_variants(model_dir: str | Path, vcf: str, fasta: str, metric: str = "auroc",
-                      context: int | None = None, device: str = "cpu") -> tuple[list[dict], dict]:
+                      context: int | None = None, device: str = "cpu",
+                      species: str | None = None) -> tuple[list[dict], dict]:
     """-> (one row: the metrics and how many records were scored / left out, summary) in the shape
     of evaluation.finetune.evaluate's (one deterministic 'seed')."""
-    from dnachunker import DNAChunker
     from dnachunker.errors import InputError
     from dnachunker.variants import score_variants
 
+    from .finetune import load_backbone
     from .task_types import task_type
     labels = read_labels(vcf)
-    model = DNAChunker.from_pretrained(model_dir, map_location=device)
+    model = load_backbone(model_dir, species, device)
     try:
         variants = score_variants(model, vcf, fasta, context=context)
     except InputError as e:

@@ -206,6 +206,8 @@ def test_pretraining_on_a_corpus_reports_each_genome_and_learns_a_species_embedd
     summary = json.loads((out / "summary.json").read_text())
     for g in ("yeast", "fly", "yeast_heldout"):
         assert 0.5 < summary[f"valid/{g}/mlm_loss"] < 3 and 0 < summary[f"valid/{g}/compression_0"] <= 1
+        # the router's own cuts are a subset of those used (mask protection only adds)
+        assert 0 < summary[f"valid/{g}/router_compression_0"] < summary[f"valid/{g}/compression_0"]
     assert summary["valid/yeast/mlm_loss"] != summary["valid/fly/mlm_loss"]
     card = (out / "export" / "README.md").read_text()
     for g in json.loads((corpus / "corpus.json").read_text())["genomes"]:
@@ -254,4 +256,103 @@ def test_pretraining_on_a_corpus_reports_each_genome_and_learns_a_species_embedd
     assert r.returncode == 0, r.stderr[-2000:]
     scored = json.loads((tmp_path / "mlm.json").read_text())
     for g in ("yeast", "fly", "yeast_heldout"):
-        assert scored[f"{g}/mlm_loss"] == pytest.approx(summary[f"valid/{g}/mlm_loss"], rel=1e-4)
+        for k in ("mlm_loss", "router_compression_0"):
+            assert scored[f"{g}/{k}"] == pytest.approx(summary[f"valid/{g}/{k}"], rel=1e-4)
+
+
+@pytest.fixture(scope="module")
+def species_export(tmp_path_factory):
+    """An untrained tiny model embedding the species yeast and fly, the embedding large enough to
+    move the router's decisions (after a few training steps it would still be near zero) and small
+    enough to leave it chunking (it cuts ~40 % of positions; at std 0.5 the species vector would
+    swamp the bases and leave one chunk per window)."""
+    from .test_model import tiny
+    model = tiny("species=[yeast,fly]")
+    torch.nn.init.normal_(model.species_embed.weight, std=0.1)
+    return model.save_pretrained(tmp_path_factory.mktemp("species") / "export")
+
+
+def test_segment_gives_each_genome_its_chunk_statistics_under_its_own_species(corpus, species_export, tmp_path):
+    import csv
+
+    from evaluation.__main__ import main as eval_cli
+    gtf = shared_file("ncbi_softmasked_small_chroms/DmelanDM6_4.gtf.gz")
+    args = ["segment", "--model", str(species_export), "--data", str(corpus), "--count", "6", "--gtf", f"fly={gtf}"]
+    with pytest.raises(SystemExit, match=r"genome 'yeast_heldout' .* --species names the one to use"):
+        eval_cli(args + ["--out", str(tmp_path / "x")])
+    with pytest.raises(SystemExit, match=r"embeds the species \['yeast', 'fly'\]: name one \(--species\)"):
+        eval_cli(["segment", "--model", str(species_export), "--fasta", str(shared_file(YEAST)), "--out", str(tmp_path)])
+    tables = {}
+    for species in ("yeast", "fly"):  # what the genome the model does not know is read as
+        assert eval_cli(args + ["--species", species, "--out", str(tmp_path / species)]) == 0
+        tables[species] = {(r["group"], r["stage"], r["region"]): r
+                           for r in csv.DictReader(open(tmp_path / species / "chunk_lengths.csv"))}
+    rows = tables["yeast"]
+    assert {g for g, _, _ in rows} == {"yeast", "fly", "yeast_heldout"}
+    assert {reg for g, _, reg in rows if g == "fly"} == {"all", "repeat", "non-repeat", "exon", "non-exon"}
+    assert {reg for g, _, reg in rows if g == "yeast"} == {"all", "repeat", "non-repeat"}
+    for key in rows:  # the genomes the model knows read as themselves; the other as --species says
+        assert (rows[key] == tables["fly"][key]) == (key[0] != "yeast_heldout") or key[2] != "all", key
+    for g in ("yeast", "fly", "yeast_heldout"):
+        r0, r1 = rows[(g, "0", "all")], rows[(g, "1", "all")]
+        assert int(r0["windows"]) == 6 and int(r1["chunks"]) <= int(r0["chunks"]) <= 6 * 512
+        # the router's own ratio: stage 0 per base, stage 1 per stage-0 chunk; the mean length is its inverse
+        assert float(r0["ratio"]) == pytest.approx(int(r0["chunks"]) / (6 * 512))
+        assert float(r1["ratio"]) == pytest.approx(int(r1["chunks"]) / int(r0["chunks"]))
+        assert float(r0["mean_bp"]) == pytest.approx(1 / float(r0["ratio"]))
+        assert float(r0["mean_bp_95lo"]) < float(r0["mean_bp"]) < float(r0["mean_bp_95hi"])
+        assert (r0["vs_first_bp"] == "") == (g == "yeast")  # the first group is the reference of the others
+    assert float(rows[("fly", "0", "all")]["vs_first_bp"]) == pytest.approx(
+        float(rows[("fly", "0", "all")]["mean_bp"]) - float(rows[("yeast", "0", "all")]["mean_bp"]))
+    assert int(rows[("fly", "0", "exon")]["chunks"]) > 0
+    for name in ("chunk_lengths.png", "segmentation_yeast.png", "segmentation_fly.png", "segmentation_yeast_heldout.png"):
+        assert (tmp_path / "yeast" / name).stat().st_size > 5000, name
+
+
+def test_mlm_and_suites_read_each_genome_and_task_as_its_species(corpus, species_export, tmp_path):
+    """A species-embedding model is never run without a species: `eval mlm` maps a corpus's genomes
+    to the model's species by name, a suite reads each task as its organism (or unknown_species),
+    and the species it was read as is part of what a re-run compares."""
+    from evaluation.finetune import FinetuneConfig, evaluate
+    from evaluation.mlm import mlm_loss
+    from evaluation.suite import SuiteConfig, run_suite
+    from evaluation.tasks import EvalDataError, Task, load_gue
+    from dnachunker import DNAChunker
+    model = DNAChunker.from_pretrained(species_export)
+    with pytest.raises(EvalDataError, match=r"genome\(s\) \['yeast_heldout'\] are not among the model's species"):
+        mlm_loss(model, str(corpus), batches=1, batch_size=4)
+    yeast_only = str(corpus / "yeast")  # one genome's shard set: the species is the caller's to name
+    with pytest.raises(EvalDataError, match="name the genome's"):
+        mlm_loss(model, yeast_only, batches=1, batch_size=4)
+    losses = {s: mlm_loss(model.set_species(s), yeast_only, batches=2, batch_size=4)["mlm_loss"] for s in ("yeast", "fly")}
+    assert losses["yeast"] != losses["fly"]
+
+    h3 = load_gue(shared_file("gue_from_DeepGene/EMP/H3"))
+    task = Task(h3.name, h3.train[:60], h3.test[:40], h3.valid[:20])
+    with pytest.raises(EvalDataError, match=r"embeds the species \['yeast', 'fly'\]: name the task's"):
+        evaluate(str(species_export), task, FinetuneConfig(mode="probe", epochs=1, seeds=[0]))
+
+    suite_yaml = tmp_path / "suite.yaml"
+    suite_yaml.write_text(f"""name: two_organisms
+mode: probe
+seeds: [0]
+epochs: 1
+max_train: 60
+max_test: 40
+max_valid: 20
+species: human
+tasks:
+  - {{column: histone, format: gue, path: {shared_file('gue_from_DeepGene/EMP/H3')}, species: yeast}}
+  - {{column: promoters, format: gue, path: {shared_file('gue_from_DeepGene/prom/prom_300_tata')}}}
+""")
+    out = tmp_path / "eval"
+    with pytest.raises(EvalDataError, match=r"task promoters: its organism \(human\) is not among the model's species"):
+        run_suite(str(species_export), SuiteConfig.load(suite_yaml), out)
+    first = run_suite(str(species_export), SuiteConfig.load(suite_yaml, ["unknown_species=fly"]), out)
+    assert {c: r["species"] for c, r in first.items()} == {"histone": "yeast", "promoters": "fly"}
+    assert "histone as yeast, promoters as fly" in (out / "summary.md").read_text()
+    keys = {c: json.loads((out / f"{c}.json").read_text())["key"] for c in first}
+    again = run_suite(str(species_export), SuiteConfig.load(suite_yaml, ["unknown_species=yeast"]), out)
+    assert json.loads((out / "histone.json").read_text())["key"] == keys["histone"]  # kept: read as yeast both times
+    assert json.loads((out / "promoters.json").read_text())["key"] != keys["promoters"]  # re-run as the other species
+    assert again["promoters"]["species"] == "yeast"

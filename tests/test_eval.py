@@ -8,7 +8,8 @@ import torch
 from dnachunker import DNAChunker, DNAChunkerConfig
 from dnachunker.tokenization import Kmer, KmerArgs, NoArgs, Single
 from evaluation.__main__ import main as eval_cli
-from evaluation.analysis import boundary_agreement, lengths_by_region, robustness
+from evaluation.analysis import boundary_agreement, robustness
+from evaluation.chunk_lengths import difference_ci, lengths_by_region, mean_length_ci
 from evaluation.finetune import FinetuneConfig, _probe, evaluate
 from evaluation.metrics import METRICS, accuracy, all_metrics, auroc, f1_macro, mcc
 from evaluation.task_types import TASK_TYPES
@@ -149,9 +150,10 @@ def test_cli_segment_views_and_region_table(pretrained, tmp_path):
                      "--length", "1024", "--count", "24", "--out", str(tmp_path)]) == 0
     import csv
     rows = list(csv.DictReader(open(tmp_path / "chunk_lengths.csv")))
-    assert {r["region"] for r in rows} == {"repeat", "non-repeat", "exon", "non-exon"}
+    assert {r["region"] for r in rows} == {"all", "repeat", "non-repeat", "exon", "non-exon"}
+    assert {r["group"] for r in rows} == {"NC_004353.4"}  # one FASTA: its record is the one group
     assert all(float(r["mean_bp"]) >= 1 for r in rows if int(r["chunks"]) > 0)
-    assert (tmp_path / "segmentation.png").stat().st_size > 2000
+    assert (tmp_path / "segmentation.png").stat().st_size > 2000 and (tmp_path / "chunk_lengths.png").is_file()
     assert "stage 1" in (tmp_path / "segmentation.html").read_text()
     assert eval_cli(["finetune", "--model", str(pretrained), "--format", "gue", "--path", str(tmp_path),
                      "--mode", "probe"]) == 2  # not a task directory: a clear error, exit code 2
@@ -162,6 +164,16 @@ def test_lengths_by_region():
     region = np.array([1, 1, 1, 0, 0, 0, 0, 0, 1, 1], dtype=bool)
     out = lengths_by_region(starts, region)
     assert out["in"].tolist() == [4] and out["out"].tolist() == [2, 4]
+
+
+def test_mean_chunk_length_interval_is_over_windows():
+    same = [np.array([2, 2, 4])] * 5  # identical windows: no spread, whatever the chunks inside
+    assert mean_length_ci(same) == (pytest.approx(8 / 3), pytest.approx(8 / 3), pytest.approx(8 / 3))
+    mixed = [np.array([1, 1, 1, 1])] * 5 + [np.array([4])] * 5  # windows of 4 bp: 1 bp or 4 bp chunks
+    mean, lo, hi = mean_length_ci(mixed)
+    assert mean == pytest.approx(40 / 25) and 1 < lo < mean < hi < 4
+    d, dlo, dhi = difference_ci(same, mixed)
+    assert d == pytest.approx(40 / 25 - 8 / 3) and dlo < d < dhi < 0
 
 
 def test_user_csv_with_split_column(tmp_path, chr20_windows):
