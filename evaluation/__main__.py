@@ -152,8 +152,31 @@ def _gtfs(values: list[str], corpus: bool) -> dict[str | None, str]:
     return dict(v.split("=", 1) for v in values)
 
 
+def _species_for(model, genome: str, a) -> str | None:
+    """The species a genome of --data is read as: its own name where the model embeds it, else
+    --species (None: the model embeds no species)."""
+    if not model.cfg.species:
+        return None
+    if genome not in model.cfg.species and not a.species:
+        raise SystemExit(f"error: {a.model} embeds the species {model.cfg.species}; genome {genome!r} of "
+                         f"{a.data} is none of them: --species names the one to use for it")
+    return genome if genome in model.cfg.species else a.species
+
+
+def _regions(seqs: list[str], metas: list[dict], gtf: str | None) -> dict[str, list[np.ndarray]]:
+    """Region masks per window: repeats (soft-masked bases), and exons where a GTF is given."""
+    from .analysis import exon_mask
+    regions = {"repeat": [np.array([c.islower() for c in s]) for s in seqs]}
+    if gtf:
+        chrom = [m["chrom"].split("/", 1)[-1] for m in metas]  # the bare name (a corpus prefixes '<genome>/')
+        end = max(m["end"] for m in metas)
+        masks = {c: exon_mask(gtf, c, end) for c in set(chrom)}
+        regions["exon"] = [masks[c][m["start"]:m["end"]] for c, m in zip(chrom, metas)]
+    return regions
+
+
 def cmd_segment(a) -> int:
-    from .analysis import exon_mask, html_view, png_view
+    from .analysis import html_view, png_view
     from .chunk_lengths import group_rows, length_histogram, per_window_lengths
     from dnachunker.cli import load_model
     model = load_model(a, require_species=not a.data)  # a corpus names its genomes
@@ -164,29 +187,20 @@ def cmd_segment(a) -> int:
             raise SystemExit(f"error: --gtf names {sorted(unknown)}: {a.data} has {sorted(groups)}")
         source = f"{a.data} ({a.split})"
     else:
-        seqs, chrom, starts, chrom_len = _windows(a.fasta, a.length, a.count)
+        seqs, chrom, starts, _ = _windows(a.fasta, a.length, a.count)
         groups = {chrom: (seqs, [{"chrom": chrom, "start": int(s), "end": int(s) + a.length} for s in starts])}
         gtfs = {chrom: g for g in gtfs.values()}
         source = Path(a.fasta).name
+    species = {name: _species_for(model, name, a) for name in groups} if a.data else {}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows, lengths, pages, views, first = [], {}, [], [], None
     for name, (seqs, metas) in groups.items():
-        if model.cfg.species and a.data:  # each genome under its own species where the model knows it
-            if name not in model.cfg.species and not a.species:
-                raise SystemExit(f"error: {a.model} embeds the species {model.cfg.species}; genome {name!r} of "
-                                 f"{a.data} is none of them: --species names the one to use for it")
-            model.set_species(name if name in model.cfg.species else a.species)
+        if species.get(name):
+            model.set_species(species[name])
         segs = model.segment(seqs)
         length = len(seqs[0])
-        regions = {"repeat": [np.array([c.islower() for c in s]) for s in seqs]}
-        if name in gtfs:
-            masks = {}
-            for m in metas:  # the bare chromosome name (a corpus prefixes '<genome>/')
-                chrom = m["chrom"].split("/", 1)[-1]
-                if chrom not in masks:
-                    masks[chrom] = exon_mask(gtfs[name], chrom, max(x["end"] for x in metas))
-            regions["exon"] = [masks[m["chrom"].split("/", 1)[-1]][m["start"]:m["end"]] for m in metas]
+        regions = _regions(seqs, metas, gtfs.get(name))
         per_window = per_window_lengths(segs, length)
         rows += group_rows(name, segs, length, regions, first)
         first = first or per_window
