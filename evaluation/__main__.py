@@ -153,7 +153,7 @@ def _gtfs(values: list[str], corpus: bool) -> dict[str | None, str]:
 
 
 def _species_for(model, genome: str, a) -> str | None:
-    """The species a genome of --data is read as: its own name where the model embeds it, else
+    """The species a genome of a corpus is read as: its own name where the model embeds it, else
     --species (None: the model embeds no species)."""
     if not model.cfg.species:
         return None
@@ -179,7 +179,9 @@ def cmd_segment(a) -> int:
     from .analysis import html_view, png_view
     from .chunk_lengths import group_rows, length_histogram, per_window_lengths
     from dnachunker.cli import load_model
-    model = load_model(a, require_species=not a.data)  # a corpus names its genomes
+    from data_pipeline.corpus import is_corpus
+    corpus = bool(a.data) and is_corpus(a.data)
+    model = load_model(a, require_species=not corpus)  # a corpus names its genomes; else --species
     gtfs = _gtfs(a.gtf or [], corpus=bool(a.data))
     if a.data:
         groups = _data_windows(a.data, a.split, a.count)
@@ -191,7 +193,7 @@ def cmd_segment(a) -> int:
         groups = {chrom: (seqs, [{"chrom": chrom, "start": int(s), "end": int(s) + a.length} for s in starts])}
         gtfs = {chrom: g for g in gtfs.values()}
         source = Path(a.fasta).name
-    species = {name: _species_for(model, name, a) for name in groups} if a.data else {}
+    species = {name: _species_for(model, name, a) for name in groups} if corpus else {}
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     rows, lengths, pages, views, first = [], {}, [], [], None

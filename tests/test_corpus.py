@@ -305,6 +305,14 @@ def test_segment_gives_each_genome_its_chunk_statistics_under_its_own_species(co
     assert float(rows[("fly", "0", "all")]["vs_first_bp"]) == pytest.approx(
         float(rows[("fly", "0", "all")]["mean_bp"]) - float(rows[("yeast", "0", "all")]["mean_bp"]))
     assert int(rows[("fly", "0", "exon")]["chunks"]) > 0
+    plain = {}  # one genome's own shard set names no species: --species does, whatever its directory is called
+    for species in ("yeast", "fly"):
+        assert eval_cli(["segment", "--model", str(species_export), "--data", str(corpus / "yeast"), "--count", "6",
+                         "--species", species, "--out", str(tmp_path / f"plain_{species}")]) == 0
+        plain[species] = {(r["stage"], r["region"]): r for r in csv.DictReader(open(tmp_path / f"plain_{species}" /
+                                                                                   "chunk_lengths.csv"))}
+    assert plain["yeast"][("0", "all")]["chunks"] == rows[("yeast", "0", "all")]["chunks"]  # the same windows
+    assert plain["fly"][("0", "all")]["chunks"] != rows[("yeast", "0", "all")]["chunks"]
     for name in ("chunk_lengths.png", "segmentation_yeast.png", "segmentation_fly.png", "segmentation_yeast_heldout.png"):
         assert (tmp_path / "yeast" / name).stat().st_size > 5000, name
 
