@@ -236,6 +236,9 @@ def test_pretraining_on_a_corpus_reports_each_genome_and_learns_a_species_embedd
                         str(fasta), "--out", str(tmp_path / "x.npy"), "--species", "human"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode != 0 and "species 'human': this model knows ['yeast', 'fly', 'yeast_heldout']" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "dnachunker", "embed", "--model", str(out / "export"), "--fasta",
+                        str(fasta), "--out", str(tmp_path / "x.npy")], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode != 0 and "name one (--species)" in r.stderr and "Traceback" not in r.stderr
     with pytest.raises(ValueError, match="this model embeds the species"):
         model(torch.tensor([[2, 3, 4, 5]]))
     from transformers import AutoModel  # Transformers users pass the species per sequence

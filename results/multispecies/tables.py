@@ -1,0 +1,91 @@
+"""The tables of results/multispecies/README.md, from the files beside this script.
+
+    python results/multispecies/tables.py
+"""
+import csv
+import json
+import statistics
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+GENOMES = ["human", "arabidopsis", "fly", "yeast"]
+MODELS = {"multi-species": ["mlm_multispecies.json", "mlm_multispecies_seed1.json"],
+          "human only": ["mlm_human_only.json", "mlm_human_only_seed1.json"],
+          "multi-species + species embedding": ["species/mlm.json"]}
+SEGMENTS = {"multi-species": ["multispecies", "multispecies_seed1"], "human only": ["human_only", "human_only_seed1"],
+            "multi-species + species embedding": ["species"]}
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                     + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def seeds(values: list[float], digits: int = 3) -> str:
+    """One run: its value; two: mean (the runs' values)."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.fmean(values):.{digits}f} ({', '.join(f'{v:.{digits}f}' for v in values)})"
+
+
+def mlm_tables() -> str:
+    runs = {m: [json.loads((HERE / f).read_text()) for f in files if (HERE / f).is_file()] for m, files in MODELS.items()}
+    loss = [[g, *(seeds([r[f"{g}/mlm_loss"] for r in runs[m]]) for m in MODELS)] for g in GENOMES]
+    loss.append(["all windows", *(seeds([r["mlm_loss"] for r in runs[m]]) for m in MODELS)])
+    diff = [[g, seeds([a[f"{g}/mlm_loss"] - b[f"{g}/mlm_loss"] for a, b in zip(runs["multi-species"], runs["human only"])])]
+            for g in GENOMES]
+    comp = [[g, *(f"{seeds([r[f'{g}/router_compression_0'] for r in runs[m]])} / "
+                  f"{seeds([r[f'{g}/compression_0'] for r in runs[m]])}" for m in MODELS)] for g in GENOMES]
+    return ("Validation MLM loss per genome (seed 0 and seed 1 in brackets where there are two runs):\n\n"
+            + table(["genome", *MODELS], loss)
+            + "\n\nMulti-species minus human only, per pretraining seed (paired by seed):\n\n"
+            + table(["genome", "difference"], diff)
+            + "\n\nStage-0 compression on those windows, the router's own / with the boundaries mask protection "
+              "forces:\n\n" + table(["genome", *MODELS], comp))
+
+
+def segment_rows(name: str) -> dict:
+    with open(HERE / "segment" / name / "chunk_lengths.csv") as fh:
+        return {(r["group"], r["stage"]): r for r in csv.DictReader(fh) if r["region"] == "all"}
+
+
+def segment_table() -> str:
+    runs = {m: [segment_rows(n) for n in names if (HERE / "segment" / n).is_dir()] for m, names in SEGMENTS.items()}
+    rows = []
+    for stage in ("0", "1"):
+        for g in GENOMES:
+            cells = []
+            for m in SEGMENTS:
+                per_seed = [f"{float(r[(g, stage)]['mean_bp']):.2f} [{float(r[(g, stage)]['mean_bp_95lo']):.2f}, "
+                            f"{float(r[(g, stage)]['mean_bp_95hi']):.2f}]" for r in runs[m]]
+                cells.append("; ".join(per_seed))
+            rows.append([stage, g, *cells])
+    diffs = []
+    for stage in ("0", "1"):
+        for g in GENOMES[1:]:
+            diffs.append([stage, f"{g} − human", *("; ".join(
+                f"{float(r[(g, stage)]['vs_first_bp']):+.2f} [{float(r[(g, stage)]['vs_first_95lo']):+.2f}, "
+                f"{float(r[(g, stage)]['vs_first_95hi']):+.2f}]" for r in runs[m]) for m in SEGMENTS)])
+    return ("Mean chunk length (bp) with its 95 % interval over windows, per pretraining seed (seed 0; seed 1):\n\n"
+            + table(["stage", "genome", *SEGMENTS], rows)
+            + "\n\nEach genome's mean chunk length minus human's, 95 % interval (windows of both resampled):\n\n"
+            + table(["stage", "genomes", *SEGMENTS], diffs))
+
+
+def cross_tables() -> str:
+    loss = [[g, *(f"{json.loads((HERE / 'species' / 'cross' / f'{g}_as_{s}.json').read_text())['mlm_loss']:.4f}"
+                  for s in GENOMES)] for g in GENOMES]
+    seg = []
+    for g, s in (("human", "human"), ("human", "yeast"), ("yeast", "yeast"), ("yeast", "human")):
+        with open(HERE / "species" / "cross" / f"{g}_as_{s}" / "chunk_lengths.csv") as fh:
+            r = {x["stage"]: x for x in csv.DictReader(fh) if x["region"] == "all"}
+        seg.append([g, s, *(f"{float(r[st]['mean_bp']):.2f} [{float(r[st]['mean_bp_95lo']):.2f}, "
+                            f"{float(r[st]['mean_bp_95hi']):.2f}]" for st in ("0", "1"))])
+    return ("MLM loss of each genome's validation windows (rows) read as each species (columns); the same "
+            "windows and masks along a row:\n\n" + table(["windows \\ read as", *GENOMES], loss)
+            + "\n\nMean chunk length (bp, 95 % interval over windows) of the same windows read as two species:\n\n"
+            + table(["windows", "read as", "stage 0", "stage 1"], seg))
+
+
+if __name__ == "__main__":
+    print(mlm_tables() + "\n\n" + segment_table() + "\n\n" + cross_tables())
