@@ -7,7 +7,10 @@ import json
 import statistics
 from pathlib import Path
 
+from evaluation.stats import mean_std, overall, paired_bootstrap
+
 HERE = Path(__file__).resolve().parent
+SCALING = HERE.parent / "scaling" / "points"
 GENOMES = ["human", "arabidopsis", "fly", "yeast"]
 MODELS = {"multi-species": ["mlm_multispecies.json", "mlm_multispecies_seed1.json"],
           "human only": ["mlm_human_only.json", "mlm_human_only_seed1.json"],
@@ -42,6 +45,41 @@ def mlm_tables() -> str:
             + table(["genome", "difference"], diff)
             + "\n\nStage-0 compression on those windows, the router's own / with the boundaries mask protection "
               "forces:\n\n" + table(["genome", *MODELS], comp))
+
+
+COLUMNS = ["histone", "enhancers", "promoters", "splice"]
+PROBES = {"multi-species": {0: HERE / "probe", 1: HERE / "probe_seed1"},
+          "human only": {0: SCALING / "p00_base" / "eval", 1: HERE / "probe_human_only_seed1"},
+          "multi-species + species embedding": {0: HERE / "species" / "probe"},
+          "k-mer LR (baseline)": {None: SCALING / "kmer_lr" / "eval"}}
+
+
+def probe_samples(dirs: dict) -> dict[str, dict]:
+    """column -> {pretraining seed: {probe seed: MCC}} (evaluation.stats.Samples)."""
+    out = {c: {} for c in COLUMNS}
+    for pre, d in dirs.items():
+        if (d / "histone.json").is_file():
+            for c in COLUMNS:
+                out[c][pre] = {r["seed"]: r["mcc"] for r in json.loads((d / f"{c}.json").read_text())["rows"]}
+    return out
+
+
+def probe_table() -> str:
+    runs = {m: probe_samples(d) for m, d in PROBES.items()}
+    rows = []
+    for m, cols in runs.items():
+        cells = [cols[c] for c in COLUMNS] + [overall(cols)]
+        rows.append([m, "none" if None in cols["histone"] else str(len(cols["histone"])), *(
+            "{:.3f} ± {:.3f}".format(*mean_std(x)[:2]) for x in cells)])
+    diff = [["multi-species − human only", *(
+        "{:+.3f} [{:+.3f}, {:+.3f}]".format(*paired_bootstrap(a, b)) for a, b in zip(
+            [runs["multi-species"][c] for c in COLUMNS] + [overall(runs["multi-species"])],
+            [runs["human only"][c] for c in COLUMNS] + [overall(runs["human only"])]))]]
+    return ("Linear probe, MCC (`paper_columns`, probe seeds 0-2; ± is the std across pretraining seeds where "
+            "there are two, else across probe seeds):\n\n"
+            + table(["model", "pretraining seeds", *COLUMNS, "overall"], rows)
+            + "\n\nDifference with its 95 % interval (paired hierarchical bootstrap over pretraining and probe "
+              "seeds, evaluation.stats):\n\n" + table(["", *COLUMNS, "overall"], diff))
 
 
 def segment_rows(name: str) -> dict:
@@ -88,4 +126,4 @@ def cross_tables() -> str:
 
 
 if __name__ == "__main__":
-    print(mlm_tables() + "\n\n" + segment_table() + "\n\n" + cross_tables())
+    print(mlm_tables() + "\n\n" + probe_table() + "\n\n" + segment_table() + "\n\n" + cross_tables())
