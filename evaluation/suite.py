@@ -160,13 +160,13 @@ def run_suite(model, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu
     baseline = not isinstance(model, (str, Path))
     weights = {"baseline": model.name, **asdict(model)} if baseline else file_sha256(Path(model) / "model.safetensors")
     species = [] if baseline else DNAChunkerConfig.load(Path(model) / "config.yaml").species
+    protocols = [suite.protocol(t, species) for t in suite.tasks]  # a task of an unknown species stops it here
     results = {}
-    for i, task_spec in enumerate(suite.tasks, 1):
+    for i, (task_spec, protocol) in enumerate(zip(suite.tasks, protocols), 1):
         trained = task_type(task_spec.type).trained
         if baseline and not trained:
             print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: zero-shot, no baseline score", file=sys.stderr)
             continue
-        protocol = suite.protocol(task_spec, species)
         key = digest({"weights": weights, "task": asdict(task_spec), "protocol": asdict(protocol)})
         path = out_dir / f"{task_spec.column}.json"
         done = json.loads(path.read_text()) if path.is_file() else {}

@@ -359,6 +359,7 @@ tasks:
     out = tmp_path / "eval"
     with pytest.raises(EvalDataError, match=r"task promoters: its organism \(human\) is not among the model's species"):
         run_suite(str(species_export), SuiteConfig.load(suite_yaml), out)
+    assert not out.exists() or not any(out.iterdir())  # stopped before the first task, not after it
     first = run_suite(str(species_export), SuiteConfig.load(suite_yaml, ["unknown_species=fly"]), out)
     assert {c: r["species"] for c, r in first.items()} == {"histone": "yeast", "promoters": "fly"}
     assert "histone as yeast, promoters as fly" in (out / "summary.md").read_text()
