@@ -113,9 +113,10 @@ def cmd_mlm(a) -> int:
 
 
 def _model_segmenter(model_dir):
+    """An export's stage-0 cuts: sequences -> their chunk starts."""
     from dnachunker import DNAChunker
     model = DNAChunker.from_pretrained(model_dir)
-    return model, lambda seqs: [s[0] for s in model.segment(seqs)]
+    return lambda seqs: [s[0] for s in model.segment(seqs)]
 
 
 def _data_windows(root: str, split: str, count: int, seed: int = 0) -> dict[str, tuple[list[str], list[dict]]]:
@@ -204,7 +205,7 @@ def cmd_segment(a) -> int:
         length = len(seqs[0])
         regions = _regions(seqs, metas, gtfs.get(name))
         per_window = per_window_lengths(segs, length)
-        rows += group_rows(name, segs, length, regions, first)
+        rows += group_rows(name, segs, per_window, regions, first)
         first = first or per_window
         lengths[name] = [np.concatenate(w) for w in per_window]
         # the window shown: where the most telling region (exons if given) is closest to half
@@ -239,7 +240,7 @@ def cmd_robustness(a) -> int:
         fixed["BPE"] = tokenization.load(_bpe_config(), a.bpe)
     batch = {name: (lambda ss, t=t: [t.starts(s) for s in ss]) for name, t in fixed.items()}
     if a.model:
-        batch = {"DNAChunker (stage 0)": _model_segmenter(a.model)[1], **batch}
+        batch = {"DNAChunker (stage 0)": _model_segmenter(a.model), **batch}
     kinds = ("snv", "insertion", "deletion")
     rows = []
     with tqdm(total=len(batch) * len(kinds), desc="robustness", unit="tokenization x mutation",

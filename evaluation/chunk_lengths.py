@@ -71,15 +71,16 @@ def per_window_lengths(segs: list[list[np.ndarray]], length: int) -> list[list[n
     return [[chunk_lengths(seg[stage], length) for seg in segs] for stage in range(len(segs[0]))]
 
 
-def group_rows(group: str, segs: list[list[np.ndarray]], length: int, regions: dict[str, list[np.ndarray]],
-               first: list[list[np.ndarray]] | None = None) -> list[dict]:
-    """segs: per window, per stage, the chunk starts (bp); length: the windows' length (bp);
+def group_rows(group: str, segs: list[list[np.ndarray]], per_window: list[list[np.ndarray]],
+               regions: dict[str, list[np.ndarray]], first: list[list[np.ndarray]] | None = None) -> list[dict]:
+    """segs: per window, per stage, the chunk starts (bp); per_window: their per_window_lengths;
     regions: region type -> per window a bool mask per base; first: the first group's
     per_window_lengths, to compare with (None: this is the first). -> the group's rows (see above)."""
     rows = []
-    for stage, per_window in enumerate(per_window_lengths(segs, length)):
-        inputs = len(segs) * length if stage == 0 else sum(len(seg[stage - 1]) for seg in segs)
-        rows.append(_row(group, stage, "all", per_window, inputs, first[stage] if first else None))
+    for stage, lengths in enumerate(per_window):
+        # the stage's input positions: the windows' bases at stage 0, the previous stage's chunks after
+        inputs = sum(w.sum() for w in lengths) if stage == 0 else sum(len(w) for w in per_window[stage - 1])
+        rows.append(_row(group, stage, "all", lengths, inputs, first[stage] if first else None))
         for name, masks in regions.items():
             split = [lengths_by_region(seg[stage], m) for seg, m in zip(segs, masks)]
             rows.append(_row(group, stage, name, [x["in"] for x in split]))
