@@ -52,7 +52,7 @@ def cmd_finetune(a) -> int:
     task = load_task(a.format, a.path, task=a.nt_task, fasta=a.fasta)
     cfg = FinetuneConfig(mode=a.mode, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, max_len=a.max_len,
                          seeds=a.seeds, max_train=a.max_train, species=a.species)
-    rows, summary = evaluate(a.model, task, cfg)
+    rows, summary, _ = evaluate(a.model, task, cfg)
     for r in [*rows, summary]:
         r.update({"format": a.format, "path": a.path})
     out = Path(a.out)

@@ -17,6 +17,10 @@ uses it.
            logit per class (softmax cross-entropy), so that 3-class splice runs too; one output and
            squared error for a regression task. Sequences are padded (or cut) to the longest
            training sequence.
+  onehot   the bases themselves, one-hot (A, C, G, T; N and other codes all zero), read by the
+           task's probe (evaluation.probes) and fitted by the same linear head as a pretrained
+           model's probe: base composition under `mean`, the bases around the site under
+           `window`. What a pretrained model adds beyond its input is its row minus this one.
 """
 from __future__ import annotations
 
@@ -61,7 +65,7 @@ class KmerLogReg:
     name = "kmer_lr"
     label = "k-mer LR (baseline)"
 
-    def fit_predict(self, train, valid, test, width: int, seed: int, metric: str, tt: TaskType
+    def fit_predict(self, train, valid, test, width: int, seed: int, cfg, tt: TaskType
                     ) -> tuple[np.ndarray, float]:
         """-> (the task type's output on test, valid `metric` of the chosen C)."""
         from sklearn.preprocessing import StandardScaler
@@ -73,7 +77,7 @@ class KmerLogReg:
         best = (-2.0, None)
         for c in self.Cs:
             clf = tt.sklearn(c, seed).fit(x["train"], y["train"])
-            value = score(metric, y["valid"], tt.predict(clf, x["valid"], width))
+            value = score(cfg.metric, y["valid"], tt.predict(clf, x["valid"], width))
             if value > best[0]:
                 best = (value, clf)
         return tt.predict(best[1], x["test"], width), best[0]
@@ -113,7 +117,7 @@ class GenomicBenchmarksCNN:
             x[i, :len(c)] = c
         return torch.from_numpy(x), torch.tensor([y for _, y in data], dtype=dtype)
 
-    def fit_predict(self, train, valid, test, width: int, seed: int, metric: str, tt: TaskType
+    def fit_predict(self, train, valid, test, width: int, seed: int, cfg, tt: TaskType
                     ) -> tuple[np.ndarray, float]:
         torch.manual_seed(seed)
         length = max(len(s) for s, _ in train)
@@ -136,14 +140,34 @@ class GenomicBenchmarksCNN:
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            value = score(metric, yva.numpy(), predict(xva))
+            value = score(cfg.metric, yva.numpy(), predict(xva))
             if value > best[0]:
                 best = (value, copy.deepcopy(model.state_dict()))
         model.load_state_dict(best[1])
         return predict(xte), best[0]
 
 
-BASELINES = {"kmer_lr": KmerLogReg, "cnn": GenomicBenchmarksCNN}
+@dataclass
+class OneHot:
+    name = "onehot"
+    label = "one-hot bases (baseline)"
+
+    def fit_predict(self, train, valid, test, width: int, seed: int, cfg, tt: TaskType
+                    ) -> tuple[np.ndarray, float]:
+        from .probes import fit_linear_head, probe
+
+        def features(data):
+            b = tokenizer.batch_encode([s for s, _ in data], max_len=cfg.max_len)
+            bases = torch.nn.functional.one_hot(b.input_ids, 7)[..., list(tokenizer.BASES)].float()
+            return probe(cfg.probe)(bases, b.valid, cfg.probe)
+        x = {name: features(d) for name, d in (("train", train), ("valid", valid), ("test", test))}
+        y = {name: torch.tensor([label for _, label in d], dtype=tt.target) for name, d in (("train", train),
+                                                                                        ("valid", valid))}
+        lr = (cfg.lr if cfg.mode == "probe" else None) or 1e-2  # a linear probe's rate, in a fine-tuning suite too
+        return fit_linear_head(x, y, width, tt, cfg.metric, seed, cfg.epochs, lr, cfg.batch_size, cfg.weight_decay)
+
+
+BASELINES = {"kmer_lr": KmerLogReg, "cnn": GenomicBenchmarksCNN, "onehot": OneHot}
 
 
 def baseline(name: str):
@@ -152,10 +176,11 @@ def baseline(name: str):
     return BASELINES[name]()
 
 
-def score_baseline(model, task, val_fraction: float, seed: int, metric: str = "mcc") -> dict[str, float]:
-    """One seed of a baseline on a (capped) task: its valid split, fit (choosing by `metric` on
-    valid), test metrics of the task's type."""
+def score_baseline(model, task, cfg, seed: int) -> tuple[dict[str, float], np.ndarray]:
+    """One seed of a baseline on a (capped) task, under the suite's protocol `cfg` (FinetuneConfig:
+    valid split, metric, probe): its valid split, fit (choosing by the metric on valid) -> (test
+    metrics of the task's type and the valid score, the output on test)."""
     tt = task_type(task.type)
-    train, valid = task.split_valid(seed, val_fraction)
-    out, valid_score = model.fit_predict(train, valid, task.test, tt.width(task.n_classes), seed, metric, tt)
-    return {**all_metrics([y for _, y in task.test], out, tt.metrics), f"valid_{metric}": valid_score}
+    train, valid = task.split_valid(seed, cfg.val_fraction, cfg.valid_split)
+    out, valid_score = model.fit_predict(train, valid, task.test, tt.width(task.n_classes), seed, cfg, tt)
+    return {**all_metrics([y for _, y in task.test], out, tt.metrics), f"valid_{cfg.metric}": valid_score}, out

@@ -27,6 +27,8 @@ from dnachunker.model import DNAChunker
 from dnachunker.tokenizer import batch_encode
 from .baselines import score_baseline
 from .metrics import all_metrics, score
+from .predictions import Predictions
+from .probes import ProbeSpec, fit_linear_head, probe
 from .task_types import task_type
 from .tasks import EvalDataError, Task
 
@@ -41,6 +43,7 @@ class FinetuneConfig:
     max_len: int | None = None       # truncate longer sequences
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     val_fraction: float = 0.1
+    valid_split: str = "stratified"  # tasks.VALID_SCHEMES: how valid is held out where a benchmark has none
     max_train: int | None = None     # subsample the training pool, before each seed's valid split is held out
     max_test: int | None = None      # subsample the test split
     max_valid: int | None = None     # subsample the benchmark's own valid split
@@ -48,6 +51,7 @@ class FinetuneConfig:
     metric: str = "mcc"              # evaluation.metrics.METRICS: picks the epoch on valid, headlines the summary
     folds: int | None = None         # k-fold cross-validation where the source has no test split
     species: str | None = None       # a model with a species embedding reads the sequences as this species
+    probe: ProbeSpec = field(default_factory=ProbeSpec)  # evaluation.probes: states -> one vector per sequence
 
 
 def load_backbone(model_dir: str | Path, species: str | None, device="cpu") -> DNAChunker:
@@ -62,11 +66,9 @@ def load_backbone(model_dir: str | Path, species: str | None, device="cpu") -> D
         raise EvalDataError(f"{model_dir}: {e}") from None
 
 
-def pooled(model: DNAChunker, ids: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """(b, L) -> (b, d) mean of final hidden states over real positions."""
-    h = model(ids, valid).hidden.float()
-    v = valid.unsqueeze(-1).float()
-    return (h * v).sum(1) / v.sum(1)
+def pooled(model: DNAChunker, ids: torch.Tensor, valid: torch.Tensor, spec: ProbeSpec = ProbeSpec()) -> torch.Tensor:
+    """(b, L) -> (b, f): the final hidden states read by the probe (the mean over real positions by default)."""
+    return probe(spec)(model(ids, valid).hidden.float(), valid, spec)
 
 
 def _batches(data, batch_size, max_len, shuffle_rng=None, dtype=torch.long):
@@ -84,7 +86,7 @@ def _features(model, data, cfg, device, desc: str = "features") -> tuple[torch.T
     feats, ys = [], []
     with torch.no_grad(), tqdm(total=len(data), desc=desc, unit="seq", leave=False, dynamic_ncols=True) as bar:
         for ids, valid, y in _batches(data, cfg.batch_size, cfg.max_len):
-            feats.append(pooled(model, ids.to(device), valid.to(device)).cpu())
+            feats.append(pooled(model, ids.to(device), valid.to(device), cfg.probe).cpu())
             ys.append(y)
             bar.update(len(y))
     return torch.cat(feats), torch.cat(ys)
@@ -97,17 +99,20 @@ def _predict(model, head, data, cfg, device, tt) -> np.ndarray:
 
 
 def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device="cpu",
-             probe_cache: dict | None = None) -> dict[str, float]:
+             probe_cache: dict | None = None) -> tuple[dict[str, float], np.ndarray]:
+    """One seed: its valid split, the head (and, fine-tuning, the backbone) trained, the test split
+    scored -> (test metrics and the valid score, the task type's output on test)."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    train, valid = task.split_valid(seed, cfg.val_fraction)
+    train, valid = task.split_valid(seed, cfg.val_fraction, cfg.valid_split)
     tt = task_type(task.type)
     model = load_backbone(model_dir, cfg.species, device)
-    head = nn.Linear(model.cfg.d_model[0], tt.width(task.n_classes)).to(device)
     if cfg.mode == "probe":
-        return _probe(model, head, task, train, valid, cfg, seed, device, probe_cache, tt)
+        out, best = _probe(model, task, train, valid, cfg, seed, device, probe_cache, tt)
+        return {**all_metrics([y for _, y in task.test], out, tt.metrics), f"valid_{cfg.metric}": best}, out
     if cfg.mode != "finetune":
         raise ValueError(f"mode must be finetune or probe, got {cfg.mode!r}")
+    head = nn.Linear(probe(cfg.probe).width(model.cfg.d_model[0], cfg.probe), tt.width(task.n_classes)).to(device)
     params = list(model.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr or 1e-4, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * math.ceil(len(train) / cfg.batch_size)
@@ -117,7 +122,7 @@ def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device=
     for _ in range(cfg.epochs):
         model.train()
         for ids, v, y in _batches(train, cfg.batch_size, cfg.max_len, rng, tt.target):
-            loss = tt.loss(head(pooled(model, ids.to(device), v.to(device))), y.to(device))
+            loss = tt.loss(head(pooled(model, ids.to(device), v.to(device), cfg.probe)), y.to(device))
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -128,14 +133,14 @@ def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device=
             best, best_state = value, (copy.deepcopy(model.state_dict()), copy.deepcopy(head.state_dict()))
     model.load_state_dict(best_state[0])
     head.load_state_dict(best_state[1])
-    test = all_metrics([y for _, y in task.test], _predict(model, head, task.test, cfg, device, tt), tt.metrics)
-    return {**test, f"valid_{cfg.metric}": best}
+    out = _predict(model, head, task.test, cfg, device, tt)
+    return {**all_metrics([y for _, y in task.test], out, tt.metrics), f"valid_{cfg.metric}": best}, out
 
 
-def _probe(model, head, task, train, valid, cfg, seed, device, cache, tt):
+def _probe(model, task, train, valid, cfg, seed, device, cache, tt) -> tuple[np.ndarray, float]:
     for p in model.parameters():
         p.requires_grad_(False)
-    cache = cache if cache is not None else {}  # sequence -> pooled features, shared by the seeds
+    cache = cache if cache is not None else {}  # sequence -> probed features, shared by the seeds
 
     def feats(data, split):
         missing = list({s: (s, y) for s, y in data if s not in cache}.values())
@@ -143,28 +148,10 @@ def _probe(model, head, task, train, valid, cfg, seed, device, cache, tt):
             x, _ = _features(model, missing, cfg, device, desc=f"features ({split})")
             cache.update(zip((s for s, _ in missing), x))
         return torch.stack([cache[s] for s, _ in data]), torch.tensor([y for _, y in data], dtype=tt.target)
-    xtr, ytr = feats(train, "train")
-    xva, yva = feats(valid, "valid")
-    xte, yte = feats(task.test, "test")
-    mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
-    norm = lambda x: ((x - mu) / sd).to(device)  # noqa: E731
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr or 1e-2, weight_decay=cfg.weight_decay)
-    best, best_state = -2.0, None
-    g = torch.Generator().manual_seed(seed)
-    for _ in range(max(cfg.epochs, 1) * 20):  # a linear head on fixed features: many cheap epochs
-        for idx in torch.randperm(len(xtr), generator=g).split(cfg.batch_size):
-            loss = tt.loss(head(norm(xtr[idx])), ytr[idx].to(device))
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        with torch.no_grad():
-            value = score(cfg.metric, yva.numpy(), tt.output(head(norm(xva))).cpu().numpy())
-        if value > best:
-            best, best_state = value, copy.deepcopy(head.state_dict())
-    head.load_state_dict(best_state)
-    with torch.no_grad():
-        out = tt.output(head(norm(xte))).cpu().numpy()
-    return {**all_metrics(yte.numpy(), out, tt.metrics), f"valid_{cfg.metric}": best}
+    (xtr, ytr), (xva, yva), (xte, yte) = feats(train, "train"), feats(valid, "valid"), feats(task.test, "test")
+    return fit_linear_head({"train": xtr, "valid": xva, "test": xte}, {"train": ytr, "valid": yva},
+                           tt.width(task.n_classes), tt, cfg.metric, seed, cfg.epochs, cfg.lr or 1e-2,
+                           cfg.batch_size, cfg.weight_decay, device)
 
 
 def folds(task: Task, k: int | None) -> list[tuple[int | None, Task]]:
@@ -191,26 +178,29 @@ def _standardised(task: Task) -> Task:
     return dataclasses.replace(task, train=z(task.train), valid=z(task.valid), test=z(task.test))
 
 
-def evaluate(model, task: Task, cfg: FinetuneConfig, device="cpu") -> tuple[list[dict], dict]:
+def evaluate(model, task: Task, cfg: FinetuneConfig, device="cpu") -> tuple[list[dict], dict, Predictions]:
     """model: an export directory, or a baseline (evaluation.baselines), scored on the same capped
     subsample and the same per-seed valid splits. -> (one row per seed (and fold), summary with
-    mean and std over the rows)."""
+    mean and std over the rows, the per-example test outputs of every seed)."""
     def cap(data, k):
         return data if not k or len(data) <= k else [data[i] for i in sorted(
             np.random.default_rng(0).choice(len(data), k, replace=False))]
     tt = task_type(task.type)
     baseline = not isinstance(model, (str, Path))
     mode = model.name if baseline else cfg.mode
-    rows, tested, cache = [], [], {}  # cache: a probe's features, shared by seeds and folds
+    rows, tested, sequences, cache = [], [], [], {}  # cache: a probe's features, shared by seeds and folds
+    outputs = {seed: [] for seed in cfg.seeds}
     for fold, part in folds(task, cfg.folds):
         part = dataclasses.replace(part, train=cap(part.train, cfg.max_train), test=cap(part.test, cfg.max_test),
                                    valid=cap(part.valid, cfg.max_valid))
-        tested += [y for _, y in part.test]
+        sequences += [s for s, _ in part.test]
         part = _standardised(part) if tt.standardise else part
+        tested += [y for _, y in part.test]
         for seed in tqdm(cfg.seeds, desc=f"{task.name} ({mode})" + (f" fold {fold}" if fold is not None else ""),
                          unit="seed", dynamic_ncols=True):
-            r = (score_baseline(model, part, cfg.val_fraction, seed, cfg.metric) if baseline
-                 else run_seed(str(model), part, cfg, seed, device, cache))
+            r, out = (score_baseline(model, part, cfg, seed) if baseline
+                      else run_seed(str(model), part, cfg, seed, device, cache))
+            outputs[seed].append(out)
             rows.append({"task": task.name, "mode": mode, "seed": seed, **({"fold": fold} if fold is not None else {}),
                          **r})
     summary = {"task": task.name, "mode": mode, "type": task.type, "metric": cfg.metric, "seeds": len(cfg.seeds),
@@ -221,4 +211,5 @@ def evaluate(model, task: Task, cfg: FinetuneConfig, device="cpu") -> tuple[list
         vals = [r[k] for r in rows]
         summary[k] = statistics.fmean(vals)
         summary[f"{k}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return rows, summary
+    predictions = Predictions.collect(tested, cfg.seeds, [np.concatenate(outputs[s]) for s in cfg.seeds], sequences)
+    return rows, summary, predictions

@@ -6,7 +6,8 @@ enhancers, promoters, splice in configs/eval/paper_columns.yaml) with its type a
 task has no test split, training-set cap, test-set cap; `follows` names the source benchmark's
 protocol, and `references` are its published numbers (evaluation.references). `run_suite` writes
 one JSON per task into its output directory: the per-seed (and per-fold) rows and the mean / std
-summary, keyed by the model's weights and the task's protocol, so a re-run skips every task
+summary, keyed by the model's weights and the task's protocol, and beside it `<column>.preds.npz`,
+every seed's output on every test example (evaluation.predictions; its sha256 is in the JSON), so a re-run skips every task
 already done on the same weights; then summary.md / summary.csv, the suite's table with the
 published rows beside this model's.
 
@@ -29,9 +30,11 @@ from dnachunker.config import DNAChunkerConfig, invalid, load_structured, out_of
 from dnachunker.fileio import markdown_table, write_csv, write_text
 
 from .finetune import FinetuneConfig, evaluate
+PREDICTIONS = ".preds.npz"  # beside <column>.json
+from .probes import ProbeSpec, check as check_probe
 from .references import MEAN, Reference, reference_table
 from .task_types import TASK_TYPES
-from .tasks import EvalDataError, load_task
+from .tasks import VALID_SCHEMES, EvalDataError, load_task
 
 
 @dataclass
@@ -44,6 +47,10 @@ class SuiteTask:
     metric: str = "mcc"              # one of its type's metrics: what the column reports (and picks epochs on valid)
     type: str = "classification"     # evaluation.task_types: classification | regression | variant_effect
     species: str | None = None       # the organism of its sequences, a genome name (default: the suite's `species`)
+    probe: str = "mean"              # evaluation.probes: how states become one vector (mean: the paper's)
+    anchor: int | str | None = None  # where the signal sits, for position-aware probes: a base index or "center"
+    flank: int = 10                  # window probe: bases either side of the anchor
+    overall: bool = True             # counts in the suite's overall column (a second probe of a column does not)
 
 
 @dataclass
@@ -59,6 +66,7 @@ class SuiteConfig:
     max_train: int | None = None     # subsample each training split (same subsample for every model)
     max_test: int | None = None      # subsample each test split (same subsample for every model)
     max_valid: int | None = None     # subsample each benchmark's own valid split (smoke tests)
+    valid_split: str = "stratified"  # stratified | random: how each seed's valid split is held out of train
     folds: int | None = None         # k-fold cross-validation for tasks whose source has no test split
     fasta: str | None = None         # the reference genome for tasks that need one and name none (GRCh38)
     data: str | None = None          # the benchmark's data where its tasks share it: their path reads ${data}
@@ -86,7 +94,10 @@ class SuiteConfig:
         if need := [t.column for t in self.tasks if t.format in ("gb", "vcf") and not (t.fasta or self.fasta)]:
             problems.append(("fasta", f"{', '.join(need[:3])}{'...' if len(need) > 3 else ''} need(s) the reference "
                                       f"genome: give fasta=<FASTA, plain or gzip>"))
+        if self.valid_split not in VALID_SCHEMES:
+            problems.append(("valid_split", f"must be one of {', '.join(VALID_SCHEMES)}, got {self.valid_split!r}"))
         for t in self.tasks:
+            problems += [("tasks", f"{t.column}: {p}") for p in check_probe(self.probe_spec(t))]
             if t.type not in TASK_TYPES:
                 problems.append(("tasks", f"{t.column}: unknown type {t.type!r} (known: {', '.join(TASK_TYPES)})"))
             elif t.metric not in TASK_TYPES[t.type].metrics:
@@ -114,6 +125,15 @@ class SuiteConfig:
         return [t.column for t in self.tasks]
 
     @property
+    def overall_columns(self) -> list[str]:
+        """The columns the overall score averages (tasks with overall: true)."""
+        return [t.column for t in self.tasks if t.overall]
+
+    @staticmethod
+    def probe_spec(task: SuiteTask) -> ProbeSpec:
+        return ProbeSpec(task.probe, task.anchor, task.flank)
+
+    @property
     def metrics(self) -> dict[str, str]:
         """column -> the metric it reports."""
         return {t.column: t.metric for t in self.tasks}
@@ -129,7 +149,8 @@ class SuiteConfig:
         return FinetuneConfig(mode=self.mode, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
                               max_len=self.max_len, seeds=list(self.seeds), max_train=self.max_train,
                               max_test=self.max_test, max_valid=self.max_valid, metric=task.metric, folds=self.folds,
-                              species=self.species_of(task, species))
+                              species=self.species_of(task, species), valid_split=self.valid_split,
+                              probe=self.probe_spec(task))
 
     def species_of(self, task: SuiteTask, known: list[str]) -> str | None:
         """The species a model embedding `known` reads `task` as (None: it embeds none)."""
@@ -170,7 +191,7 @@ def run_suite(model, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu
         key = digest({"weights": weights, "task": asdict(task_spec), "protocol": asdict(protocol)})
         path = out_dir / f"{task_spec.column}.json"
         done = json.loads(path.read_text()) if path.is_file() else {}
-        if done.get("key") == key:
+        if done.get("key") == key and _has_predictions(done, out_dir):
             results[task_spec.column] = done["summary"]
             print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: done before, kept ({path})", file=sys.stderr)
             continue
@@ -178,19 +199,30 @@ def run_suite(model, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu
               + (f", read as species {protocol.species}" if protocol.species else ""), file=sys.stderr)
         fasta = task_spec.fasta or suite.fasta
         if not trained:
-            rows, summary = evaluate_variants(model, task_spec.path, fasta, task_spec.metric, suite.max_len, device,
-                                              protocol.species)
+            rows, summary, preds = evaluate_variants(model, task_spec.path, fasta, task_spec.metric, suite.max_len,
+                                                     device, protocol.species)
         else:
             task = load_task(task_spec.format, task_spec.path, task=task_spec.nt_task, fasta=fasta, type=task_spec.type)
-            rows, summary = evaluate(model if baseline else str(model), task, protocol, device)
+            rows, summary, preds = evaluate(model if baseline else str(model), task, protocol, device)
         summary["species"] = protocol.species
-        write_text(path, json.dumps({"key": key, "task": asdict(task_spec), "rows": rows, "summary": summary}, indent=1))
+        summary["probe"] = suite.probe_spec(task_spec).name
+        preds_path = out_dir / f"{task_spec.column}{PREDICTIONS}"
+        preds.save(preds_path)  # first: a JSON is only ever written beside its own predictions
+        write_text(path, json.dumps({"key": key, "task": asdict(task_spec), "rows": rows, "summary": summary,
+                                     "predictions": {"file": preds_path.name, "sha256": file_sha256(preds_path)}},
+                                    indent=1))
         results[task_spec.column] = summary
         m = task_spec.metric
         print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: {m} {summary[m]:.3f} ± {summary[f'{m}_std']:.3f} "
               f"-> {path}", file=sys.stderr)
     write_summary(suite, model.label if baseline else str(model), results, out_dir)
     return results
+
+
+def _has_predictions(record: dict, out_dir: Path) -> bool:
+    """A finished task's predictions are beside it, unchanged (else the task runs again)."""
+    p = record.get("predictions") or {}
+    return bool(p) and (out_dir / p["file"]).is_file() and file_sha256(out_dir / p["file"]) == p["sha256"]
 
 
 def write_summary(suite: SuiteConfig, label: str, results: dict[str, dict], out_dir: Path) -> None:

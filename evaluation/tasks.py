@@ -33,6 +33,9 @@ class EvalDataError(ValueError):
     pass
 
 
+VALID_SCHEMES = ("stratified", "random")  # how a valid split is held out of train where a benchmark has none
+
+
 @dataclass
 class Task:
     name: str
@@ -49,14 +52,17 @@ class Task:
             return 1
         return max(2, len(self.labels) or 1 + max(y for _, y in self.train + self.test))
 
-    def split_valid(self, seed: int, fraction: float = 0.1) -> tuple[list, list]:
-        """(train, valid): the benchmark's own valid split, else a split of train by seed, stratified
-        by label for classification."""
+    def split_valid(self, seed: int, fraction: float = 0.1, scheme: str = "stratified") -> tuple[list, list]:
+        """(train, valid): the benchmark's own valid split, else a split of train by seed: stratified
+        by label for classification (scheme `stratified`), or a plain random one (`random`)."""
+        if scheme not in VALID_SCHEMES:
+            raise ValueError(f"valid split scheme must be one of {', '.join(VALID_SCHEMES)}, got {scheme!r}")
         if self.valid:
             return self.train, self.valid
         rng = random.Random(seed)
         train, valid = [], []
-        strata = [None] if self.type != "classification" else sorted({y for _, y in self.train})
+        stratify = self.type == "classification" and scheme == "stratified"
+        strata = sorted({y for _, y in self.train}) if stratify else [None]
         for label in strata:
             items = [x for x in self.train if label is None or x[1] == label]
             rng.shuffle(items)

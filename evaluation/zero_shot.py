@@ -43,13 +43,14 @@ def read_labels(path: str | Path) -> dict[int, int]:
 
 def evaluate_variants(model_dir: str | Path, vcf: str, fasta: str, metric: str = "auroc",
                       context: int | None = None, device: str = "cpu",
-                      species: str | None = None) -> tuple[list[dict], dict]:
-    """-> (one row: the metrics and how many records were scored / left out, summary) in the shape
-    of evaluation.finetune.evaluate's (one deterministic 'seed')."""
+                      species: str | None = None) -> tuple[list[dict], dict, "Predictions"]:
+    """-> (one row: the metrics and how many records were scored / left out, summary, the score of
+    each scored record) in the shape of evaluation.finetune.evaluate's (one deterministic 'seed')."""
     from dnachunker.errors import InputError
     from dnachunker.variants import score_variants
 
     from .finetune import load_backbone
+    from .predictions import Predictions
     from .task_types import task_type
     labels = read_labels(vcf)
     model = load_backbone(model_dir, species, device)
@@ -64,9 +65,10 @@ def evaluate_variants(model_dir: str | Path, vcf: str, fasta: str, metric: str =
                             f"got only {sorted(set(y.tolist()))}")
     metrics = task_type("variant_effect").metrics
     row = {"task": Path(vcf).name, "mode": "zero-shot", "seed": 0,
-           **all_metrics(y, np.array([-v.score for v in ok]), metrics),
+           **all_metrics(y, -np.array([v.score for v in ok]), metrics),
            "scored": len(ok), "left_out": len(variants) - len(ok), "positives": int(y.sum())}
     summary = {"task": row["task"], "mode": "zero-shot", "type": "variant_effect", "metric": metric, "seeds": 1,
                "folds": None, "scored": len(ok), "left_out": row["left_out"],
                **{k: row[k] for k in metrics}, **{f"{k}_std": 0.0 for k in metrics}}
-    return [row], summary
+    scores = np.array([-v.score for v in ok])
+    return [row], summary, Predictions.collect(y, [0], [scores], [f"{v.chrom}:{v.pos}:{v.ref}>{v.alt}" for v in ok])

@@ -7,6 +7,7 @@ import pytest
 
 from evaluation.baselines import BASELINES, baseline, kmer_frequencies
 from evaluation.finetune import FinetuneConfig, evaluate
+from evaluation.metrics import mcc
 from evaluation.stats import mean_std, overall, paired_bootstrap
 from evaluation.tasks import load_task
 
@@ -27,16 +28,19 @@ def test_kmer_frequencies_count_by_hand_and_skip_n():
 def test_baseline_on_a_real_task_is_deterministic_and_learns(name):
     task = load_task("gue", str(shared_file("gue_from_DeepGene/prom/prom_300_tata")))
     cfg = FinetuneConfig(seeds=[0, 1], max_train=300, max_test=200)
-    rows, summary = evaluate(baseline(name), task, cfg)
-    again, _ = evaluate(baseline(name), task, cfg)
+    rows, summary, preds = evaluate(baseline(name), task, cfg)
+    again, _, _ = evaluate(baseline(name), task, cfg)
     assert [r["mcc"] for r in rows] == [r["mcc"] for r in again]
     assert summary["mode"] == name and summary["seeds"] == 2
+    # the kept per-example predictions give back each seed's MCC
+    assert preds.output.shape == (2, 200, 2) and preds.seeds.tolist() == [0, 1]
+    assert [mcc(preds.y, p) for p in preds.labels()] == pytest.approx([r["mcc"] for r in rows])
     # TATA promoters against non-promoters, 270 training sequences: chance is 0 (± ~0.07 on 200)
     assert summary["mcc"] > 0.2, summary
 
 
 def test_unknown_baseline_names_the_known_ones():
-    with pytest.raises(ValueError, match="kmer_lr, cnn"):
+    with pytest.raises(ValueError, match="kmer_lr, cnn, onehot"):
         baseline("svm")
 
 
