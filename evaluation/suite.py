@@ -219,6 +219,17 @@ def run_suite(model, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu
     return results
 
 
+def protocol_line(suite: SuiteConfig) -> str:
+    """The protocol choices that move a column, in words: the probe of each column, the valid split."""
+    probes = {c: suite.probe_spec(t).name for c, t in zip(suite.columns, suite.tasks)}
+    kinds = sorted(set(probes.values()))
+    read = (f"Probe: {kinds[0]}" if len(kinds) == 1
+            else "Probes: " + "; ".join(f"{c}: {p}" for c, p in probes.items()))
+    left = ", ".join(c for c in suite.columns if c not in suite.overall_columns)
+    return (f"{read}{f' (not in overall: {left})' if left else ''}. Valid split where a benchmark has none: "
+            f"{suite.valid_split}, 10 % of train per seed.")
+
+
 def _has_predictions(record: dict, out_dir: Path) -> bool:
     """A finished task's predictions are beside it, unchanged (else the task runs again)."""
     p = record.get("predictions") or {}
@@ -228,14 +239,14 @@ def _has_predictions(record: dict, out_dir: Path) -> bool:
 def write_summary(suite: SuiteConfig, label: str, results: dict[str, dict], out_dir: Path) -> None:
     """summary.csv (this model's mean and std per column) and summary.md (the same beside the
     suite's published numbers)."""
-    metrics = suite.metrics
-    overall = "overall" if len(set(metrics.values())) == 1 else None
+    metrics, in_overall = suite.metrics, suite.overall_columns
+    overall = "overall" if len({metrics[c] for c in in_overall}) == 1 else None
     means = {c: results[c][m] for c, m in metrics.items() if c in results}
     csv_row = {"row": label, **{f"{m}/{c}": means.get(c) for c, m in metrics.items()},
                **{f"{m}_std/{c}": results[c][f"{m}_std"] for c, m in metrics.items() if c in results}}
     cells = {c: f"{means[c]:.3f} ± {results[c][f'{metrics[c]}_std']:.3f}" if c in means else "" for c in metrics}
-    if overall and len(means) == len(metrics):
-        csv_row[overall] = sum(means.values()) / len(means)
+    if overall and all(c in means for c in in_overall):
+        csv_row[overall] = sum(means[c] for c in in_overall) / len(in_overall)
         cells[overall] = f"{csv_row[overall]:.3f}"
     write_csv([csv_row], out_dir / "summary.csv",
               ["row", *(f"{m}/{c}" for c, m in metrics.items()), *(f"{m}_std/{c}" for c, m in metrics.items()),
@@ -249,6 +260,6 @@ def write_summary(suite: SuiteConfig, label: str, results: dict[str, dict], out_
     read_as = f" The model's species embedding read: {', '.join(f'{c} as {s}' for c, s in species.items())}." if species else ""
     table = markdown_table([{"row": label, **cells}], ["row", *metrics, *([overall] if overall else [])])
     text = (f"# {suite.name}\n\n{suite.follows}\n\nThis run: {suite.protocol_name}, {caption}, mean ± std over "
-            f"{len(suite.seeds)} seed(s){folds}{capped}.{read_as}\n\n{table}\n\n"
+            f"{len(suite.seeds)} seed(s){folds}{capped}.{read_as} {protocol_line(suite)}\n\n{table}\n\n"
             + reference_table(suite.references, list(metrics), overall))
     write_text(out_dir / "summary.md", text)

@@ -1,6 +1,7 @@
 """Copy what describes a finished study from its run directory into a published one (results/):
 its tables, plots, resolved sweep and job record, and per point the resolved training config, the
-summaries (final and per budget) and every evaluation JSON. Weights, checkpoints, logs and the
+summaries (final and per budget), the measured training FLOPs, every evaluation JSON and its
+per-example predictions. Weights, checkpoints, logs and the
 MLflow store stay behind.
 
     python -m slurm.publish runs/sweeps/scaling results/scaling
@@ -12,7 +13,8 @@ import sys
 from pathlib import Path
 
 TOP = ["study.md", "results.csv", "results.md", "scaling.md", "sweep.yaml", "jobs.json", "*.png"]
-PER_POINT = ["config.yaml", "summary.json", "exports/*/summary.json", "eval/**/*.json"]
+PER_POINT = ["config.yaml", "summary.json", "flops.json", "exports/*/summary.json", "eval/**/*.json",
+             "eval/**/*.preds.npz"]
 
 
 def publish(run: Path, dest: Path) -> list[Path]:

@@ -21,45 +21,48 @@ from pathlib import Path
 
 from dnachunker.fileio import atomic_file, markdown_table, write_csv, write_text
 
-from .compare import columns as table_columns, metric_caption, overall_name
+from .compare import MLM_NOTE, Columns
 
 PRETRAIN = ["valid/mlm_loss", "valid/mlm_accuracy", "valid/compression_0", "valid/compression_1",
-            "valid/router_compression_0", "valid/router_compression_1", "tokens_seen", "train/bp_per_s", "step"]
+            "valid/router_compression_0", "valid/router_compression_1", "main_positions_per_bp", "flops_per_bp",
+            "tokens_seen", "train/bp_per_s", "step"]
 
 
-def write_report(rows: list[dict], keys: list[str], metrics: dict[str, str], paper: dict, out: Path,
+def write_report(rows: list[dict], keys: list[str], cols: Columns, paper: dict, out: Path,
                  title: str, reference: str = "DNAChunker", published: list | None = None) -> list[Path]:
     """rows: {point, label, kind, seed, <keys>, <PRETRAIN>, <metric>/<column>, <metric>_std/<column>,
-    probe/<column>, overall_<metric>(_std) when the columns share a metric, status}, one per
-    evaluated model; metrics: column -> its metric; published: the suite's references
-    (evaluation.references), shown as its own table does. Returns the files written."""
+    probe/<column>, eval_dir, overall_<metric>(_std) when there is an overall, status}, one per
+    evaluated model; cols: the columns, their metrics and protocol (slurm.compare.Columns);
+    published: the suite's references (evaluation.references), shown as its own table does.
+    Returns the files written."""
     from evaluation.references import reference_table
     from .compare import comparisons, final, gather, table
     from .scaling import write_scaling
-    columns, total = list(metrics), overall_name(metrics)
+    metrics = cols.metrics
+    columns, total = list(metrics), cols.overall
     header = ["point", "label", "kind", "seed", *keys, *PRETRAIN, *(f"{m}/{c}" for c, m in metrics.items()),
               *(f"{m}_std/{c}" for c, m in metrics.items()), *([total, f"{total}_std"] if total else []), "status"]
     write_csv(rows, out / "results.csv", header)
     write_text(out / "results.md", markdown_table(rows, header) + "\n")
     written = [out / "results.csv", out / "results.md"]
     if columns:
-        configs = gather(rows, metrics)
+        configs = gather(rows, cols)
         last = final(configs)
-        text = (f"# {title}\n\n{metric_caption(metrics)}, mean ± std: the std is across pretraining seeds where a row has "
+        text = (f"# {title}\n\n{cols.caption()}, mean ± std: the std is across pretraining seeds where a row has "
                 f"two or more, else across probe seeds (which leaves out what another pretraining run would "
-                f"change). Every row at its largest budget; baselines are computed by the study on the same "
-                f"subsamples, valid splits and seeds.\n\n" + table(last, metrics) + "\n\n"
-                + comparisons(last, metrics, reference))
+                f"change); baselines: across their seeds. Every row at its largest budget; baselines are computed "
+                f"by the study on the same subsamples, valid splits and seeds. {cols.protocol} {MLM_NOTE}.\n\n"
+                + table(last, cols) + "\n\n" + comparisons(last, cols, reference))
         if paper:
-            ref = [{"configuration": label, **{c: (f"{v[c]:.3f}" if c in v else "") for c in table_columns(metrics)}}
+            ref = [{"configuration": label, **{c: (f"{v[c]:.3f}" if c in v else "") for c in cols.shown}}
                    for label, v in paper.items()]
             text += ("\n**The paper's numbers** (its ablation table, at a 2 B-token budget on hg38; reference only, "
                      "not produced here; empty cells: not available to this project):\n\n" + markdown_table(ref) + "\n")
         text += "\n" + reference_table(published or [], list(metrics), "overall" if total else None)
         write_text(out / "study.md", text)
         written.append(out / "study.md")
-        written += write_scaling(configs, metrics, out)
-    written += plot([r for r in rows if r.get("final") and r.get("kind") != "baseline"], keys, metrics, out,
+        written += write_scaling(configs, cols, out)
+    written += plot([r for r in rows if r.get("final") and r.get("kind") != "baseline"], keys, cols, out,
                     last if columns else [])
     print(markdown_table(rows, ["label", "seed", "step", *(f"{m}/{c}" for c, m in metrics.items()),
                                 *([total] if total else []), "valid/mlm_loss", "status"]))
@@ -72,7 +75,7 @@ def _x(v) -> list:
     return v if isinstance(v, list) else [v]
 
 
-def plot(rows: list[dict], keys: list[str], metrics: dict[str, str], out: Path, configs: list) -> list[Path]:
+def plot(rows: list[dict], keys: list[str], cols: Columns, out: Path, configs: list) -> list[Path]:
     """rows: the pretrained rows at their final budget (seeds averaged in the line plots); configs:
     the study's configurations (slurm.compare), baselines included, for the ablation's bars."""
     from evaluation.stats import mean_std
@@ -80,8 +83,8 @@ def plot(rows: list[dict], keys: list[str], metrics: dict[str, str], out: Path, 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     ok = [r for r in rows if r.get("valid/mlm_loss") is not None]
-    columns, total = list(metrics), overall_name(metrics)
-    panels = ([(total, f"overall {metric_caption(metrics)}")] if total else []) + [
+    columns, total = list(cols.metrics), cols.overall
+    panels = ([(total, f"overall {cols.caption()}")] if total else []) + [
         ("valid/mlm_loss", "final valid MLM loss"), ("compression", "achieved compression (stage 0 x 1)")]
     for r in ok:
         r["compression"] = r["valid/compression_0"] * r.get("valid/compression_1", 1.0)
@@ -116,16 +119,16 @@ def plot(rows: list[dict], keys: list[str], metrics: dict[str, str], out: Path, 
         written.append(path)
     configs = [c for c in configs if c.samples]  # an unfinished row has no bar, rather than a bar at 0
     if columns and not numeric and configs:  # an ablation: one bar per configuration, per task and overall
-        cols = table_columns(metrics)
-        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(configs) * len(cols) / 3), 3.8))
+        shown = cols.shown
+        fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(configs) * len(shown) / 3), 3.8))
         width = 0.8 / len(configs)
         for i, c in enumerate(configs):
-            ms = [mean_std(c.samples[col]) if c.samples.get(col) else (0.0, 0.0, "") for col in cols]
-            ax.bar([j + i * width for j in range(len(cols))], [m for m, _, _ in ms], width, yerr=[s for _, s, _ in ms],
+            ms = [mean_std(c.samples[col]) if c.samples.get(col) else (0.0, 0.0, "") for col in shown]
+            ax.bar([j + i * width for j in range(len(shown))], [m for m, _, _ in ms], width, yerr=[s for _, s, _ in ms],
                    label=c.label, capsize=2, hatch="//" if c.kind == "baseline" else None,
                    edgecolor="white" if c.kind == "baseline" else None)
-        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(cols))], cols)
-        ax.set_ylabel(f"{metric_caption(metrics)} (baselines hatched)")
+        ax.set_xticks([j + 0.4 - width / 2 for j in range(len(shown))], shown)
+        ax.set_ylabel(f"{cols.caption()} (baselines hatched)")
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
         path = out / f"{total.removeprefix('overall_') if total else 'score'}_by_configuration.png"

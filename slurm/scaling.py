@@ -1,10 +1,10 @@
 """A token-scaling study's table and picture: the score per column against tokens seen, one curve per
 pretrained row (its budgets: the sweep's `budgets`), the baselines and the control as horizontal
-lines, and a straight-line extrapolation in log(tokens) to where each curve would reach the best
-baseline.
+lines. Nothing is extrapolated past the budgets measured: a line through three budgets says
+little about the fourth.
 
-scaling.md   per row and budget: tokens, score mean ± std per column (std across pretraining seeds
-             where a budget has two or more, else across probe seeds), and the extrapolation
+scaling.md   per row and budget: tokens, valid MLM loss and score per column, mean ± std (std across
+             pretraining seeds where a budget has two or more, else across probe seeds)
 scaling.png  the curves, one panel per column and one for overall
 """
 from __future__ import annotations
@@ -12,12 +12,10 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-import numpy as np
-
 from dnachunker.fileio import atomic_file, markdown_table, write_text
 from evaluation.stats import mean_std
 
-from .compare import Config, best_baselines, columns, metric_caption
+from .compare import Columns, Config, pm
 
 
 def _curves(configs: list[Config]) -> dict[str, list[Config]]:
@@ -29,42 +27,17 @@ def _curves(configs: list[Config]) -> dict[str, list[Config]]:
     return {k: sorted(v, key=lambda c: c.step) for k, v in by.items() if len(v) > 1}
 
 
-def extrapolate(tokens: list[float], score: list[float], target: float) -> float | None:
-    """Tokens at which the least-squares line score = a + b log10(tokens) reaches `target`
-    (None when the line does not rise)."""
-    b, a = np.polyfit(np.log10(tokens), score, 1)
-    return None if b <= 0 else float(10 ** ((target - a) / b))
-
-
-def write_scaling(configs: list[Config], metrics: dict[str, str], out: Path) -> list[Path]:
+def write_scaling(configs: list[Config], columns: Columns, out: Path) -> list[Path]:
     curves = _curves(configs)
     if not curves:
         return []
-    cols, caption = columns(metrics), metric_caption(metrics)
+    cols, caption = columns.shown, columns.caption()
     rows = [{"configuration": label, "step": c.step, "tokens": f"{statistics.fmean(c.tokens):.3g}",
-             "pretraining seeds": c.seeds, **{col: "{:.3f} ± {:.3f}".format(*mean_std(c.samples[col])[:2]) for col in cols}}
+             "pretraining seeds": c.seeds, "valid MLM loss": pm(c.pretraining.get("valid/mlm_loss", {}).values(), "{:.4f}"),
+             **{col: "{:.3f} ± {:.3f}".format(*mean_std(c.samples[col])[:2]) for col in cols}}
             for label, cs in curves.items() for c in cs]
-    best = best_baselines(configs, cols)
-    ext = []
-    for label, cs in curves.items():
-        row = {"configuration": label}
-        for col in cols:
-            target = mean_std(best[col].samples[col])[0] if col in best else None
-            means = [mean_std(c.samples[col])[0] for c in cs]
-            if target is None:
-                row[col] = ""
-            elif means[-1] >= target:
-                row[col] = "reached"
-            else:
-                t = extrapolate([statistics.fmean(c.tokens) for c in cs], means, target)
-                row[col] = "never (flat or falling)" if t is None else f"{t:.2g}"
-        ext.append(row)
     text = (f"# Token scaling\n\n{caption}, mean ± std (across pretraining seeds where a budget has two or more, "
-            "else across probe seeds), per row and budget:\n\n" + markdown_table(rows) + "\n\n"
-            "Tokens at which each curve would reach the best baseline of the column (" +
-            ", ".join(f"{col}: {b.label} {mean_std(b.samples[col])[0]:.3f}" for col, b in best.items()) +
-            "), by a least-squares line in log10(tokens) through the budgets' means, extrapolated: a straight-line "
-            "guess from few points, not a prediction with an interval.\n\n" + markdown_table(ext) + "\n")
+            "else across probe seeds), per row and budget:\n\n" + markdown_table(rows) + "\n")
     write_text(out / "scaling.md", text)
     return [out / "scaling.md", _plot(configs, curves, cols, caption, out / "scaling.png")]
 

@@ -42,7 +42,10 @@ from dnachunker.config import ConfigError, invalid, load_structured, out_of_rang
 from dnachunker.fileio import write_text
 
 from . import local
-from .report import PRETRAIN, overall_name, write_report
+from .compare import Columns
+from .report import PRETRAIN, write_report
+
+FLOPS = "flops.json"  # beside a point's summary.json: train.flops measured on its final export
 
 
 @dataclass
@@ -335,19 +338,23 @@ def _run_slurm(cfg: SweepConfig, points: list[Point], out: Path) -> dict[str, di
     return statuses
 
 
-def _rows(p: Point, status: dict, metrics: dict[str, str]) -> list[dict]:
+def _rows(p: Point, status: dict, cols: Columns) -> list[dict]:
     """One row per evaluated model of the point (each budget), or one for the point without an
-    evaluation. metrics: column -> its metric (the suite's); `<metric>/<column>` is the mean over
-    probe seeds, `probe/<column>` {probe seed: value} for the study's statistics."""
+    evaluation. `<metric>/<column>` is the mean over probe seeds, `probe/<column>` {probe seed:
+    value} and `eval_dir` (its per-example predictions) for the study's statistics."""
     from evaluation.stats import mean_std, overall
-    rows = []
+    rows, metrics = [], cols.metrics
     evals = list(zip(_eval_kinds(p), p.evals())) if metrics else [("eval", p.evals()[-1])]
     for kind, (_, eval_dir, export) in evals:
         row = {"point": p.name, "label": p.label, "kind": p.kind, "seed": p.seed, "final": eval_dir == p.out / "eval",
-               **{k: json.dumps(v) for k, v in p.keys.items()}}
+               "eval_dir": str(eval_dir), **{k: json.dumps(v) for k, v in p.keys.items()}}
         summary = (export.parent if export == p.export else export) / "summary.json" if export else None
         if summary and summary.is_file():
             row.update({k: v for k, v in json.loads(summary.read_text()).items() if k in PRETRAIN or k == "mlflow_run_id"})
+            if p.pretrain and row.get("valid/compression_0") is not None:
+                row["main_positions_per_bp"] = row["valid/compression_0"] * row.get("valid/compression_1", 1.0)
+        if row["final"] and (p.out / FLOPS).is_file():
+            row["flops_per_bp"] = json.loads((p.out / FLOPS).read_text())["flops_per_bp"] / 1e6
         done = 0
         for c, m in metrics.items():
             path = eval_dir / f"{c}.json"
@@ -356,8 +363,8 @@ def _rows(p: Point, status: dict, metrics: dict[str, str]) -> list[dict]:
                 row[f"{m}/{c}"], row[f"{m}_std/{c}"] = result["summary"][m], result["summary"][f"{m}_std"]
                 row[f"probe/{c}"] = {r["seed"]: r[m] for r in result["rows"]}
                 done += 1
-        name = overall_name(metrics)
-        if name and done == len(metrics) and (o := overall({c: {None: row[f"probe/{c}"]} for c in metrics})):
+        name = cols.overall
+        if name and done == len(metrics) and (o := overall({c: {None: row[f"probe/{c}"]} for c in cols.overall_of})):
             row[name], row[f"{name}_std"] = mean_std(o)[:2]
         problems = [f"{k} {v}" for k, v in status.items() if v != "ok" and k in ("pretrain", kind)]
         if p.pretrain and not (p.out / "summary.json").is_file() and "pretrain" not in status:
@@ -396,11 +403,12 @@ def run_sweep(cfg: SweepConfig, report_only: bool = False) -> list[dict]:
     write_text(out / "sweep.yaml", to_yaml(cfg))
     uri = cfg.tracking_uri or f"sqlite:///{out / 'mlflow.db'}"
     experiment = f"dnachunker-sweep-{cfg.name}"
-    metrics, tasks, published = {}, [], []
+    cols, tasks, published = Columns({}), [], []
     if cfg.evaluation:
-        from evaluation.suite import SuiteConfig
+        from evaluation.suite import SuiteConfig, protocol_line
         suite = SuiteConfig.load(cfg.evaluation)
-        metrics, tasks, published = suite.metrics, suite.tasks, suite.references
+        cols = Columns(suite.metrics, suite.overall_columns, protocol_line(suite))
+        tasks, published = suite.tasks, suite.references
     parent = _parent_run(cfg, out, uri, experiment)
     points = _points(cfg, out, uri, experiment, parent)
     statuses = {}
@@ -417,25 +425,38 @@ def run_sweep(cfg: SweepConfig, report_only: bool = False) -> list[dict]:
             print(f"[sweep] pretraining already finished, not run again: {', '.join(done)}", file=sys.stderr)
         statuses = (_run_local if cfg.cluster == "local" else _run_slurm)(
             cfg, [p for p in points if p not in recorded], out)
-    rows = [r for p in points for r in _rows(p, statuses.get(p.name, {}), metrics)]
+        for p in points:
+            if p.pretrain and p.finished() and not (p.out / FLOPS).is_file():
+                _measure_flops(p)
+    rows = [r for p in points for r in _rows(p, statuses.get(p.name, {}), cols)]
     keys = list(dict.fromkeys(k for p in points for k in p.keys))
     finished = sum(r["status"] == "ok" for r in rows)
     title = f"{cfg.name}: {len(rows)} evaluated models" + (f" ({finished} finished so far)" if report_only else "")
-    files = write_report(rows, keys, metrics, cfg.paper, out, title, cfg.reference, published)
+    files = write_report(rows, keys, cols, cfg.paper, out, title, cfg.reference, published)
     if not report_only:
-        _track(uri, parent, rows, metrics, files)
+        _track(uri, parent, rows, cols, files)
     print(f"[sweep] {cfg.name}: results in {out} ({', '.join(f.name for f in files)})", file=sys.stderr)
     return rows
 
 
-def _track(uri: str, parent: str, rows: list[dict], metrics: dict[str, str], files: list[Path]) -> None:
+def _measure_flops(p: Point) -> None:
+    """train.flops on the point's final export and a validation micro-batch -> <point>/flops.json."""
+    from dnachunker import DNAChunker
+    from train.flops import measure
+    flops = measure(DNAChunker.from_pretrained(p.export), p.cfg.data.root, p.cfg.data.micro_batch_size, seed=p.seed)
+    write_text(p.out / FLOPS, json.dumps(flops))
+    print(f"[sweep] {p.name}: {flops['flops_per_bp'] / 1e6:.2f} MFLOP per bp in training, "
+          f"{flops['main_positions_per_bp']:.3f} main-network positions per bp", file=sys.stderr)
+
+
+def _track(uri: str, parent: str, rows: list[dict], cols: Columns, files: list[Path]) -> None:
     """Downstream scores onto each point's MLflow run; the tables and plots onto the parent run."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
     client = MlflowClient(uri)
     for r in rows:
-        values = {f"eval/{c}/{m}": r[f"{m}/{c}"] for c, m in metrics.items() if r.get(f"{m}/{c}") is not None}
-        if (name := overall_name(metrics)) and r.get(name) is not None:
+        values = {f"eval/{c}/{m}": r[f"{m}/{c}"] for c, m in cols.metrics.items() if r.get(f"{m}/{c}") is not None}
+        if (name := cols.overall) and r.get(name) is not None:
             values[f"eval/{name}"] = r[name]
         try:
             for k, v in values.items():

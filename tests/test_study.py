@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from .conftest import ROOT
@@ -55,7 +56,10 @@ def test_study_end_to_end_with_control_row_failure_row_and_resume_after_a_kill(t
     assert rows["random init (control)"]["tokens_seen"] == "0" and float(rows["DNAChunker"]["tokens_seen"]) > 0
     assert "pretrain failed (exit 2" in rows["broken"]["status"] and "eval skipped" in rows["broken"]["status"]
     study = (out / "study.md").read_text()
-    assert "| configuration | histone | enhancers | overall | pretraining seeds | tokens | status |" in study
+    assert ("| configuration | valid MLM loss | main-network positions / bp | training MFLOP / bp | histone | enhancers "
+            "| overall | pretraining seeds | tokens | status |") in study
+    flops = json.loads((first / "flops.json").read_text())  # measured on the final export
+    assert flops["flops_per_bp"] > 0 and 0 < flops["main_positions_per_bp"] <= 1
     assert "| k-mer LR (baseline) |" in study and "Against the best baseline of each column" in study
     assert "| random init (control) |" in study and " ± " in study
     assert "The paper's numbers" in study and "| DNAChunker |  |  | 0.390 |" in study
@@ -104,12 +108,16 @@ def test_scaling_study_two_seeds_baseline_rows_and_a_rerun_that_redoes_nothing(t
     mean, std, kind = mean_std(per_seed)
     assert kind == "pretraining seeds" and std != mean_std({0: per_seed[0]})[1]
     study = (out / "study.md").read_text()
-    line = next(x for x in study.splitlines() if x.startswith("| DNAChunker |"))
-    assert line.startswith(f"| DNAChunker | {mean:.3f} ± {std:.3f} |") and "| 2 |" in line
+    header = next(x for x in study.splitlines() if x.startswith("| configuration |")).split(" | ")
+    line = next(x for x in study.splitlines() if x.startswith("| DNAChunker |")).split(" | ")
+    assert line[header.index("histone")] == f"{mean:.3f} ± {std:.3f}" and line[header.index("pretraining seeds")] == "2"
+    losses = [json.loads((p / "summary.json").read_text())["valid/mlm_loss"] for p in points]
+    assert line[header.index("valid MLM loss")] == f"{np.mean(losses):.4f} ± {np.std(losses, ddof=1):.4f}"
     assert "| k-mer LR (baseline) |" in study and "| – (no pretraining) |" in study
-    assert "Against the best baseline of each column" in study and "paired hierarchical bootstrap" in study
+    assert "Against the best baseline of each column" in study and "seed-level t interval" in study
+    assert "No arrow for DNAChunker: fewer than 3 pretraining seeds" in study and "↑" not in study
     scaling = (out / "scaling.md").read_text()
-    assert scaling.count("| DNAChunker |") >= 3  # two budgets, and the extrapolation row
+    assert scaling.count("| DNAChunker |") == 2  # two budgets; nothing extrapolated
     assert (out / "scaling.png").stat().st_size > 5000
     evaluated = lambda: {f: f.stat().st_mtime_ns for f in out.rglob("*.json")  # noqa: E731
                          if "eval" in f.relative_to(out).parts}
@@ -136,7 +144,8 @@ def test_scaling_study_two_seeds_baseline_rows_and_a_rerun_that_redoes_nothing(t
     published = {str(f.relative_to(tmp_path / "pub")) for f in publish(out, tmp_path / "pub")}
     assert {"study.md", "scaling.md", "scaling.png", "results.csv", "sweep.yaml", "jobs.json",
             "points/p00_base__seed-1/exports/step000002/summary.json",
-            "points/kmer_lr/eval/histone.json", "points/p00_base__seed-0/eval/step000002/enhancers.json"} <= published
+            "points/kmer_lr/eval/histone.json", "points/p00_base__seed-0/eval/step000002/enhancers.json",
+            "points/p00_base__seed-0/eval/step000002/enhancers.preds.npz", "points/p00_base__seed-0/flops.json"} <= published
     assert not [f for f in published if f.endswith((".safetensors", ".pt", ".db"))]
     # a fresh clone continues a published study: its points copied back are taken as recorded
     again = tmp_path / "again"
