@@ -12,7 +12,7 @@ right when  mu + z + g + u + h + w + k > 0, where
   h ~ N(0, sd_h)     a pretraining seed's own per-example noise
   w ~ N(0, sd_w), k ~ N(0, sd_k)   the same for each probe seed of a model
 and row A's mu is raised by `shift` (0: the null). Without pretraining (`pretrained=False` for row
-B) the row has one model and its probe seeds are its units (a baseline).
+B, a baseline) each probe seed trains a model of its own (its u and h drawn anew) and is a unit.
 
     python -m evaluation.nullsim                 # the rule's false-positive rate and power, per design
 """
@@ -44,10 +44,13 @@ class Design:
 
 def _row(d: Design, y: np.ndarray, z: np.ndarray, mu: float, rng, pretrained: bool) -> Row:
     g = rng.normal(0, d.sd_g, d.n)
+    model = lambda: rng.normal(0, d.sd_u) + rng.normal(0, d.sd_h, d.n)  # noqa: E731  one model's own share
     scores, preds = {}, {}
     for p in range(d.pretraining) if pretrained else [None]:
-        base = mu + z + g + (rng.normal(0, d.sd_u) + rng.normal(0, d.sd_h, d.n) if pretrained else 0.0)
-        right = [base + rng.normal(0, d.sd_w) + rng.normal(0, d.sd_k, d.n) > 0 for _ in range(d.probe)]
+        base = mu + z + g + (model() if pretrained else 0.0)
+        # a probe seed of a row without pretraining trains a model of its own
+        right = [base + (0.0 if pretrained else model()) + rng.normal(0, d.sd_w) + rng.normal(0, d.sd_k, d.n) > 0
+                 for _ in range(d.probe)]
         pred = np.stack([np.where(r, y, 1 - y) for r in right]).astype(np.int16)
         scores[p] = {q: mcc(y, pred[q], 2) for q in range(d.probe)}
         preds[p] = Predictions(y, np.arange(d.probe), np.eye(2, dtype=np.float16)[pred], "simulated", pred)

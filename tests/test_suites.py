@@ -131,3 +131,18 @@ def test_variant_effect_suite_on_labelled_chr20_variants(pretrained, chr20_prefi
     with pytest.raises(ValueError, match=r"nolabel.vcf:2: INFO needs LABEL=0 or LABEL=1"):
         run_suite(pretrained, SuiteConfig.load(ROOT / "configs" / "eval" / "bend_vep.yaml",
                                                [f"data={bad}", f"fasta={fasta}"]), tmp_path / "bad")
+
+
+def test_every_published_number_names_where_it_was_read():
+    """A reference's source pins what it was read from: a repository at a commit (owner/repo@sha),
+    an arXiv or bioRxiv identifier, or an address, and the table or file within it."""
+    import re
+
+    import yaml
+
+    from evaluation.references import Reference
+    pinned = re.compile(r"@[0-9a-f]{7,40}\b|arXiv \d{4}\.\d{4,5}|bioRxiv|https?://")
+    for path in sorted((ROOT / "configs" / "eval").glob("*.yaml")):
+        for ref in (Reference(**r) for r in yaml.safe_load(path.read_text()).get("references", [])):
+            assert pinned.search(ref.source), f"{path.name}: {ref.label}: {ref.source!r} names no commit or page"
+            assert re.search(r"Table|table|\.md|\.csv|Figure", ref.source), f"{path.name}: {ref.label}: which table?"
