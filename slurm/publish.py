@@ -12,7 +12,7 @@ import shutil
 import sys
 from pathlib import Path
 
-TOP = ["study.md", "results.csv", "results.md", "scaling.md", "sweep.yaml", "jobs.json", "*.png"]
+TOP = ["study.md", "results.csv", "results.md", "scaling.md", "sweep.yaml", "jobs.json", "flops_match.json", "*.png"]
 PER_POINT = ["config.yaml", "summary.json", "flops.json", "exports/*/summary.json", "eval/**/*.json",
              "eval/**/*.preds.npz"]
 

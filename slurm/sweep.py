@@ -78,6 +78,9 @@ class SweepConfig:
     seeds: list[int] = field(default_factory=lambda: [0])  # pretraining seeds of every point (and control)
     budgets: list[int] = field(default_factory=list)     # steps at which each point is exported and probed
     reference: str = "DNAChunker"                        # the row every other row is compared with
+    # A row label: every other row's steps (max_steps, budgets, schedule) scaled so that its training
+    # FLOPs match that row's at each budget, from train.flops measured at initialisation (None: steps match)
+    match_flops: str | None = None
     paper: dict = field(default_factory=dict)            # reference numbers: {row label: {column: value}}
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
@@ -92,6 +95,9 @@ class SweepConfig:
             problems.append(("seeds", "needs at least one pretraining seed"))
         if any(not isinstance(b, int) or b < 1 for b in self.budgets):
             problems.append(("budgets", f"must be steps >= 1, got {self.budgets}"))
+        labels = [p.get("label") for p in self.points]
+        if self.match_flops is not None and self.match_flops not in labels:
+            problems.append(("match_flops", f"no point is labelled {self.match_flops!r} (labels: {labels})"))
         if self.cluster not in ("local", "slurm"):
             problems.append(("cluster", f"must be local or slurm, got {self.cluster!r}"))
         if problems:
@@ -176,17 +182,19 @@ def _points(cfg: SweepConfig, out: Path, uri: str, experiment: str, parent: str)
     specs = [(i, dict(p)) for i, p in enumerate(expand(cfg))]
     if cfg.evaluation and cfg.control:
         specs.append((len(specs), {"label": "random init (control)"}))
+    factors = _flops_factors(cfg, specs, out, base) if cfg.match_flops else {}
     for i, spec in specs:
         label = spec.pop("label", None)
         control = label == "random init (control)" and not spec
         seeds = [spec.pop("seed")] if "seed" in spec else cfg.seeds
         stem = "control" if control else point_name(i, spec)
+        scale = lambda steps: max(1, round(steps * factors.get(i, 1.0)))  # noqa: E731
         for seed in seeds:
             name = stem + (f"__seed-{seed}" if seeds != [0] else "")
             run_dir = out / name
             # with budgets: every point on the schedule of the longest, stopped at its own max_steps
-            budget = ([f"max_steps={max(cfg.budgets)}"] * ("max_steps" not in spec)
-                      + [f"optim.decay_steps={max(cfg.budgets)}"] * ("optim.decay_steps" not in spec)
+            budget = ([f"max_steps={scale(max(cfg.budgets))}"] * ("max_steps" not in spec)
+                      + [f"optim.decay_steps={scale(max(cfg.budgets))}"] * ("optim.decay_steps" not in spec)
                       if cfg.budgets else [])
             argv = ["--config", *base, *cfg.overrides, *budget, *point_overrides(spec), f"seed={seed}",
                     f"data.seed={seed}", f"out_dir={run_dir}", f"tracking.tracking_uri={uri}",
@@ -194,8 +202,13 @@ def _points(cfg: SweepConfig, out: Path, uri: str, experiment: str, parent: str)
                     f"tracking.run_name={name}"]
             try:
                 resolved = load_config(argv[1], argv[2:])
+                if i in factors and not cfg.budgets:  # no budgets: the run's own length, scaled
+                    argv += [f"max_steps={scale(resolved.max_steps)}",
+                             f"optim.decay_steps={scale(resolved.optim.decay_steps or resolved.max_steps)}"]
+                    resolved = load_config(argv[1], argv[2:])
                 if cfg.budgets and not control:
-                    argv.append(f"export_steps={json.dumps([b for b in sorted(cfg.budgets) if b < resolved.max_steps])}")
+                    steps = sorted({scale(b) for b in cfg.budgets})
+                    argv.append(f"export_steps={json.dumps([b for b in steps if b < resolved.max_steps])}")
                     resolved = load_config(argv[1], argv[2:])
             except ConfigError as e:
                 raise ValueError(f"point {name}: {e}") from None
@@ -206,6 +219,39 @@ def _points(cfg: SweepConfig, out: Path, uri: str, experiment: str, parent: str)
         made += [Point(b, BASELINES[b].label, {}, out / b, [], None, kind="baseline", baseline=b)
                  for b in cfg.baselines]
     return made
+
+
+def _flops_factors(cfg: SweepConfig, specs: list[tuple[int, dict]], out: Path, base: list[str]) -> dict[int, float]:
+    """match_flops: {spec index: reference FLOPs per step / its FLOPs per step}, measured at
+    initialisation (train.flops.at_init, pretraining seed 0, a fitted tokenization fitted as its
+    pretraining would) and recorded in <out_dir>/flops_match.json (read back on a re-run). A learned
+    router's ratio moves during training, so the match is as good as its ratio at step 0 is to its
+    ratio later: the study's table shows the FLOPs measured on the final models."""
+    from train.config import load_config
+    from train.flops import at_init
+    out.mkdir(parents=True, exist_ok=True)
+    record = out / "flops_match.json"
+    known = json.loads(record.read_text()) if record.is_file() else {}
+    per_step = {}
+    for i, spec in specs:
+        if spec.get("label") == "random init (control)":
+            continue
+        keys = {k: v for k, v in spec.items() if k not in ("label", "seed")}
+        name = point_name(i, keys)
+        if name not in known:
+            run = load_config(base[0], [*cfg.overrides, *point_overrides(keys), "seed=0", "data.seed=0",
+                                        f"out_dir={out / (name + ('__seed-0' if cfg.seeds != [0] else ''))}"])
+            f = at_init(run)
+            # per step: per bp x windows per step (the rows share their windows' length)
+            known[name] = {"label": spec.get("label"), **f,
+                           "flops_per_step_per_window_bp": f["flops_per_bp"] * run.data.micro_batch_size}
+            write_text(record, json.dumps(known, indent=1))
+        per_step[i] = known[name]["flops_per_step_per_window_bp"]
+    ref = next(i for i, spec in specs if spec.get("label") == cfg.match_flops)
+    factors = {i: per_step[ref] / v for i, v in per_step.items()}
+    print("[sweep] match_flops: steps scaled by " + ", ".join(
+        f"{spec.get('label') or i} x{factors[i]:.2f}" for i, spec in specs if i in factors), file=sys.stderr)
+    return factors
 
 
 def _export_control(point: Point, uri: str, experiment: str, parent: str) -> None:

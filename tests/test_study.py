@@ -161,3 +161,32 @@ def test_scaling_study_two_seeds_baseline_rows_and_a_rerun_that_redoes_nothing(t
     assert "is not in sqlite" in r.stderr  # their MLflow runs stayed in the first study's store
     assert [j["name"] for j in json.loads((again / "jobs.json").read_text())] == ["kmer_lr/eval"]
     assert (again / "results.csv").read_text() == (out / "results.csv").read_text()
+
+
+def test_match_flops_scales_each_rows_steps_to_the_reference_rows_compute(tmp_path, train_shards):
+    """match_flops: the 6-mer row (fewer main-network positions per bp) gets more steps, as many as
+    make its training FLOPs at initialisation equal DNAChunker's at each budget."""
+    from slurm.sweep import SweepConfig, _points
+    from train.config import load_config
+    from train.flops import at_init
+    train = tiny_run(tmp_path / "unused", train_shards)[1:] + [f"model={ROOT / 'configs/model/tiny.yaml'}"]
+    cfg = SweepConfig(name="m", config=str(ROOT / "configs/pretrain/tiny_chr20.yaml"), overrides=train,
+                      points=[{"label": "DNAChunker"}, {"label": "6-mer", "model.tokenization": "kmer",
+                                                         "model.tokenization_args.k": 6}],
+                      budgets=[10, 40], evaluation=None, match_flops="DNAChunker").validate()
+    points = {p.label: p for p in _points(cfg, tmp_path / "out", "sqlite:///x.db", "e", "parent")}
+    record = json.loads((tmp_path / "out" / "flops_match.json").read_text())
+    per_step = {r["label"]: r["flops_per_step_per_window_bp"] for r in record.values()}
+    assert per_step["6-mer"] < per_step["DNAChunker"]  # 6-mer hands the main network 1 position in 6
+    steps = round(40 * per_step["DNAChunker"] / per_step["6-mer"])
+    kmer, dc = points["6-mer"].cfg, points["DNAChunker"].cfg
+    assert (dc.max_steps, dc.export_steps) == (40, [10])
+    assert kmer.max_steps == steps > 40 and kmer.optim.decay_steps == steps
+    assert kmer.export_steps == [round(10 * per_step["DNAChunker"] / per_step["6-mer"])]
+    # the recorded number is what a fresh measurement of that row at initialisation gives
+    again = at_init(load_config(ROOT / "configs/pretrain/tiny_chr20.yaml",
+                                [*train, "model.tokenization=kmer", "model.tokenization_args.k=6",
+                                 f"out_dir={tmp_path / 'again'}"]))
+    assert again["flops_per_bp"] == pytest.approx(record[points["6-mer"].name]["flops_per_bp"])
+    with pytest.raises(Exception, match="no point is labelled 'BPE'"):
+        SweepConfig(points=[{"label": "DNAChunker"}], match_flops="BPE").validate()

@@ -40,3 +40,24 @@ def measure(model, root: str, micro_batch_size: int, seed: int = 0, split: str =
     """training_flops on the first micro-batch of a shard split (masked with `seed`)."""
     loader = PretrainLoader(root, split, micro_batch_size, seed=seed, train=False, tokenization=model.tokenization)
     return training_flops(model, next(iter(loader)))
+
+
+def at_init(cfg) -> dict[str, float]:
+    """training_flops of a pretraining config's model as pretraining starts it (its seed; a fitted
+    tokenization fitted on the train split into out_dir, where pretraining then finds it)."""
+    import dataclasses
+    from pathlib import Path
+
+    from data_pipeline.fitting import fit_tokenization
+    from dnachunker import tokenization
+
+    from .pretrain import fitted_tokenization, init_model
+    if tokenization.build(cfg.model).file is not None and cfg.tokenization_from is None:
+        out = Path(cfg.out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        if not (out / tokenization.build(cfg.model).file).is_file():
+            fit_tokenization(cfg.model, cfg.data.root, out)
+        cfg = dataclasses.replace(cfg, tokenization_from=str(out))
+    model = init_model(cfg)
+    model.tokenization = fitted_tokenization(cfg)
+    return measure(model, cfg.data.root, cfg.data.micro_batch_size, seed=cfg.seed)
