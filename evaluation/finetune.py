@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from dnachunker.masking import bert_mask
 from dnachunker.model import DNAChunker
 from dnachunker.tokenizer import batch_encode
 from .baselines import score_baseline
@@ -52,6 +53,10 @@ class FinetuneConfig:
     folds: int | None = None         # k-fold cross-validation where the source has no test split
     species: str | None = None       # a model with a species embedding reads the sequences as this species
     probe: ProbeSpec = field(default_factory=ProbeSpec)  # evaluation.probes: states -> one vector per sequence
+    # A fixed tokenization's stage-0 cuts: `plain`, taken on the sequence as it is (what inference
+    # sees); `training`, taken as in pretraining, on a copy with BERT's masking applied (a fixed
+    # seed), so that [MASK] breaks them, while the model reads the unmasked bases. Learned cuts: plain.
+    cuts: str = "plain"
 
 
 def load_backbone(model_dir: str | Path, species: str | None, device="cpu") -> DNAChunker:
@@ -66,9 +71,18 @@ def load_backbone(model_dir: str | Path, species: str | None, device="cpu") -> D
         raise EvalDataError(f"{model_dir}: {e}") from None
 
 
-def pooled(model: DNAChunker, ids: torch.Tensor, valid: torch.Tensor, spec: ProbeSpec = ProbeSpec()) -> torch.Tensor:
-    """(b, L) -> (b, f): the final hidden states read by the probe (the mean over real positions by default)."""
-    return probe(spec)(model(ids, valid).hidden.float(), valid, spec)
+CUTS = ("plain", "training")
+
+
+def pooled(model: DNAChunker, ids: torch.Tensor, valid: torch.Tensor, spec: ProbeSpec = ProbeSpec(),
+           cuts: str = "plain") -> torch.Tensor:
+    """(b, L) -> (b, f): the final hidden states read by the probe (the mean over real positions by
+    default), under a fixed tokenization's `cuts` (FinetuneConfig.cuts)."""
+    boundaries = None
+    if cuts == "training" and model.tokenization.fixed:
+        masked, _ = bert_mask(ids, valid, torch.Generator(device=ids.device).manual_seed(0))
+        boundaries = model.tokenization.boundaries(masked, valid)
+    return probe(spec)(model(ids, valid, boundaries=boundaries).hidden.float(), valid, spec)
 
 
 def _batches(data, batch_size, max_len, shuffle_rng=None, dtype=torch.long):
@@ -86,7 +100,7 @@ def _features(model, data, cfg, device, desc: str = "features") -> tuple[torch.T
     feats, ys = [], []
     with torch.no_grad(), tqdm(total=len(data), desc=desc, unit="seq", leave=False, dynamic_ncols=True) as bar:
         for ids, valid, y in _batches(data, cfg.batch_size, cfg.max_len):
-            feats.append(pooled(model, ids.to(device), valid.to(device), cfg.probe).cpu())
+            feats.append(pooled(model, ids.to(device), valid.to(device), cfg.probe, cfg.cuts).cpu())
             ys.append(y)
             bar.update(len(y))
     return torch.cat(feats), torch.cat(ys)
@@ -122,7 +136,7 @@ def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device=
     for _ in range(cfg.epochs):
         model.train()
         for ids, v, y in _batches(train, cfg.batch_size, cfg.max_len, rng, tt.target):
-            loss = tt.loss(head(pooled(model, ids.to(device), v.to(device), cfg.probe)), y.to(device))
+            loss = tt.loss(head(pooled(model, ids.to(device), v.to(device), cfg.probe, cfg.cuts)), y.to(device))
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)

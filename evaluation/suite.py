@@ -29,7 +29,7 @@ from data_pipeline.config import digest, file_sha256
 from dnachunker.config import DNAChunkerConfig, invalid, load_structured, out_of_range
 from dnachunker.fileio import markdown_table, write_csv, write_text
 
-from .finetune import FinetuneConfig, evaluate
+from .finetune import CUTS, FinetuneConfig, evaluate
 PREDICTIONS = ".preds.npz"  # beside <column>.json
 from .probes import ProbeSpec, check as check_probe
 from .references import MEAN, Reference, reference_table
@@ -67,6 +67,7 @@ class SuiteConfig:
     max_test: int | None = None      # subsample each test split (same subsample for every model)
     max_valid: int | None = None     # subsample each benchmark's own valid split (smoke tests)
     valid_split: str = "stratified"  # stratified | random: how each seed's valid split is held out of train
+    cuts: str = "plain"              # plain | training: a fixed tokenization's cuts (evaluation.finetune.FinetuneConfig)
     folds: int | None = None         # k-fold cross-validation for tasks whose source has no test split
     fasta: str | None = None         # the reference genome for tasks that need one and name none (GRCh38)
     data: str | None = None          # the benchmark's data where its tasks share it: their path reads ${data}
@@ -94,6 +95,8 @@ class SuiteConfig:
         if need := [t.column for t in self.tasks if t.format in ("gb", "vcf") and not (t.fasta or self.fasta)]:
             problems.append(("fasta", f"{', '.join(need[:3])}{'...' if len(need) > 3 else ''} need(s) the reference "
                                       f"genome: give fasta=<FASTA, plain or gzip>"))
+        if self.cuts not in CUTS:
+            problems.append(("cuts", f"must be one of {', '.join(CUTS)}, got {self.cuts!r}"))
         if self.valid_split not in VALID_SCHEMES:
             problems.append(("valid_split", f"must be one of {', '.join(VALID_SCHEMES)}, got {self.valid_split!r}"))
         for t in self.tasks:
@@ -150,7 +153,7 @@ class SuiteConfig:
                               max_len=self.max_len, seeds=list(self.seeds), max_train=self.max_train,
                               max_test=self.max_test, max_valid=self.max_valid, metric=task.metric, folds=self.folds,
                               species=self.species_of(task, species), valid_split=self.valid_split,
-                              probe=self.probe_spec(task))
+                              probe=self.probe_spec(task), cuts=self.cuts)
 
     def species_of(self, task: SuiteTask, known: list[str]) -> str | None:
         """The species a model embedding `known` reads `task` as (None: it embeds none)."""
@@ -226,8 +229,9 @@ def protocol_line(suite: SuiteConfig) -> str:
     read = (f"Probe: {kinds[0]}" if len(kinds) == 1
             else "Probes: " + "; ".join(f"{c}: {p}" for c, p in probes.items()))
     left = ", ".join(c for c in suite.columns if c not in suite.overall_columns)
+    cuts = " Fixed tokenizations' cuts taken as in training (on masked copies)." if suite.cuts == "training" else ""
     return (f"{read}{f' (not in overall: {left})' if left else ''}. Valid split where a benchmark has none: "
-            f"{suite.valid_split}, 10 % of train per seed.")
+            f"{suite.valid_split}, 10 % of train per seed.{cuts}")
 
 
 def _has_predictions(record: dict, out_dir: Path) -> bool:

@@ -185,3 +185,26 @@ def test_user_csv_with_split_column(tmp_path, chr20_windows):
     f.write_text("sequence,label,split\n" + rows[0] + "\n" + rows[1].replace(",train", ",holdout") + "\n")
     with pytest.raises(EvalDataError, match=r"mine\.csv:3: split 'holdout'"):
         load_csv(f)
+
+
+def test_cuts_as_in_training_break_a_fixed_tokenization_at_the_masks_and_leave_learned_cuts(chr20_windows):
+    """cuts=training: a BPE model reads the same unmasked bases, cut where BERT's masking (seed 0)
+    would have cut them in pretraining; a learned router's cuts do not change."""
+    from dnachunker import tokenization
+    from dnachunker.masking import bert_mask
+    from dnachunker.tokenizer import batch_encode
+    from evaluation.finetune import pooled
+    from .test_model import tiny
+    b = batch_encode(chr20_windows(256, 4))
+    bpe = tiny("tokenization=bpe", "tokenization_args.vocab_size=128")
+    bpe.tokenization = tokenization.fit(bpe.cfg, chr20_windows(500, 40))
+    plain, training = pooled(bpe, b.input_ids, b.valid), pooled(bpe, b.input_ids, b.valid, cuts="training")
+    masked, _ = bert_mask(b.input_ids, b.valid, torch.Generator().manual_seed(0))
+    cut = bpe.tokenization.boundaries(masked, b.valid)
+    assert cut.sum() > bpe.tokenization.boundaries(b.input_ids, b.valid).sum()  # the masks break BPE's tokens
+    expected = bpe(b.input_ids, b.valid, boundaries=cut).hidden.float()
+    v = b.valid.unsqueeze(-1).float()
+    assert torch.allclose(training, (expected * v).sum(1) / v.sum(1), atol=1e-6)
+    assert not torch.allclose(plain, training)
+    learned = tiny()
+    assert torch.equal(pooled(learned, b.input_ids, b.valid), pooled(learned, b.input_ids, b.valid, cuts="training"))
