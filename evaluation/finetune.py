@@ -1,13 +1,16 @@
 """Fine-tuning and linear probing of a pretrained DNAChunker on sequence tasks.
 
-Model: mean of the backbone's final hidden states over the real bases -> linear head, trained as
-the task's type says (evaluation.task_types: cross-entropy over classes, or squared error on a
-value). `probe`: the backbone is frozen (eval mode, no gradients) and its pooled features are
-computed once; only the head is trained. `finetune`: everything is trained. For each seed the
-train split is split again into train/valid (unless the benchmark has its own valid split), the
-epoch with the best valid score (the task's metric) is kept, and the test split is scored with
-every metric of the task's type. `folds`: a task whose source has no test split is scored by
-k-fold cross-validation of all its rows instead of one held-out split.
+Model: the backbone's final hidden states read by the task's probe (evaluation.probes: the mean
+over the real bases by default) -> linear head, trained as the task's type says
+(evaluation.task_types: cross-entropy over classes, or squared error on a value). `probe`: the
+backbone is frozen (eval mode, no gradients) and its probed features are computed once; only the
+head is trained. `finetune`: everything is trained (or, with `lora_rank`, LoRA adapters through
+peft and the head); with `lrs`, each learning rate of the grid is trained in turn. For each seed
+the train split is split again into train/valid (unless the benchmark has its own valid split),
+the (learning rate, epoch) with the best valid score (the task's metric) is kept and recorded in
+the seed's row, and the test split is scored with every metric of the task's type. `folds`: a
+task whose source has no test split is scored by k-fold cross-validation of all its rows instead
+of one held-out split.
 """
 from __future__ import annotations
 
@@ -39,6 +42,8 @@ class FinetuneConfig:
     mode: str = "finetune"           # finetune | probe
     epochs: int = 3
     lr: float | None = None          # default: 1e-4 finetune, 1e-2 probe
+    lrs: list[float] = field(default_factory=list)  # finetune: a grid; the (lr, epoch) best on valid is kept per seed
+    lora_rank: int | None = None     # finetune: LoRA adapters of this rank (peft) instead of every weight
     batch_size: int = 32
     weight_decay: float = 0.01
     max_len: int | None = None       # truncate longer sequences
@@ -117,22 +122,52 @@ def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device=
     """One seed: its valid split, the head (and, fine-tuning, the backbone) trained, the test split
     scored -> (test metrics and the valid score, the task type's output on test)."""
     torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
     train, valid = task.split_valid(seed, cfg.val_fraction, cfg.valid_split)
     tt = task_type(task.type)
-    model = load_backbone(model_dir, cfg.species, device)
     if cfg.mode == "probe":
+        model = load_backbone(model_dir, cfg.species, device)
         out, best = _probe(model, task, train, valid, cfg, seed, device, probe_cache, tt)
         return {**all_metrics([y for _, y in task.test], out, tt.metrics), f"valid_{cfg.metric}": best}, out
     if cfg.mode != "finetune":
         raise ValueError(f"mode must be finetune or probe, got {cfg.mode!r}")
+    best = (-2.0, None, None)  # valid score, (lr, epoch), (model, head)
+    for lr in cfg.lrs or [cfg.lr or 1e-4]:
+        model, head = _finetunable(model_dir, task, cfg, seed, device, tt)
+        for epoch, value in enumerate(_finetune(model, head, train, valid, cfg, lr, seed, device, tt), 1):
+            if value > best[0]:
+                best = (value, (lr, epoch), (copy.deepcopy(model), copy.deepcopy(head)))
+    model, head = best[2]
+    out = _predict(model, head, task.test, cfg, device, tt)
+    return {**all_metrics([y for _, y in task.test], out, tt.metrics), f"valid_{cfg.metric}": best[0],
+            "lr": best[1][0], "epoch": best[1][1]}, out
+
+
+LORA_TARGETS = r".*\.(in_proj|out_proj|qkv|out|up|down)"  # the mixers and MLPs; not the routers, nor embedding and head
+
+
+def _finetunable(model_dir, task, cfg, seed, device, tt) -> tuple[nn.Module, nn.Module]:
+    """The backbone (LoRA adapters on its mixers and MLPs, through peft, with lora_rank) and a fresh
+    head, both seeded by `seed`."""
+    model = load_backbone(model_dir, cfg.species, device)
+    torch.manual_seed(seed)
     head = nn.Linear(probe(cfg.probe).width(model.cfg.d_model[0], cfg.probe), tt.width(task.n_classes)).to(device)
-    params = list(model.parameters()) + list(head.parameters())
-    opt = torch.optim.AdamW(params, lr=cfg.lr or 1e-4, weight_decay=cfg.weight_decay)
+    if cfg.lora_rank:
+        from peft import LoraConfig, inject_adapter_in_model
+        for p in model.parameters():
+            p.requires_grad_(False)
+        model = inject_adapter_in_model(LoraConfig(r=cfg.lora_rank, lora_alpha=2 * cfg.lora_rank,
+                                                   target_modules=LORA_TARGETS, lora_dropout=0.0), model)
+    return model, head
+
+
+def _finetune(model, head, train, valid, cfg, lr: float, seed: int, device, tt):
+    """Train for cfg.epochs (AdamW, one-cycle at `lr`, clipped gradients), yielding the valid score
+    after each epoch (the caller keeps the best)."""
+    rng = np.random.default_rng(seed)
+    params = [p for p in [*model.parameters(), *head.parameters()] if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
     steps = cfg.epochs * math.ceil(len(train) / cfg.batch_size)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr or 1e-4, total_steps=max(steps, 1),
-                                                pct_start=0.1)
-    best, best_state = -2.0, None
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=max(steps, 1), pct_start=0.1)
     for _ in range(cfg.epochs):
         model.train()
         for ids, v, y in _batches(train, cfg.batch_size, cfg.max_len, rng, tt.target):
@@ -142,13 +177,7 @@ def run_seed(model_dir: str, task: Task, cfg: FinetuneConfig, seed: int, device=
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
             sched.step()
-        value = score(cfg.metric, [y for _, y in valid], _predict(model, head, valid, cfg, device, tt))
-        if value > best:
-            best, best_state = value, (copy.deepcopy(model.state_dict()), copy.deepcopy(head.state_dict()))
-    model.load_state_dict(best_state[0])
-    head.load_state_dict(best_state[1])
-    out = _predict(model, head, task.test, cfg, device, tt)
-    return {**all_metrics([y for _, y in task.test], out, tt.metrics), f"valid_{cfg.metric}": best}, out
+        yield score(cfg.metric, [y for _, y in valid], _predict(model, head, valid, cfg, device, tt))
 
 
 def _probe(model, task, train, valid, cfg, seed, device, cache, tt) -> tuple[np.ndarray, float]:

@@ -61,6 +61,8 @@ class SuiteConfig:
     seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
     epochs: int = 3
     lr: float | None = None
+    lrs: list[float] = field(default_factory=list)  # finetune: a learning-rate grid, chosen on valid per seed
+    lora_rank: int | None = None     # finetune: LoRA adapters (peft) of this rank instead of every weight
     batch_size: int = 32
     max_len: int | None = None
     max_train: int | None = None     # subsample each training split (same subsample for every model)
@@ -80,7 +82,7 @@ class SuiteConfig:
     references: list[Reference] = field(default_factory=list)
 
     def validate(self) -> "SuiteConfig":
-        problems = out_of_range(self, {"epochs": ">=1", "lr": ">0", "batch_size": ">=1", "max_len": ">=1",
+        problems = out_of_range(self, {"epochs": ">=1", "lr": ">0", "batch_size": ">=1", "max_len": ">=1", "lora_rank": ">=1",
                                        "max_train": ">=2", "max_test": ">=1", "max_valid": ">=1",
                                        "folds": ">=2"})
         if self.mode not in ("probe", "finetune"):
@@ -95,6 +97,10 @@ class SuiteConfig:
         if need := [t.column for t in self.tasks if t.format in ("gb", "vcf") and not (t.fasta or self.fasta)]:
             problems.append(("fasta", f"{', '.join(need[:3])}{'...' if len(need) > 3 else ''} need(s) the reference "
                                       f"genome: give fasta=<FASTA, plain or gzip>"))
+        if any(not isinstance(v, (int, float)) or v <= 0 for v in self.lrs):
+            problems.append(("lrs", f"learning rates must be > 0, got {self.lrs}"))
+        if (self.lrs or self.lora_rank) and self.mode != "finetune":
+            problems.append(("lrs" if self.lrs else "lora_rank", "applies to mode finetune only"))
         if self.cuts not in CUTS:
             problems.append(("cuts", f"must be one of {', '.join(CUTS)}, got {self.cuts!r}"))
         if self.valid_split not in VALID_SCHEMES:
@@ -149,7 +155,8 @@ class SuiteConfig:
 
     def protocol(self, task: SuiteTask, species: list[str] = ()) -> FinetuneConfig:
         """How `task` is run, for a model embedding `species` (none: a species-blind model or a baseline)."""
-        return FinetuneConfig(mode=self.mode, epochs=self.epochs, lr=self.lr, batch_size=self.batch_size,
+        return FinetuneConfig(mode=self.mode, epochs=self.epochs, lr=self.lr, lrs=list(self.lrs),
+                              lora_rank=self.lora_rank, batch_size=self.batch_size,
                               max_len=self.max_len, seeds=list(self.seeds), max_train=self.max_train,
                               max_test=self.max_test, max_valid=self.max_valid, metric=task.metric, folds=self.folds,
                               species=self.species_of(task, species), valid_split=self.valid_split,

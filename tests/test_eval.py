@@ -208,3 +208,31 @@ def test_cuts_as_in_training_break_a_fixed_tokenization_at_the_masks_and_leave_l
     assert not torch.allclose(plain, training)
     learned = tiny()
     assert torch.equal(pooled(learned, b.input_ids, b.valid), pooled(learned, b.input_ids, b.valid, cuts="training"))
+
+
+def test_finetuning_picks_lr_and_epoch_on_valid_and_lora_trains_only_adapters(pretrained):
+    """lrs: each learning rate trained in turn, the (lr, epoch) best on valid recorded in the row;
+    lora_rank: peft adapters on the mixers and MLPs, every pretrained weight left as it was."""
+    from evaluation.finetune import _finetunable, _finetune, run_seed
+    from evaluation.task_types import task_type
+    full = load_gue(shared_file(GUE_TATA))
+    task = Task(full.name, full.train[:200], full.test[:100], full.valid[:60])
+    cfg = FinetuneConfig(mode="finetune", epochs=2, lrs=[1e-5, 3e-3], seeds=[0])
+    row, out = run_seed(str(pretrained), task, cfg, 0)
+    assert row["lr"] in (1e-5, 3e-3) and row["epoch"] in (1, 2) and out.shape == (100, 2)
+    # the row's valid score is the best of the four (lr, epoch) pairs, each re-run here
+    tt = task_type("classification")
+    scores = []
+    for lr in (1e-5, 3e-3):
+        model, head = _finetunable(str(pretrained), task, cfg, 0, "cpu", tt)
+        scores += list(_finetune(model, head, task.train, task.valid, cfg, lr, 0, "cpu", tt))
+    assert row["valid_mcc"] == pytest.approx(max(scores))
+    lora = FinetuneConfig(mode="finetune", epochs=1, lr=3e-3, lora_rank=4, seeds=[0])
+    model, head = _finetunable(str(pretrained), task, lora, 0, "cpu", tt)
+    before = {k: v.clone() for k, v in model.state_dict().items() if "lora_" not in k}
+    adapters = {k: v.clone() for k, v in model.state_dict().items() if "lora_B" in k}
+    assert adapters and all(not v.any() for v in adapters.values())  # B starts at 0: the model as exported
+    list(_finetune(model, head, task.train, task.valid, lora, 3e-3, 0, "cpu", tt))
+    after = model.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items())
+    assert any(after[k].any() for k in adapters)
