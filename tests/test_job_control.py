@@ -191,6 +191,22 @@ def test_slurm_variables_give_ranks_devices_and_a_rendezvous():
         device_index(3, visible=2)
 
 
+@pytest.mark.parametrize("binding, localid, visible, device", [
+    ("every task sees the node's 8 GPUs", "5", 8, 5),
+    ("srun --gpus-per-task=1: each task sees its own", "5", 1, 0),
+    ("the site sets CUDA_VISIBLE_DEVICES=6 per task", "5", 1, 0),
+    ("two tasks share CUDA_VISIBLE_DEVICES=2,3", "1", 2, 1)])
+def test_local_rank_names_the_device_the_task_uses(binding, localid, visible, device):
+    """What DeepSpeed reads (LOCAL_RANK, for set_device) is the device the rank binds to, in each
+    of Slurm's binding modes: the environment of an srun step, simulated."""
+    from train.distributed import bind
+    env = {"SLURM_STEP_ID": "0", "SLURM_PROCID": "13", "SLURM_STEP_NUM_TASKS": "16", "SLURM_LOCALID": localid,
+           "SLURM_JOB_ID": "9", "SLURM_STEP_NODELIST": "gpu[1-2]"}
+    env.update(slurm_rendezvous(env))
+    assert env["LOCAL_RANK"] == localid
+    assert bind(env, visible) == device and env["LOCAL_RANK"] == str(device), binding
+
+
 def test_resolved_model_is_recorded_and_a_changed_model_is_refused_on_resume(tmp_path, train_shards):
     out = tmp_path / "run"
     assert train(out, train_shards, 1, "max_steps=2", "checkpoint.every=2", "model.target_ratio=[0.4,0.5]") == [0]

@@ -79,6 +79,16 @@ def device_index(local_rank: int, visible: int) -> int:
     return local_rank
 
 
+def bind(env, visible: int) -> int:
+    """The CUDA device index of this task (device_index), written back to LOCAL_RANK: DeepSpeed
+    calls set_device(LOCAL_RANK), which must name the device this task uses. With one visible
+    device per task (--gpus-per-task=1, GPU binding, a site's CUDA_VISIBLE_DEVICES) that is 0,
+    whatever the task's local rank on its node."""
+    index = device_index(int(env["LOCAL_RANK"]), visible)
+    env["LOCAL_RANK"] = str(index)
+    return index
+
+
 def setup() -> Dist:
     """Ranks from torchrun (RANK/WORLD_SIZE/LOCAL_RANK/MASTER_*), else from an srun step (see
     `slurm_rendezvous`), else a single process."""
@@ -92,7 +102,7 @@ def setup() -> Dist:
     env.setdefault("MASTER_PORT", str(_free_port()))
     rank, world, local = int(env["RANK"]), int(env["WORLD_SIZE"]), int(env["LOCAL_RANK"])
     if torch.cuda.is_available():
-        index = device_index(local, torch.cuda.device_count())
+        index = bind(env, torch.cuda.device_count())
         torch.cuda.set_device(index)
         device, backend = torch.device("cuda", index), "nccl"
     else:
