@@ -233,3 +233,36 @@ def test_flash_contract_rejects_what_flash_attn_rejects():
     for args, message in cases:
         with pytest.raises(ContractError, match=message):
             flash_attn_varlen_func(*args)
+
+
+def test_a_kernel_that_fails_to_import_is_named_and_stops_cuda_training(monkeypatch):
+    """CUDA present (simulated), causal-conv1d broken the way a wheel built against another torch
+    is (its import raises): the report names the PyTorch path and the import error, training on a
+    CUDA device refuses to start with both, and DNACHUNKER_KERNELS=torch chooses the PyTorch paths."""
+    import sys
+    import types
+
+    from train import distributed
+    from train.pretrain import check_kernels
+    broken = types.ModuleType("causal_conv1d")
+    def fail(name):
+        raise ImportError("causal_conv1d_cuda.so: undefined symbol: _ZN3c104cuda9SetDeviceEi")
+    broken.__getattr__ = fail
+    monkeypatch.setitem(sys.modules, "causal_conv1d", broken)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(kernels, "_errors", {})
+    kernels._load.cache_clear()
+    monkeypatch.setenv("DNACHUNKER_KERNELS", "auto")
+    try:
+        report = kernels.report()
+        assert report["conv1d"].startswith("PyTorch path (import failed: ImportError: causal_conv1d_cuda.so")
+        cuda = distributed.Dist(3, 8, 3, torch.device("cuda", 3))
+        with pytest.raises(distributed.SetupError, match=r"rank 3: .*conv1d \(causal_conv1d\): ImportError.*"
+                                                         r"DNACHUNKER_KERNELS=torch"):
+            check_kernels(cuda)
+        check_kernels(distributed.Dist(0, 1, 0, torch.device("cpu")))  # a CPU run: said, not refused
+        monkeypatch.setenv("DNACHUNKER_KERNELS", "torch")
+        check_kernels(cuda)
+        assert set(kernels.report().values()) == {"PyTorch path (DNACHUNKER_KERNELS=torch)"}
+    finally:
+        kernels._load.cache_clear()

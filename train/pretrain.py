@@ -35,6 +35,7 @@ from data_pipeline.per_genome import genome_metrics, genome_sums  # noqa: E402
 from dnachunker import DNAChunker, tokenization  # noqa: E402
 from dnachunker.errors import describe  # noqa: E402
 from dnachunker.fileio import write_text  # noqa: E402
+from dnachunker.ops import kernels  # noqa: E402
 
 from . import checkpoint, distributed  # noqa: E402
 from dnachunker.config import to_yaml  # noqa: E402
@@ -206,6 +207,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m train.pretrain") 
     d = distributed.setup()
     lock = None
     try:
+        check_kernels(d)
         lock = _claim_out_dir(cfg, d)
         return _train(cfg, d, stop)
     except (DataError, SetupError, LockError, OSError) as e:
@@ -219,6 +221,19 @@ def main(argv: list[str] | None = None, prog: str = "python -m train.pretrain") 
 
 class NoProgress(SetupError):
     pass
+
+
+def check_kernels(d: distributed.Dist) -> None:
+    """Every rank says which implementation each op runs (dnachunker.ops.kernels); on a CUDA
+    device a kernel that did not import stops the run (SetupError naming it and its import error),
+    unless DNACHUNKER_KERNELS=torch chose the PyTorch paths."""
+    print(f"rank {d.rank} ({d.device}): " + "; ".join(f"{k}: {v}" for k, v in kernels.report().items()),
+          file=sys.stderr, flush=True)
+    if d.device.type == "cuda":
+        try:
+            kernels.require()
+        except kernels.KernelError as e:
+            raise SetupError(f"rank {d.rank}: {e}") from None
 
 
 def _claim_out_dir(cfg: TrainConfig, d: distributed.Dist) -> RunLock | None:
