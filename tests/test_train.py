@@ -147,6 +147,23 @@ def test_two_rank_zero3_bf16(tmp_path, train_shards):
     assert len(list((out / "checkpoints").glob("step_*"))) == 2  # retention: keep=2
 
 
+def test_bf16_keeps_fp32_parameters_under_autocast_and_bf16_weights_casts_them(tmp_path, train_shards):
+    """precision=bf16: the module's parameters stay fp32 (the SSM's A_log, the norms) and the
+    forward runs in bf16 (its loss differs from fp32's, slightly); bf16-weights: DeepSpeed's bf16
+    mode, every parameter bf16 in the module. Read from each run's checkpoint, unpickling nothing."""
+    import torch
+    runs = {p: tmp_path / p for p in ("fp32", "bf16", "bf16-weights")}
+    for precision, out in runs.items():
+        assert train(out, train_shards, 1, "max_steps=2", "checkpoint.every=2", f"precision={precision}") == [0]
+    dtypes = {}
+    for precision, out in runs.items():
+        state = torch.load(out / "checkpoints" / "step_00000002" / "mp_rank_00_model_states.pt", weights_only=True)
+        dtypes[precision] = {v.dtype for k, v in state["module"].items() if "A_log" in k or "norm" in k}
+    assert dtypes == {"fp32": {torch.float32}, "bf16": {torch.float32}, "bf16-weights": {torch.bfloat16}}
+    first = {p: losses(out)[1] for p, out in runs.items()}
+    assert first["bf16"] != first["fp32"] and abs(first["bf16"] - first["fp32"]) < 0.05 * first["fp32"], first
+
+
 def _poison(shards: Path, dest: Path, indices) -> Path:
     """A copy of the shard set whose samples `indices` have NaN loss weights (format 1 shards,
     which store a float16 weight per base, still read), written as a producer would: the manifest

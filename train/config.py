@@ -57,6 +57,9 @@ class TrackingConfig:
     retry_backoff_s: float = 1.0     # wait before the second try; doubles each time
 
 
+PRECISIONS = ("bf16", "bf16-weights", "fp32")
+
+
 @dataclass
 class TrainConfig:
     out_dir: str = MISSING
@@ -82,7 +85,9 @@ class TrainConfig:
     grad_accum: int = 1              # micro-batches per optimizer step (derived when global_batch_size is set)
     global_batch_size: int | None = None  # windows per optimizer step, fixed whatever the number of ranks
     zero_stage: int = 2
-    precision: str = "bf16"          # bf16 (fp32 master weights and gradient accumulation) | fp32
+    # bf16: fp32 parameters, bf16 autocast (as Mamba and H-Net train); bf16-weights: DeepSpeed's
+    # bf16 mode, every parameter cast to bf16 with fp32 master copies in the optimizer; fp32
+    precision: str = "bf16"
     val_every: int = 500
     val_batches: int = 20
     max_nonfinite: int = 5           # stop after this many non-finite steps in a row
@@ -103,8 +108,8 @@ class TrainConfig:
             problems.append(("export_steps", f"every step must be in [1, max_steps={self.max_steps}), got {self.export_steps}"))
         if len(self.optim.betas) != 2:
             problems.append(("optim.betas", f"needs two values, got {self.optim.betas}"))
-        if self.precision not in ("bf16", "fp32"):
-            problems.append(("precision", f"must be bf16 or fp32, got {self.precision!r}"))
+        if self.precision not in PRECISIONS:
+            problems.append(("precision", f"must be one of {', '.join(PRECISIONS)}, got {self.precision!r}"))
         problems += self.model.problems(prefix="model.")
         if problems:
             raise invalid(problems, "pretraining config")
