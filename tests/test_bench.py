@@ -72,3 +72,21 @@ def test_a_measurement_process_that_dies_is_reported_not_waited_for():
 
     from bench.common import in_fresh_process
     assert in_fresh_process(os._exit, 3) == {"error": "the process died with exit code 3"}
+
+
+def test_gpu_step_bench_runs_a_deepspeed_step_and_counts_flops_on_the_pytorch_paths(tmp_path):
+    """bench.gpu_step on this CPU, tiny: one warm-up and two timed DeepSpeed steps, the table, a
+    finite loss, and counted FLOPs equal to train.flops on one window times the batch."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-m", "bench.gpu_step", "--config", "configs/pretrain/tiny_chr20.yaml",
+                        "--batch", "2", "--length", "512", "--steps", "2"], cwd=model.ROOT, capture_output=True,
+                       text=True, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    row = next(line for line in r.stdout.splitlines() if line.startswith("| tiny_chr20.yaml |")).split(" | ")
+    assert row[1:4] == ["fp32", "2", "2 x 512"] and float(row[4]) > 0
+    from bench.gpu_step import counted_flops
+    from train.config import load_config
+    cfg = load_config(model.ROOT / "configs/pretrain/tiny_chr20.yaml", ["model.max_len=1024"])
+    assert float(row[7].replace(",", "")) == pytest.approx(2 * counted_flops(cfg, 512, "cpu") / 1e9, rel=1e-3, abs=0.05)
+    assert "finite: True" in r.stdout

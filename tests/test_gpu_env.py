@@ -51,3 +51,26 @@ def test_wheel_build_stops_at_the_first_unmet_requirement_naming_it(tmp_path, nv
     assert r.returncode == 2 and not (tmp_path / "wheels").exists(), r.stderr
     assert r.stderr.startswith("build_wheels: ") and len(r.stderr.splitlines()) == 1
     assert ("has a CPU build of torch 2.13.0" if nvcc else "nvcc not found") in r.stderr
+
+
+def test_gpu_check_rehearsed_here_stops_at_its_first_failed_check(tmp_path):
+    """On this CPU machine with a stand-in nvidia-smi naming an H100: the check that fails first
+    is the environment's (a CPU build of torch), said in one line and in the report, exit 1.
+    Without any nvidia-smi: exit 2."""
+    smi = tmp_path / "bin" / "nvidia-smi"
+    smi.parent.mkdir()
+    smi.write_text('#!/bin/sh\ncase "$*" in *-L*) echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: x)";; '
+                   '*driver*) echo "name, driver_version, memory.total"; echo "NVIDIA H100 80GB HBM3, 580.1, 81559 MiB";; '
+                   '*) echo "NVIDIA H100 80GB HBM3";; esac\n')
+    smi.chmod(0o755)
+    report = tmp_path / "report.md"
+    env = {"PATH": f"{smi.parent}:/usr/bin:/bin", "HOME": str(tmp_path), "PYTHON": str(ROOT / ".venv/bin/python")}
+    r = subprocess.run(["bash", "scripts/gpu_check.sh", str(report)], cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.strip().splitlines()[-1] == f"gpu_check: FAILED: environment: see the last lines above (report: {report})"
+    text = report.read_text()
+    assert text.startswith("# GPU check: NVIDIA H100 80GB HBM3 x 1") and "2. tests/test_cuda.py" not in text
+    assert "is a CPU build: install the CUDA build" in text and "**FAILED: environment" in text
+    r = subprocess.run(["bash", "scripts/gpu_check.sh", str(tmp_path / "none.md")], cwd=ROOT, capture_output=True,
+                       text=True, env={**env, "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 2 and "no NVIDIA GPU here" in r.stderr
