@@ -124,6 +124,7 @@ class PretrainLoader:
     def _loader(self, epoch: int, position: int) -> DataLoader:
         return DataLoader(self.dataset, batch_sampler=list(self._batches(epoch, position)),
                           num_workers=self.num_workers, collate_fn=collate, worker_init_fn=_worker_init,
+                          pin_memory=torch.cuda.is_available(),  # so that non_blocking copies do not block
                           persistent_workers=False, prefetch_factor=4 if self.num_workers else None)
 
     @staticmethod

@@ -233,7 +233,7 @@ class DNAChunker(nn.Module):
             fixed = None if boundaries is None else boundaries if s == 0 else v
             x, v, padded, has_mask, start, end, ctx = stage.down(x, v, padded, has_mask, start, end, fixed)
             ctxs.append(ctx)
-        x = self.main(x, (start + end) / 2, v)
+        x = self.main(x, (start + end) / 2, v, ctxs[-1][0].total if ctxs else None)  # chunk count: no sync
         for stage, ctx in zip(reversed(self.stages), reversed(ctxs)):
             x = stage.up(x, ctx)
         hidden = x  # normalised by the stage-0 decoder's final norm

@@ -37,6 +37,12 @@ RESTART=${SLURM_RESTART_COUNT:-0}
 # named (an explicit rollback path applies to the first start only).
 [ "$RESTART" -gt 0 ] && set -- "$@" checkpoint.resume=auto
 export OMP_NUM_THREADS=${SLURM_CPUS_PER_TASK:-1}
+# Every rank compiles and autotunes ~20 Triton kernels at its first steps: into node-local storage,
+# not a home directory that every rank of every node shares.
+export TRITON_CACHE_DIR=${TRITON_CACHE_DIR:-${TMPDIR:-/tmp}/triton-cache-${USER:-$(id -u)}}
+# Chunk counts change every micro-batch, and so do the shapes: expandable segments keep the CUDA
+# allocator from fragmenting.
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 log() { echo "[pretrain.sh $(date -Is)] $*"; }
 log "job $SLURM_JOB_ID restart $RESTART: $SLURM_JOB_NUM_NODES node(s) ($SLURM_JOB_NODELIST) x" \
     "${SLURM_NTASKS_PER_NODE:-?} task(s), config $CONFIG $*"

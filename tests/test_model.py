@@ -328,3 +328,16 @@ def test_a_compiled_bimamba_mixer_is_one_graph_in_training():
     mixer = BiMamba(32, tiny().cfg.mamba)
     explained = torch._dynamo.explain(mixer)(torch.randn(1, 256, 32, requires_grad=True), None)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
+
+
+def test_key_mask_packs_without_a_host_sync_when_the_count_is_known():
+    """The flash-attn packing from the host's chunk count (nonzero_static) equals the one that
+    asks the device (nonzero), and the model hands the main network its last stage's count."""
+    from dnachunker.modules.chunking import Chunks
+    from dnachunker.modules.transformer import KeyMask
+    valid = torch.tensor([[True, True, True, False], [True, False, False, False], [True, True, True, True]])
+    known = KeyMask(valid, total=int(valid.sum())).packing()
+    asked = KeyMask(valid).packing()
+    assert all(torch.equal(a, b) for a, b in zip(known[:2], asked[:2])) and known[2] == asked[2] == 4
+    boundary = torch.tensor([[True, False, True, True, False], [True, True, False, False, False]])
+    assert Chunks.from_boundaries(boundary).total == 5

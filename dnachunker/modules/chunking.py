@@ -21,6 +21,7 @@ class Chunks:
     valid: torch.Tensor
     chunk_id: torch.Tensor
     padded: bool                     # some sequence has fewer chunks than m (known on the host)
+    total: int = 0                   # real chunks in the batch (known on the host)
 
     @classmethod
     def from_boundaries(cls, boundary: torch.Tensor) -> "Chunks":
@@ -33,7 +34,7 @@ class Chunks:
         index = torch.argsort((~boundary).to(torch.int8), dim=1, stable=True)[:, :m]
         valid = torch.arange(m, device=boundary.device)[None, :] < n[:, None]
         chunk_id = (torch.cumsum(boundary.long(), 1) - 1).clamp(min=0)
-        return cls(index, valid, chunk_id, min(counts) < m)
+        return cls(index, valid, chunk_id, min(counts) < m, sum(counts))
 
     def down(self, x: torch.Tensor) -> torch.Tensor:
         """(b, l, ...) -> (b, m, ...): the value at each chunk's first position."""

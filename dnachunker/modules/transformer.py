@@ -28,10 +28,11 @@ def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
 
 class KeyMask:
     """The real tokens of a left-aligned padded batch, (b, l) bool, with the varlen packing that
-    flash-attn needs computed once for all layers (the one host sync it costs, for the positions)."""
+    flash-attn needs computed once for all layers. `total`, the number of real tokens, where the
+    host knows it (the chunk counts): the positions are then found without a host sync."""
 
-    def __init__(self, valid: torch.Tensor):
-        self.valid, self._packing = valid, None
+    def __init__(self, valid: torch.Tensor, total: int | None = None):
+        self.valid, self.total, self._packing = valid, total, None
 
     def packing(self) -> tuple[torch.Tensor, torch.Tensor, int]:
         """(flat indices of real tokens, cumulative lengths (b + 1,) int32, longest length)."""
@@ -39,7 +40,9 @@ class KeyMask:
             lengths = self.valid.sum(1, dtype=torch.int32)
             cu = F.pad(torch.cumsum(lengths, 0, dtype=torch.int32), (1, 0))
             # l bounds every length (the chunk tensors are sized by the longest); no need to read it
-            self._packing = (self.valid.flatten().nonzero().squeeze(1), cu, self.valid.size(1))
+            flat = self.valid.flatten()
+            idx = (flat.nonzero() if self.total is None else torch.nonzero_static(flat, size=self.total)).squeeze(1)
+            self._packing = (idx, cu, self.valid.size(1))
         return self._packing
 
 
@@ -128,9 +131,11 @@ class MainNetwork(nn.Module):
                                     for _ in range(n_layers))
         self.final_norm = NORMS[norm](d)
 
-    def forward(self, x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-        """x: (b, l, d); pos: (b, l) float base-pair centres; valid: (b, l) bool -> (b, l, d)."""
-        valid = KeyMask(valid)
+    def forward(self, x: torch.Tensor, pos: torch.Tensor, valid: torch.Tensor,
+                total: int | None = None) -> torch.Tensor:
+        """x: (b, l, d); pos: (b, l) float base-pair centres; valid: (b, l) bool; total: real
+        positions in the batch where the host knows it -> (b, l, d)."""
+        valid = KeyMask(valid, total)
         for block in self.blocks:
             if self.checkpointing and torch.is_grad_enabled():
                 x = checkpoint(block, x, pos, valid, use_reentrant=False)

@@ -1,19 +1,25 @@
-"""The tables of results/multispecies/README.md, from the files beside this script.
+"""The generated parts of results/multispecies/README.md, from the files beside this script and
+the human-only DNAChunker rows of results/scaling/ (the same config: seeds 0 and 1).
 
-    python results/multispecies/tables.py
+    python results/multispecies/tables.py            # rewrite them
+    python results/multispecies/tables.py --check    # exit 1 if the README differs from the files
 """
 import csv
 import json
 import statistics
 from pathlib import Path
 
-from evaluation.stats import mean_std, overall, paired_bootstrap
+import sys
+
+from evaluation.stats import Row, compare, mean_std, overall
+from slurm.compare import fmt
+from slurm.readme import main
 
 HERE = Path(__file__).resolve().parent
-SCALING = HERE.parent / "scaling" / "points"
+SCALING = HERE.parent / "scaling"
 GENOMES = ["human", "arabidopsis", "fly", "yeast"]
 MODELS = {"multi-species": ["mlm_multispecies.json", "mlm_multispecies_seed1.json"],
-          "human only": ["mlm_human_only.json", "mlm_human_only_seed1.json"],
+          "human only": ["mlm_human_only.json", "mlm_human_only_seed1.json"],  # of results/scaling's seeds 0 and 1
           "multi-species + species embedding": ["species/mlm.json"]}
 SEGMENTS = {"multi-species": ["multispecies", "multispecies_seed1"], "human only": ["human_only", "human_only_seed1"],
             "multi-species + species embedding": ["species"]}
@@ -48,10 +54,11 @@ def mlm_tables() -> str:
 
 
 COLUMNS = ["histone", "enhancers", "promoters", "splice"]
+HUMAN = {0: SCALING / "p00_base__seed-0" / "eval", 1: SCALING / "p00_base__seed-1" / "eval"}
 PROBES = {"multi-species": {0: HERE / "probe", 1: HERE / "probe_seed1"},
-          "human only": {0: SCALING / "p00_base" / "eval", 1: HERE / "probe_human_only_seed1"},
+          "human only": HUMAN,
           "multi-species + species embedding": {0: HERE / "species" / "probe"},
-          "k-mer LR (baseline)": {None: SCALING / "kmer_lr" / "eval"}}
+          "k-mer LR (baseline)": {None: SCALING / "points" / "kmer_lr" / "eval"}}
 
 
 def probe_samples(dirs: dict) -> dict[str, dict]:
@@ -71,15 +78,15 @@ def probe_table() -> str:
         cells = [cols[c] for c in COLUMNS] + [overall(cols)]
         rows.append([m, "none" if None in cols["histone"] else str(len(cols["histone"])), *(
             "{:.3f} ± {:.3f}".format(*mean_std(x)[:2]) for x in cells)])
-    diff = [["multi-species − human only", *(
-        "{:+.3f} [{:+.3f}, {:+.3f}]".format(*paired_bootstrap(a, b)) for a, b in zip(
-            [runs["multi-species"][c] for c in COLUMNS] + [overall(runs["multi-species"])],
-            [runs["human only"][c] for c in COLUMNS] + [overall(runs["human only"])]))]]
+    diff = [["multi-species − human only", *(fmt(compare(Row(a), Row(b))) for a, b in zip(
+        [runs["multi-species"][c] for c in COLUMNS] + [overall(runs["multi-species"])],
+        [runs["human only"][c] for c in COLUMNS] + [overall(runs["human only"])]))]]
     return ("Linear probe, MCC (`paper_columns`, probe seeds 0-2; ± is the std across pretraining seeds where "
             "there are two, else across probe seeds):\n\n"
             + table(["model", "pretraining seeds", *COLUMNS, "overall"], rows)
-            + "\n\nDifference with its 95 % interval (paired hierarchical bootstrap over pretraining and probe "
-              "seeds, evaluation.stats):\n\n" + table(["", *COLUMNS, "overall"], diff))
+            + "\n\nDifference with its 95 % interval (evaluation.stats.compare, paired by pretraining seed; two "
+              "seeds per row, so no difference is claimed; the multi-species probes keep no per-example predictions, "
+              "so the test-set term is left out):\n\n" + table(["", *COLUMNS, "overall"], diff))
 
 
 def segment_rows(name: str) -> dict:
@@ -125,5 +132,19 @@ def cross_tables() -> str:
             + table(["windows", "read as", "stage 0", "stage 1"], seg))
 
 
+def setting() -> str:
+    corpus = json.loads((HERE / "corpus.json").read_text())
+    g = {x["name"]: x for x in corpus["genomes"]}
+    return (f"* Corpus (`configs/data/multispecies_demo.yaml`): " + ", ".join(
+        f"{n} ({g[n]['samples']['train']:,} training windows, sampled with p = {g[n]['p']:.3f})" for n in
+        ("human", "arabidopsis", "fly", "yeast")) + f"; temperature sampling p ∝ bp^{corpus['sampling']['temperature']}. "
+        f"So the multi-species runs saw about {g['human']['p']:.0%} of the human sequence the human-only runs saw.")
+
+
+def blocks() -> dict[str, str]:
+    return {"setting": setting(), "mlm": mlm_tables(), "probe": probe_table(), "segment": segment_table(),
+            "cross": cross_tables()}
+
+
 if __name__ == "__main__":
-    print(mlm_tables() + "\n\n" + probe_table() + "\n\n" + segment_table() + "\n\n" + cross_tables())
+    sys.exit(main(HERE / "README.md", blocks(), sys.argv[1:]))
