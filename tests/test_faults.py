@@ -4,6 +4,7 @@ a deleted MLflow store, a full disk (a small tmpfs), a read-only out_dir, files 
 a VCF named the other way, and a real MLflow tracking server that goes away mid-run."""
 import ast
 import json
+import hashlib
 import os
 import pickle
 import shutil
@@ -123,6 +124,36 @@ def test_a_checkpoint_whose_files_changed_is_refused_before_anything_is_unpickle
         assert r.returncode == 2, r.stderr[-2000:]
         assert f"{copy / name}: SHA-256 differs from the one recorded at save: corrupted or edited" in r.stderr
         assert "Traceback" not in r.stderr and not marker.exists()
+
+
+@pytest.mark.slow
+def test_a_forged_checkpoint_with_rewritten_hashes_is_refused_and_its_payload_never_runs(tmp_path, train_shards):
+    """The attack: a copied checkpoint whose DeepSpeed model file gains a pickle payload (beside
+    the real weights, so the file still looks right), its SHA-256 and size rewritten in
+    trainer_state.json, and a colleague's YAML that resumes from it. Refused naming the file and
+    what it names; the payload never runs."""
+    out = tmp_path / "run"
+    assert pretrain(out, train_shards, "max_steps=2", "checkpoint.every=2").returncode == 0
+    forged = tmp_path / "from-a-colleague" / "step_00000002"
+    shutil.copytree(out / "checkpoints" / "step_00000002", forged)
+    marker = tmp_path / "payload-ran"
+    model_file = forged / "mp_rank_00_model_states.pt"
+    state = torch.load(model_file, weights_only=True)
+    state["extra"] = _Payload(marker)
+    torch.save(state, model_file)
+    trainer = json.loads((forged / checkpoint.STATE).read_text())
+    trainer["sha256"][model_file.name] = hashlib.sha256(model_file.read_bytes()).hexdigest()
+    trainer["files"][model_file.name] = model_file.stat().st_size
+    (forged / checkpoint.STATE).write_text(json.dumps(trainer))
+    colleague = tmp_path / "colleague.yaml"
+    colleague.write_text((out / "config.yaml").read_text().replace("resume: auto", f"resume: {forged}")
+                         .replace(str(out), str(tmp_path / "mine")) + "\n")
+    assert f"resume: {forged}" in colleague.read_text()
+    r = subprocess.run([sys.executable, "-m", "train.pretrain", "--config", str(colleague), "max_steps=4"], cwd=ROOT,
+                       capture_output=True, text=True)
+    assert r.returncode == 2, r.stderr[-3000:]
+    assert f"error: {model_file}: refused: loading it would run code (it names posix.system" in r.stderr
+    assert "resumed from" not in r.stderr and "Traceback" not in r.stderr and not marker.exists()
 
 
 @pytest.mark.slow

@@ -18,12 +18,13 @@ checkpoints, moves the newer ones to set_aside/ and says so, so two histories ne
 A checkpoint written by W ranks is loaded on W' != W ranks through DeepSpeed's universal format
 (converted once with ds_to_universal --inject_missing_state, kept in <ckpt>/universal).
 
-Trust: DeepSpeed's own files are pickles, which run code when loaded (DeepSpeed and zero_to_fp32
-load them with torch.load(weights_only=False)): a checkpoint is code. What this module writes
-itself holds none (JSON). Resuming verifies every file's SHA-256 against the one recorded at save
-and refuses a checkpoint whose files changed, before anything is unpickled; that catches a
-corrupted or edited file, not a checkpoint forged whole. Start from weights you did not write
-with `init_from=<export>` (safetensors) instead.
+Trust: DeepSpeed's own files are pickles, which DeepSpeed loads with torch.load(weights_only=False),
+so a forged one could run code. Resuming therefore reads every pickle of the checkpoint with
+torch.load(weights_only=True) and an allow-list of DeepSpeed's checkpoint classes first
+(train/safe_load.py), refusing a file that names anything else before DeepSpeed opens any, and
+DeepSpeed's checkpoint engine loads the same way. It also verifies every file's SHA-256 against the
+one recorded at save, which catches corruption and edits (the record sits in the same folder, so
+it is no defence against forgery, which the safe load is). What this module writes itself is JSON.
 """
 from __future__ import annotations
 
@@ -45,7 +46,7 @@ import torch.distributed as dist
 from dnachunker.errors import describe
 from dnachunker.fileio import atomic_directory, write_text
 
-from . import distributed
+from . import distributed, safe_load
 
 STATE = "trainer_state.json"
 UNIVERSAL = "universal"
@@ -213,6 +214,19 @@ def verify(path: Path) -> None:
                      f"({len(changed)} file(s) changed: {', '.join(changed[:5])}); not resuming from it. Resume from "
                      f"another checkpoint with checkpoint.resume=<path>, or checkpoint.resume=none")
     distributed.raise_if_any(error if dist.get_rank() == 0 else None)
+    check_safe(path)
+
+
+def check_safe(path: Path) -> None:
+    """Collective: every pickle of the checkpoint read without running code (train/safe_load.py),
+    each rank its share; raises SetupError naming the first refused file."""
+    rank, world = dist.get_rank(), dist.get_world_size()
+    error = None
+    try:
+        safe_load.check(safe_load.pickles(path)[rank::world])
+    except safe_load.UnsafeCheckpoint as e:
+        error = str(e)
+    distributed.raise_if_any(error)
 
 
 def save(engine, root: Path, step: int, trainer_state: dict, keep: int) -> Path:

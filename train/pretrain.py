@@ -37,7 +37,7 @@ from dnachunker.errors import describe  # noqa: E402
 from dnachunker.fileio import write_text  # noqa: E402
 from dnachunker.ops import kernels  # noqa: E402
 
-from . import checkpoint, distributed  # noqa: E402
+from . import checkpoint, distributed, safe_load  # noqa: E402
 from dnachunker.config import to_yaml  # noqa: E402
 
 from .config import TrainConfig, load_config, model_changes  # noqa: E402
@@ -321,6 +321,8 @@ class Trainer:
                       f"to a universal checkpoint", file=sys.stderr)
                 checkpoint.convert_universal(resume)
             torch.distributed.barrier()
+            if universal:  # made here from files that passed, and read by DeepSpeed with weights_only=False
+                checkpoint.check_safe(resume / checkpoint.UNIVERSAL)
 
         # the data first: a wrong data.root fails before the model and DeepSpeed are set up
         dc = cfg.data
@@ -357,6 +359,7 @@ class Trainer:
             config=deepspeed_config(cfg, universal),
             lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)))
 
+        self.engine.checkpoint_engine = safe_load.SafeCheckpointEngine(self.engine._config)  # loads run no code
         self.step = self.last_saved = 0  # step 0 needs no checkpoint: it is the seeded initialisation
         self.counters = {"nonfinite_total": 0, "nonfinite_in_a_row": 0, "tokens_seen": 0}
         if resume is not None:
