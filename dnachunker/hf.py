@@ -1,20 +1,22 @@
-"""Hugging Face Transformers classes around DNAChunker (imported by an export's remote code).
+"""Hugging Face Transformers classes around DNAChunker, registered with the Auto classes when this
+module is imported: an export is then loaded from its text and tensors, without trust_remote_code.
 
+    import dnachunker.hf  # noqa: F401  (registers model_type 'dnachunker')
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
-    mlm = AutoModelForMaskedLM.from_pretrained("runs/x/export", trust_remote_code=True)
-    enc = AutoModel.from_pretrained("runs/x/export", trust_remote_code=True)   # last_hidden_state
+    mlm = AutoModelForMaskedLM.from_pretrained("runs/x/export")
+    enc = AutoModel.from_pretrained("runs/x/export")   # last_hidden_state
     tok = AutoTokenizer.from_pretrained("runs/x/export")
 
 The export (DNAChunker.save_pretrained, see dnachunker.hf_export) holds the weights in the native
 layout; these classes keep the model under `.dnachunker`, and Transformers adds that prefix when
-it loads them. Loading needs this package installed (the remote code imports it).
+it loads them.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
-from transformers import PretrainedConfig, PreTrainedModel
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 
 from . import tokenization
@@ -75,3 +77,7 @@ class DNAChunkerForMaskedLM(_Base):
         out = self._run(input_ids, attention_mask, labels, boundaries, species)
         return MaskedLMOutput(loss=out.loss, logits=out.logits, hidden_states=(out.hidden,))
 
+
+AutoConfig.register("dnachunker", DNAChunkerHFConfig, exist_ok=True)
+AutoModel.register(DNAChunkerHFConfig, DNAChunkerModel, exist_ok=True)
+AutoModelForMaskedLM.register(DNAChunkerHFConfig, DNAChunkerForMaskedLM, exist_ok=True)

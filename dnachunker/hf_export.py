@@ -1,15 +1,18 @@
 """What Hugging Face Transformers reads in an export, written beside the native files by
-DNAChunker.save_pretrained without importing transformers:
+DNAChunker.save_pretrained without importing transformers. Text and tensors only:
 
-  config.json                 model_type 'dnachunker', auto_map to the remote-code modules below,
-                              the model config under 'dnachunker'
-  configuration_dnachunker.py / modeling_dnachunker.py
-                              two lines each, importing dnachunker.hf (install dnachunker to load)
+  config.json                 model_type 'dnachunker', the model config under 'dnachunker'; the
+                              installed package's classes load it (`import dnachunker.hf` registers
+                              them with Transformers' Auto classes), no trust_remote_code
   tokenizer.json, tokenizer_config.json, special_tokens_map.json
                               a PreTrainedTokenizerFast with the ids of dnachunker.tokenizer: one
                               token per base, case dropped, IUPAC ambiguity codes -> N; no
                               special tokens added around a sequence; decode() joins the bases
                               without spaces ("ACGT"); its 7 tokens are config.json's vocab_size
+
+With remote_code=True (for the Hugging Face Hub, where a reader may not have this package
+imported) it also writes configuration_dnachunker.py / modeling_dnachunker.py and an auto_map to
+them: those files are code, run by trust_remote_code=True, and the model card says so.
 """
 from __future__ import annotations
 
@@ -42,12 +45,13 @@ def tokenizer_json():
     return tok
 
 
-def write(directory: Path, cfg: DNAChunkerConfig) -> None:
+def write(directory: Path, cfg: DNAChunkerConfig, remote_code: bool = False) -> None:
     special = {"pad_token": VOCAB[PAD], "mask_token": VOCAB[MASK], "unk_token": "N"}
-    config = {"model_type": "dnachunker", "architectures": ["DNAChunkerForMaskedLM"], "auto_map": AUTO_MAP,
+    config = {"model_type": "dnachunker", "architectures": ["DNAChunkerForMaskedLM"],
+              **({"auto_map": AUTO_MAP} if remote_code else {}),
               "dnachunker": to_dict(cfg), "vocab_size": cfg.vocab_size, "pad_token_id": PAD, "mask_token_id": MASK}
     (directory / "config.json").write_text(json.dumps(config, indent=1))
-    for name, text in REMOTE_CODE.items():
+    for name, text in REMOTE_CODE.items() if remote_code else ():
         (directory / name).write_text(text)
     tokenizer_json().save(str(directory / "tokenizer.json"))
     (directory / "tokenizer_config.json").write_text(json.dumps(

@@ -286,19 +286,23 @@ class DNAChunker(nn.Module):
         from .inference import run
         return [r.chunk_starts for r in run(self, seqs, window, overlap, batch_size, progress=False)]
 
-    def save_pretrained(self, directory: str | Path, training: dict | None = None, name: str | None = None) -> Path:
+    def save_pretrained(self, directory: str | Path, training: dict | None = None, name: str | None = None,
+                        remote_code: bool = False) -> Path:
         """Write config.yaml + model.safetensors (+ the fitted tokenization's file, e.g. bpe.json),
-        the Hugging Face files (dnachunker.hf_export) and the model card README.md (with what
-        `training` tells: dnachunker.model_card) into `directory`, replacing only those files
-        (others there stay); the weights go in last (dnachunker.fileio.replace_files)."""
+        the Hugging Face files (dnachunker.hf_export; with remote_code, its two Python files for the
+        Hub too) and the model card README.md (with what `training` tells: dnachunker.model_card)
+        into `directory`, replacing only those files (others there stay, but Python files of an
+        earlier export are removed); the weights go in last (dnachunker.fileio.replace_files)."""
+        for stale in hf_export.REMOTE_CODE if not remote_code else ():
+            (Path(directory) / stale).unlink(missing_ok=True)
         with replace_files(directory, last="model.safetensors") as tmp:
             (tmp / "README.md").write_text(model_card(self.cfg, self.num_parameters(), name or Path(directory).name,
-                                                      training))
+                                                      training, remote_code))
             (tmp / "config.yaml").write_text(self.cfg.to_yaml())
             state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
             save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
             self.tokenization.save(tmp)
-            hf_export.write(tmp, self.cfg)  # what Transformers' Auto classes read
+            hf_export.write(tmp, self.cfg, remote_code)  # what Transformers' Auto classes read
         return Path(directory)
 
     @classmethod

@@ -50,8 +50,12 @@ def _results(t: dict, n_stages: int) -> str:
     return "| metric | value |\n|---|---|\n" + "\n".join(f"| {k} | {v:.4f} |" for k, v in rows)
 
 
-def model_card(cfg, params: int, name: str, training: dict | None = None) -> str:
+def model_card(cfg, params: int, name: str, training: dict | None = None, remote_code: bool = False) -> str:
     tags = ["dna", "genomics", "masked-language-model", "dnachunker", "learnable-tokenization"]
+    remote = ("\n\n**Code in this directory:** `configuration_dnachunker.py` and `modeling_dnachunker.py` are "
+              "Python, run by `trust_remote_code=True` (they import the installed dnachunker package); they were "
+              "written for the Hugging Face Hub. Read them before you trust them, or delete them and load as above."
+              if remote_code else "")
     meta = (f"---\nlibrary_name: dnachunker\ntags:\n" + "".join(f"- {t}\n" for t in tags)
             + f"license: {LICENSE}\npipeline_tag: fill-mask\n---\n")
     return meta + f"""
@@ -94,10 +98,14 @@ sequence-classification tasks.
 from dnachunker import DNAChunker
 model = DNAChunker.from_pretrained("path/to/this/directory")
 
-from transformers import AutoModelForMaskedLM, AutoTokenizer   # needs `pip install dnachunker`
-tok = AutoTokenizer.from_pretrained("path/to/this/directory", trust_remote_code=True)
-mlm = AutoModelForMaskedLM.from_pretrained("path/to/this/directory", trust_remote_code=True)
+import dnachunker.hf  # registers the model with Transformers' Auto classes (needs `pip install dnachunker`)
+from transformers import AutoModelForMaskedLM, AutoTokenizer
+tok = AutoTokenizer.from_pretrained("path/to/this/directory")
+mlm = AutoModelForMaskedLM.from_pretrained("path/to/this/directory")
 ```
+
+This directory holds tensors (`model.safetensors`, read without unpickling) and text: loading it
+runs no code from it.{remote}
 
 ```bash
 dnachunker embed --model path/to/this/directory --fasta seqs.fa --out seqs.npy

@@ -241,8 +241,9 @@ def test_pretraining_on_a_corpus_reports_each_genome_and_learns_a_species_embedd
     assert r.returncode != 0 and "name one (--species)" in r.stderr and "Traceback" not in r.stderr
     with pytest.raises(ValueError, match="this model embeds the species"):
         model(torch.tensor([[2, 3, 4, 5]]))
+    import dnachunker.hf  # noqa: F401
     from transformers import AutoModel  # Transformers users pass the species per sequence
-    hf = AutoModel.from_pretrained(out / "export", trust_remote_code=True).eval()
+    hf = AutoModel.from_pretrained(out / "export").eval()
     ids = torch.tensor([[2, 3, 4, 5] * 8] * 2)
     with torch.no_grad():
         h = hf(ids, species=torch.tensor([0, 1])).last_hidden_state

@@ -30,18 +30,20 @@ def test_export_loads_with_transformers_auto_classes_offline_and_matches(tmp_pat
                                                                         chr20_windows):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "hf_modules"))
+    import dnachunker.hf  # noqa: F401  registers the classes: the export is text and tensors
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+    assert not list(pretrained.glob("*.py")) and "auto_map" not in (pretrained / "config.json").read_text()
     native = DNAChunker.from_pretrained(pretrained).eval()
     seqs = [chr20_windows(300, 1)[0], "ACGTNacgtRYkm" * 9]
-    tok = AutoTokenizer.from_pretrained(pretrained, trust_remote_code=True)
+    tok = AutoTokenizer.from_pretrained(pretrained)
     enc = tok(seqs, padding=True, return_tensors="pt")
     batch = batch_encode(seqs)
     assert torch.equal(enc.input_ids, batch.input_ids) and torch.equal(enc.attention_mask.bool(), batch.valid)
     assert (tok.mask_token_id, tok.pad_token_id) == (MASK, 0) and tok("AC[MASK]g").input_ids == [2, 3, MASK, 4]
     assert tok.decode([2, 3, 4, 5, 6]) == "ACGTN" and len(tok) == native.cfg.vocab_size == 7
     ids, labels = bert_mask(batch.input_ids, batch.valid, torch.Generator().manual_seed(0))
-    mlm = AutoModelForMaskedLM.from_pretrained(pretrained, trust_remote_code=True).eval()
-    encoder = AutoModel.from_pretrained(pretrained, trust_remote_code=True).eval()
+    mlm = AutoModelForMaskedLM.from_pretrained(pretrained).eval()
+    encoder = AutoModel.from_pretrained(pretrained).eval()
     with torch.no_grad():
         ref = native(ids, batch.valid, labels)
         out = mlm(input_ids=ids, attention_mask=enc.attention_mask, labels=labels)
@@ -52,6 +54,39 @@ def test_export_loads_with_transformers_auto_classes_offline_and_matches(tmp_pat
     fill = pipeline("fill-mask", model=mlm, tokenizer=tok)
     best = fill(seqs[0][:40] + "[MASK]" + seqs[0][41:80])[0]
     assert best["sequence"] == (seqs[0][:40] + best["token_str"] + seqs[0][41:80]).upper() and " " not in best["sequence"]
+
+
+def test_an_export_given_python_files_and_an_auto_map_runs_none_of_them(tmp_path, pretrained, monkeypatch):
+    """A tampered export: payload Python files beside the weights and config.json pointing the Auto
+    classes at them. Loading as the docs show (the package's classes registered, no
+    trust_remote_code) runs neither; nor do DNAChunker.from_pretrained and embed. The Hub option
+    writes the files, and the card says they are code."""
+    import json
+    import shutil
+
+    import dnachunker.hf  # noqa: F401
+    from dnachunker.hf_export import AUTO_MAP, REMOTE_CODE
+    from transformers import AutoModelForMaskedLM, AutoTokenizer
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "hf_modules"))
+    export = tmp_path / "tampered"
+    shutil.copytree(pretrained, export)
+    marker = tmp_path / "payload-ran"
+    for name, text in REMOTE_CODE.items():
+        (export / name).write_text(text + f"open({str(marker)!r}, 'w').write('ran')\n")
+    config = json.loads((export / "config.json").read_text())
+    (export / "config.json").write_text(json.dumps({**config, "auto_map": AUTO_MAP}))
+    AutoTokenizer.from_pretrained(export)
+    AutoModelForMaskedLM.from_pretrained(export)
+    DNAChunker.from_pretrained(export)
+    (tmp_path / "s.fa").write_text(">s\nACGTACGTAC\n")
+    _cli("embed", "--model", export, "--fasta", tmp_path / "s.fa", "--out", tmp_path / "e.npy")
+    assert not marker.exists()
+    hub = DNAChunker.from_pretrained(pretrained).save_pretrained(tmp_path / "hub", remote_code=True)
+    assert sorted(p.name for p in hub.glob("*.py")) == sorted(REMOTE_CODE)
+    assert "**Code in this directory:**" in (hub / "README.md").read_text()
+    again = DNAChunker.from_pretrained(hub).save_pretrained(hub)  # saved again without: the code goes
+    assert not list(again.glob("*.py")) and "Code in this directory" not in (again / "README.md").read_text()
 
 
 def test_tiles_cover_once_and_keep_the_middle_of_each_overlap():

@@ -227,8 +227,9 @@ def test_training_batch_cuts_equal_the_exported_models_cuts(tmp_path, train_shar
     assert torch.equal(model.tokenization.boundaries(batch["input_ids"], batch["valid"]), batch["boundaries"])
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "hf_modules"))
+    import dnachunker.hf  # noqa: F401
     from transformers import AutoModelForMaskedLM
-    hf = AutoModelForMaskedLM.from_pretrained(out / "export", trust_remote_code=True).eval()
+    hf = AutoModelForMaskedLM.from_pretrained(out / "export").eval()
     with torch.no_grad():
         ref = model(batch["input_ids"], batch["valid"], boundaries=batch["boundaries"])
         own = model(batch["input_ids"], batch["valid"])
