@@ -3,6 +3,7 @@ goes through (model, data pipeline, pretraining, sweeps): a dataclass schema, th
 then `key=value` overrides in OmegaConf dot-list form, checked against the schema and validated."""
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -73,7 +74,10 @@ def load_structured(schema: type[T], path: str | Path | None = None, overrides: 
             if not Path(path).is_file():
                 raise ConfigError(f"{path}: {what} file not found")
             layers.append((str(path), OmegaConf.load(path)))
+            note_env_values(Path(path).read_text())
         layers += [(f"override {o!r}", OmegaConf.from_dotlist([o])) for o in overrides]
+        for o in overrides:
+            note_env_values(o)
         for source, layer in layers:
             for key, section in sections.items():
                 if isinstance(layer.get(key), str):
@@ -113,6 +117,7 @@ def _source(key: str, layers) -> str | None:
 def _section_file(file: str, section: type):
     if not Path(file).is_file():
         raise ConfigError(f"{file}: config file not found")
+    note_env_values(Path(file).read_text())
     try:
         return OmegaConf.merge(OmegaConf.structured(section), OmegaConf.load(file))
     except Exception as e:
@@ -133,11 +138,24 @@ def to_dict(obj, redact: bool = True) -> dict:
 
 _SECRET = re.compile(r"(^|[_.-])(password|passwd|pwd|pass|token|secret|api_?key|access_?key|private_?key|auth|"
                      r"credentials?|signature|sig)($|[_.-])", re.IGNORECASE)
-_USERINFO = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+_USERINFO = re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]*@")
+_ENV = re.compile(r"\$\{oc\.env:\s*([A-Za-z_][A-Za-z0-9_]*)")
+_ENV_VALUES: set[str] = set()  # values a config took from the environment: redacted wherever recorded
+
+
+def note_env_values(text: str) -> None:
+    """Remember the value of every environment variable that `text` interpolates (${oc.env:NAME}):
+    whatever key it lands in (a run name, a path), it is written nowhere in clear."""
+    for name in _ENV.findall(text):
+        if len(os.environ.get(name, "")) >= 3:
+            _ENV_VALUES.add(os.environ[name])
 
 
 def redact(value: str) -> str:
-    """A URL's user info (user:token@) and secret-looking query parameters -> ***."""
+    """Values interpolated from the environment, a URL's user info (user:token@, anywhere in the
+    text) and secret-looking query parameters -> ***."""
+    for secret in sorted(_ENV_VALUES, key=len, reverse=True):
+        value = value.replace(secret, "***")
     value = _USERINFO.sub(r"\1***@", value)
     if "?" in value and "://" in value:
         base, query = value.split("?", 1)

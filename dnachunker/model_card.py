@@ -9,6 +9,8 @@ sections; without it (a model saved by hand) they say so.
 """
 from __future__ import annotations
 
+from .config import redact
+
 LICENSE = "apache-2.0"
 
 
@@ -59,7 +61,7 @@ def model_card(cfg, params: int, name: str, training: dict | None = None, remote
     meta = (f"---\nlibrary_name: dnachunker\ntags:\n" + "".join(f"- {t}\n" for t in tags)
             + f"license: {LICENSE}\npipeline_tag: fill-mask\n---\n")
     return meta + f"""
-# {name}
+# {redact(name)}
 
 A masked DNA language model with a learnable tokenizer: DNAChunker (Kim et al., *DNAChunker:
 Learnable Tokenization for DNA Language Models*, arXiv 2601.03019). BiMamba encoders at base-pair

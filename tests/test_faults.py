@@ -157,6 +157,38 @@ def test_a_forged_checkpoint_with_rewritten_hashes_is_refused_and_its_payload_ne
 
 
 @pytest.mark.slow
+def test_a_secret_interpolated_from_the_environment_is_recorded_nowhere(tmp_path, train_shards):
+    """tracking.run_name: "run-${oc.env:MY_API_TOKEN}" on the command line and the token in a
+    config file's value: the run uses it, and no record has it in clear (config.yaml, the
+    checkpoint's trainer state, summary.json, the MLflow run name and params, the export's card,
+    a sweep.yaml); a password inside an exception's text is redacted in warnings too."""
+    token = "tok-5ecret-9f3a7"
+    out = tmp_path / "run"
+    r = pretrain(out, train_shards, "max_steps=2", "checkpoint.every=2", "tracking.run_name=run-${oc.env:MY_API_TOKEN}",
+                 env={"MY_API_TOKEN": token})
+    assert r.returncode == 0, r.stderr[-2000:]
+    records = [out / "config.yaml", out / "summary.json", out / "checkpoints" / "step_00000002" / checkpoint.STATE,
+               out / "export" / "README.md", out / "metrics.jsonl"]
+    assert all(p.is_file() and token not in p.read_text() for p in records)
+    assert "run_name: run-***" in (out / "config.yaml").read_text()
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("dnachunker-pretrain").experiment_id])[0]
+    assert run.info.run_name == "run-***" and token not in json.dumps(run.data.params) + r.stderr
+    from dnachunker.config import redact, to_yaml
+    from slurm.sweep import load_sweep
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("tracking_uri: http://me:${oc.env:MY_API_TOKEN}@mlflow.example:5000\npoints: [{label: a}]\n")
+    os.environ["MY_API_TOKEN"] = token
+    try:
+        text = to_yaml(load_sweep(str(sweep), []))
+    finally:
+        del os.environ["MY_API_TOKEN"]
+    assert token not in text and "http://***@mlflow.example:5000" in text
+    assert redact("ConnectionError: http://bob:hunter22@db:5432/x refused") == "ConnectionError: http://***@db:5432/x refused"
+
+
+@pytest.mark.slow
 def test_init_from_an_export_warm_starts_with_the_exports_model_and_a_fresh_optimizer(tmp_path, train_shards):
     first = tmp_path / "colleague"
     assert pretrain(first, train_shards, "max_steps=4", "checkpoint.every=4").returncode == 0

@@ -70,7 +70,7 @@ class Tracker:
         exp_id = exp.experiment_id if exp else self.client.create_experiment(t.experiment)
         if t.parent_run_id:
             tags = {**tags, "mlflow.parentRunId": t.parent_run_id}
-        run = self.client.create_run(exp_id, run_name=t.run_name or Path(cfg.out_dir).name, tags=tags)
+        run = self.client.create_run(exp_id, run_name=redact(t.run_name or Path(cfg.out_dir).name), tags=tags)
         self.run_id = run.info.run_id
         items = [Param(k, str(v)[:500]) for k, v in flatten(to_dict(cfg)).items()]
         for i in range(0, len(items), 100):
