@@ -8,7 +8,7 @@ from data_pipeline.config import PipelineConfig
 from data_pipeline.errors import DataError
 from dnachunker.config import ConfigError, DNAChunkerConfig, load_structured, to_yaml
 from slurm.sweep import SweepConfig, load_sweep
-from train.config import load_config, model_changes
+from train.config import load_config, training_changes
 
 from .conftest import ROOT
 
@@ -76,13 +76,19 @@ def test_pipeline_keys_are_range_checked(override, message):
         PipelineConfig.load(None, ["fasta=x", "out=y", override])
 
 
-def test_model_changes_against_a_checkpoint_name_the_keys(monkeypatch):
+def test_training_changes_against_a_checkpoint_name_the_keys(monkeypatch):
     monkeypatch.chdir(ROOT)
-    saved = to_yaml(load_config(PRETRAIN, []))
-    assert model_changes(load_config(PRETRAIN, ["model.activation_checkpointing=true"]), saved) == []
-    assert model_changes(load_config(PRETRAIN, ["model.target_ratio=[0.3,0.5]", "model.ratio_loss_weight=0.1"]),
-                         saved) == ["model.ratio_loss_weight: 0.03 -> 0.1", "model.target_ratio: [0.5, 0.5] -> [0.3, 0.5]"]
-    assert model_changes(load_config(PRETRAIN, []), "model: configs/model/tiny.yaml\n") == []  # older checkpoints
+    saved = {"config": to_yaml(load_config(PRETRAIN, [])), "world_size": 2}
+    changes = lambda *o, world=2: training_changes(load_config(PRETRAIN, list(o)), saved, world)  # noqa: E731
+    assert changes("model.activation_checkpointing=true", "max_steps=99999", "checkpoint.every=7") == []
+    assert changes("model.target_ratio=[0.3,0.5]", "model.ratio_loss_weight=0.1") == [
+        "model.ratio_loss_weight: 0.03 -> 0.1", "model.target_ratio: [0.5, 0.5] -> [0.3, 0.5]"]
+    micro = load_config(PRETRAIN, []).data.micro_batch_size
+    assert changes(f"data.micro_batch_size={2 * micro}", world=1) == []  # half the ranks, twice the micro-batch
+    assert changes("optim.warmup_steps=7", world=1) == [
+        "optim.warmup_steps: 30 -> 7", f"global batch (ranks x data.micro_batch_size x grad_accum): {2 * micro} -> "
+        f"{micro} windows"]
+    assert training_changes(load_config(PRETRAIN, []), {"config": "model: configs/model/tiny.yaml\n"}, 1) == []
 
 
 def test_a_grid_override_replaces_the_sweep_files_grid(monkeypatch):

@@ -219,5 +219,35 @@ def test_resolved_model_is_recorded_and_a_changed_model_is_refused_on_resume(tmp
     assert procs[0].wait(timeout=300) == 2
     assert "model.ratio_loss_weight: 0.03 -> 0.1" in (out / "rank0.log").read_text()
     assert train(out, train_shards, 1, "max_steps=4", "model.target_ratio=[0.4,0.5]", "model.ratio_loss_weight=0.1",
-                 "checkpoint.allow_model_change=true") == [0]
-    assert "warning: model changed on resume: model.ratio_loss_weight: 0.03 -> 0.1" in (out / "rank0.log").read_text()
+                 "checkpoint.allow_changes=true") == [0]
+    assert "warning: changed on resume, as allowed: model.ratio_loss_weight: 0.03 -> 0.1" in (out / "rank0.log").read_text()
+
+
+def test_a_resume_that_would_train_differently_is_refused_or_recorded_and_applied(tmp_path, train_shards):
+    """The overrides of a careless resume (learning rate, micro-batch, masking, repeat weight) are
+    refused with every change named; allowed with checkpoint.allow_changes, they are what trains
+    (the logged learning rate follows the new base) and are recorded in config.yaml and the MLflow
+    run. A longer max_steps alone is not a change."""
+    out = tmp_path / "run"
+    assert train(out, train_shards, 1, "max_steps=4", "checkpoint.every=4", "optim.lr=3e-3") == [0]
+    careless = ("optim.lr=0.5", "data.micro_batch_size=2", "data.mask_prob=0.5", "data.repeat_weight=1.0")
+    procs = launch(out, train_shards, 1, "max_steps=8", *careless)
+    assert procs[0].wait(timeout=300) == 2
+    log = (out / "rank0.log").read_text()
+    for change in ("optim.lr: 0.003 -> 0.5", "data.mask_prob: 0.15 -> 0.5", "data.repeat_weight: 0.1 -> 1.0",
+                   "global batch (ranks x data.micro_batch_size x grad_accum): 4 -> 2 windows"):
+        assert change in log, log[-2000:]
+    assert "checkpoint.allow_changes=true" in log and "resumed from" not in log
+    assert train(out, train_shards, 1, "max_steps=6", "optim.lr=3e-3") == [0]  # only longer: resumes
+    assert train(out, train_shards, 1, "max_steps=8", "optim.lr=6e-3", "checkpoint.allow_changes=true") == [0]
+    text = (out / "config.yaml").read_text()
+    assert "lr: 0.006" in text and "# changed on resume from" in text and "#   optim.lr: 0.003 -> 0.006" in text
+    client, runs = mlflow_runs(out)
+    assert runs[0].data.tags["dnachunker.changed_at_step_6"] == "optim.lr: 0.003 -> 0.006"
+    lrs = {m.step: m.value for m in client.get_metric_history(runs[0].info.run_id, "train/lr")}
+    from train.config import load_config
+    from train.pretrain import lr_lambda
+    cfg = load_config("configs/pretrain/tiny_chr20.yaml", tiny_run(out, train_shards)[1:] + ["max_steps=8"])
+    # train/lr at step k is the rate after k scheduler steps, base x f(k): step 6 ended the 6-step
+    # run's cosine at 3e-3 x min_lr_ratio; step 7 is on the 8-step cosine from the new base
+    assert lrs[6] == pytest.approx(3e-3 * cfg.optim.min_lr_ratio) and lrs[7] == pytest.approx(6e-3 * lr_lambda(cfg)(7))

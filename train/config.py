@@ -43,7 +43,9 @@ class CheckpointConfig:
     every: int = 1000                # steps between checkpoints (also saved on a stop signal and at the end)
     keep: int = 3                    # retention: the newest K checkpoints by write order
     resume: str = "auto"             # auto | none | <path to a checkpoint directory> (older: a rollback)
-    allow_model_change: bool = False # resume although the model section differs from the checkpoint's
+    # resume although what is trained differs from the checkpoint (the model section, data, optimizer,
+    # precision, global batch: train.config.training_changes); the changes are recorded
+    allow_changes: bool = False
 
 
 @dataclass
@@ -152,12 +154,30 @@ def apply_init_from(cfg: TrainConfig) -> list[str]:
     return replaced
 
 
-def model_changes(cfg: TrainConfig, checkpoint_config: str) -> list[str]:
-    """'model.key: checkpoint -> now' for every model key that differs from a checkpoint's config
-    (its resolved YAML)."""
-    saved = OmegaConf.to_container(OmegaConf.create(checkpoint_config)).get("model")
-    if not isinstance(saved, dict):  # written before the model was a section: nothing to compare
-        return []
-    a, b = flatten(saved), flatten(to_dict(cfg.model))
-    return [f"model.{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b))
-            if a.get(k) != b.get(k) and k not in RUNTIME_MODEL_KEYS]
+# what a resumed run trains on and how, beside the model: compared with the checkpoint's config
+TRAINED_KEYS = ("data.root", "data.seed", "data.rc_augment", "data.mask_prob", "data.repeat_weight", "optim.lr",
+                "optim.min_lr_ratio", "optim.decay_steps", "optim.warmup_steps", "optim.betas", "optim.eps",
+                "optim.weight_decay", "optim.grad_clip", "precision")
+
+
+def training_changes(cfg: TrainConfig, checkpoint_state: dict, world_size: int) -> list[str]:
+    """'key: checkpoint -> now' for every key that changes what a resumed run trains: the model
+    section (but RUNTIME_MODEL_KEYS), TRAINED_KEYS, and the global batch (ranks x micro-batch x
+    accumulation: the micro-batch may change with the number of ranks, the global batch not).
+    Free to change: max_steps, the number of ranks, runtime, logging and checkpoint cadence."""
+    saved = OmegaConf.to_container(OmegaConf.create(checkpoint_state["config"]))
+    now = to_dict(cfg)
+    changes = []
+    if isinstance(saved.get("model"), dict):  # written before the model was a section: not compared
+        a, b = flatten(saved["model"]), flatten(now["model"])
+        changes += [f"model.{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b))
+                    if a.get(k) != b.get(k) and k not in RUNTIME_MODEL_KEYS]
+    a, b = flatten(saved), flatten(now)
+    changes += [f"{k}: {a[k]} -> {b.get(k)}" for k in TRAINED_KEYS if k in a and a[k] != b.get(k)]
+    world = checkpoint_state.get("world_size")
+    if world and "micro_batch_size" in saved.get("data", {}):
+        before = world * saved["data"]["micro_batch_size"] * saved.get("grad_accum", 1)
+        after = (cfg.global_batch_size or world_size * cfg.data.micro_batch_size * cfg.grad_accum)
+        if before != after:
+            changes.append(f"global batch (ranks x data.micro_batch_size x grad_accum): {before} -> {after} windows")
+    return changes

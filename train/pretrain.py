@@ -40,7 +40,7 @@ from dnachunker.ops import kernels  # noqa: E402
 from . import checkpoint, distributed, safe_load  # noqa: E402
 from dnachunker.config import to_yaml  # noqa: E402
 
-from .config import TrainConfig, load_config, model_changes  # noqa: E402
+from .config import TrainConfig, load_config, training_changes  # noqa: E402
 from .distributed import SetupError  # noqa: E402
 from .lock import LockError, RunLock  # noqa: E402
 from .tracking import Tracker  # noqa: E402
@@ -296,21 +296,23 @@ class Trainer:
         resume, set_aside, error = None, [], None
         if d.main:
             resume = checkpoint.find_resume(self.ckpt_root, cfg.checkpoint.resume)
-            changes = model_changes(cfg, checkpoint.read_state(resume)["config"]) if resume else []
-            if changes and not cfg.checkpoint.allow_model_change:
-                error = (f"{resume}: the model section differs from the checkpoint's ({'; '.join(changes)}). "
-                         "Resume with the checkpoint's model (drop those overrides), or set "
-                         "checkpoint.allow_model_change=true to continue with the new values")
+            changes = training_changes(cfg, checkpoint.read_state(resume), d.world_size) if resume else []
+            if changes and not cfg.checkpoint.allow_changes:
+                error = (f"{resume}: this run would train differently from the checkpoint ({'; '.join(changes)}). "
+                         "Resume with the checkpoint's settings (drop those overrides), or set "
+                         "checkpoint.allow_changes=true to continue with the new values (recorded in config.yaml "
+                         "and the MLflow run)")
             else:
                 if changes:
-                    print(f"warning: model changed on resume: {'; '.join(changes)}", file=sys.stderr)
+                    print(f"warning: changed on resume, as allowed: {'; '.join(changes)}", file=sys.stderr)
                 set_aside = checkpoint.prepare_root(self.ckpt_root, resume)
         distributed.raise_if_any(error)
-        resume, rollback = distributed.broadcast((resume, bool(set_aside)))
+        resume, rollback, changes = distributed.broadcast((resume, bool(set_aside), changes if d.main else None))
+        self.changes = changes or []
         cfg.grad_accum = _grad_accum(cfg, d.world_size)
         _resolve_tokenization(cfg, d)
         if d.main:
-            write_text(self.out / "config.yaml", to_yaml(cfg))
+            write_text(self.out / "config.yaml", to_yaml(cfg) + _changes_note(self.changes, resume))
         state, universal = {}, False
         if resume is not None:
             checkpoint.verify(resume)  # before anything of it is unpickled
@@ -364,6 +366,7 @@ class Trainer:
         self.counters = {"nonfinite_total": 0, "nonfinite_in_a_row": 0, "tokens_seen": 0}
         if resume is not None:
             self.engine.load_checkpoint(str(load_dir), tag=tag, load_module_strict=True)
+            _apply_optim(self.engine, cfg)
             self.train_loader.load_state_dict(state["data"])
             self.step = self.last_saved = state["step"]
             self.counters = state["counters"]
@@ -382,6 +385,8 @@ class Trainer:
         tags = {"dnachunker.rollback_of": state.get("mlflow_run_id") or "",
                 "dnachunker.resumed_from": resume.name if resume else "scratch"} if rollback else None
         self.tracker = Tracker(d.main, cfg, run_id=run_id, tags=tags)
+        if self.changes:
+            self.tracker.tag(f"dnachunker.changed_at_step_{self.step}", "; ".join(self.changes))
         self.bp_per_step = self.train_loader.global_batch * cfg.grad_accum * self.train_loader.split.length
         self.bar = tqdm(total=cfg.max_steps, initial=self.step, desc="pretrain", disable=not d.main,
                         dynamic_ncols=True)
@@ -524,6 +529,24 @@ class Trainer:
                   file=sys.stderr, flush=True)
         self.tracker.finish("KILLED")
         return EXIT_REQUEUE
+
+
+def _apply_optim(engine, cfg: TrainConfig) -> None:
+    """The config's optimizer settings over those a checkpoint restored: the same values, unless
+    checkpoint.allow_changes let them differ, and then the new ones are what trains (the learning
+    rate's base through the schedule, AdamW's betas, eps and weight decay)."""
+    o, sched = cfg.optim, engine.lr_scheduler
+    sched.base_lrs = [o.lr] * len(sched.base_lrs)
+    for i, group in enumerate(engine.optimizer.param_groups):  # param_groups: decay first, then the rest
+        group.update(betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay if i == 0 else 0.0,
+                     lr=o.lr * sched.lr_lambdas[0](sched.last_epoch))
+
+
+def _changes_note(changes: list[str], resume: Path | None) -> str:
+    """config.yaml's record of what checkpoint.allow_changes let differ from the checkpoint."""
+    if not changes:
+        return ""
+    return f"# changed on resume from {resume} (checkpoint.allow_changes):\n" + "".join(f"#   {c}\n" for c in changes)
 
 
 def _grad_accum(cfg: TrainConfig, world: int) -> int:

@@ -105,6 +105,11 @@ class Tracker:
         self._call("log", lambda: self.client.log_batch(
             self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()]))
 
+    def tag(self, key: str, value: str) -> None:
+        """A tag on the run (e.g. what checkpoint.allow_changes let change on a resume, step by step)."""
+        if self.enabled and self.run_id:
+            self._call("tag", lambda: self.client.set_tag(self.run_id, key, redact(value)[:5000]))
+
     def finish(self, status: str) -> None:
         """status: FINISHED, FAILED or KILLED (stopped by a signal; resumed later)."""
         if self.enabled:
