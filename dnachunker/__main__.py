@@ -1,11 +1,11 @@
 """dnachunker embed|score-variants ...   (or python -m dnachunker ...; using a trained model)
 
-  embed           embeddings of sequences from FASTA, BED + FASTA or CSV -> .npy (mean-pooled) or
+  embed           embeddings of sequences from FASTA, BED + FASTA or CSV -> .npz (mean-pooled) or
                   zarr (mean-pooled, per base, per chunk); any length (overlapping windows)
   score-variants  zero-shot SNV scores log P(alt) - log P(ref) from a VCF + reference FASTA -> TSV
 
 Examples:
-  python -m dnachunker embed --model runs/x/export --fasta genes.fa --out genes.npy
+  python -m dnachunker embed --model runs/x/export --fasta genes.fa --out genes.npz
   python -m dnachunker embed --model runs/x/export --bed peaks.bed --fasta hg38.fa --out peaks.zarr --per-base --chunks 0
   python -m dnachunker score-variants --model runs/x/export --vcf clinvar.vcf.gz --fasta hg38.fa --out scores.tsv
 """
@@ -113,22 +113,21 @@ def cmd_embed(a) -> int:
         raise InputError("give --fasta, --bed with --fasta, or --csv")
     _check(seqs, names, source)
     out = Path(a.out)
-    if out.suffix == ".npy" and (a.per_base or a.chunks is not None):
+    if out.suffix == ".npz" and (a.per_base or a.chunks is not None):
         raise InputError(f"{out}: per-base and per-chunk embeddings have a length each: write them to a .zarr")
-    if out.suffix not in (".npy", ".zarr"):
-        raise InputError(f"{out}: the output must end in .npy (mean-pooled) or .zarr")
+    if out.suffix not in (".npz", ".zarr"):
+        raise InputError(f"{out}: the output must end in .npz (mean-pooled embeddings and their names, one file) "
+                         f"or .zarr" + (f": give {out.with_suffix('.npz')}" if out.suffix == ".npy" else ""))
     model = load_model(a, map_location=a.device)
     print(f"embedding {len(seqs)} sequences ({sum(map(len, seqs)):,} bp, longest {max(map(len, seqs)):,}) "
           f"from {source} with {a.model} on {a.device}", file=sys.stderr)
     results = run(model, seqs, a.window, a.overlap, a.batch_size, a.device)
     mean = np.stack([r.hidden.mean(0) for r in results]).astype(np.float32)
-    if out.suffix == ".npy":
+    if out.suffix == ".npz":  # one file, written at once: the embeddings never without their names
         with atomic_file(out) as tmp, open(tmp, "wb") as fh:
-            np.save(fh, mean)
-        names_file = out.with_suffix(".names.txt")
-        with atomic_file(names_file) as tmp:
-            tmp.write_text("".join(f"{n}\n" for n in names))
-        print(f"embeddings {mean.shape} -> {out} (row names: {names_file})", file=sys.stderr)
+            np.savez(fh, embeddings=mean, names=np.array(names, dtype=str))
+        print(f"embeddings {mean.shape} and their names -> {out} (np.load(path)['embeddings'], ['names'])",
+              file=sys.stderr)
         return 0
     import zarr
     with atomic_directory(out) as tmp:
@@ -173,7 +172,7 @@ def main(argv=None, prog: str = "python -m dnachunker") -> int:
     e.add_argument("--csv", help="CSV/TSV with a sequence column")
     e.add_argument("--column", default="sequence", help="CSV column holding the sequences")
     e.add_argument("--name-column", help="CSV column naming the rows (None: row<line>)")
-    e.add_argument("--out", required=True, help="the output file: .npy (mean-pooled) or .zarr")
+    e.add_argument("--out", required=True, help="the output file: .npz (mean-pooled, with the names) or .zarr")
     e.add_argument("--per-base", action="store_true", help="also per-base states (zarr)")
     e.add_argument("--chunks", type=int, choices=[0, 1], help="also per-chunk means for this stage (zarr)")
     e.add_argument("--window", type=int, default=None, help="bases per forward pass (None: max_len; 0: whole)")

@@ -35,13 +35,14 @@ def add_species(p: argparse.ArgumentParser) -> None:
 def load_model(a, require_species: bool = True, **kwargs):
     """The export of --model, with --species set; a model with a species embedding needs one
     unless the command reads it from the data (require_species=False)."""
+    from .errors import InputError
     from .model import DNAChunker
     try:
         model = DNAChunker.from_pretrained(a.model, **kwargs).set_species(a.species)
-    except ValueError as e:
-        raise SystemExit(f"error: {a.model}: {e}") from None
+    except (ValueError, FileNotFoundError) as e:  # a bad config, bad weights, or no export there
+        raise InputError(str(e) if str(e).startswith(str(a.model)) else f"{a.model}: {e}") from None
     if require_species and model.cfg.species and model.species is None:
-        raise SystemExit(f"error: {a.model}: this model embeds the species {model.cfg.species}: name one (--species)")
+        raise InputError(f"{a.model}: this model embeds the species {model.cfg.species}: name one (--species)")
     return model
 
 

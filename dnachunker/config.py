@@ -184,6 +184,9 @@ def flatten(d: dict, prefix: str = "") -> dict:
     return out
 
 
+MAX_MAIN_PARAMS = 20e9  # main network, 12 L d^2: the paper's model has 0.16 B there
+
+
 @dataclass
 class MambaConfig:
     d_state: int = 64
@@ -251,14 +254,21 @@ class DNAChunkerConfig:
     def problems(self, prefix: str = "") -> list[tuple[str, str]]:
         """[(key, what is wrong)]; resolves the tokenization's arguments and implied switches."""
         s = self.n_stages
+        # every dimension bounded (a config from someone else builds nothing absurd): far above the
+        # paper's model (width 672, 30 layers, 8192 bp)
         problems = out_of_range(self, {
-            "vocab_size": "[7,7]", "d_model": ">=1", "encoder_layers": ">=0", "decoder_layers": ">=0",
-            "main_layers": ">=1", "n_heads": ">=1", "mlp_ratio": ">0", "rope_base": ">0", "max_len": ">=1",
-            "target_ratio": "(0,1)", "ratio_loss_weight": ">=0", "residual_init_scale": ">0",
-            "mamba.d_state": ">=1", "mamba.headdim": ">=1", "mamba.expand": ">=1", "mamba.d_conv": "[2,4]",
-            "mamba.ngroups": ">=1", "mamba.chunk_size": ">=1"})
+            "vocab_size": "[7,7]", "d_model": "[1,16384]", "encoder_layers": "[0,64]", "decoder_layers": "[0,64]",
+            "main_layers": "[1,512]", "n_heads": "[1,256]", "mlp_ratio": "(0,16]", "rope_base": ">0",
+            "max_len": "[1,4194304]", "target_ratio": "(0,1)", "ratio_loss_weight": ">=0", "residual_init_scale": ">0",
+            "mamba.d_state": "[1,1024]", "mamba.headdim": "[1,1024]", "mamba.expand": "[1,16]", "mamba.d_conv": "[2,4]",
+            "mamba.ngroups": "[1,64]", "mamba.chunk_size": "[1,4096]"})
         if problems:  # the shape checks below divide by these
             return [(prefix + k, m) for k, m in problems]
+        main = 12 * self.main_layers * self.d_model[-1] ** 2
+        if main > MAX_MAIN_PARAMS:
+            problems.append(("main_layers", f"{self.main_layers} layers of width {self.d_model[-1]} are about "
+                                            f"{main / 1e9:.0f} B parameters, over the {MAX_MAIN_PARAMS / 1e9:.0f} B this "
+                                            f"project builds"))
         if len(self.d_model) != s + 1:
             problems.append(("d_model", f"needs {s + 1} widths (one per stage + main), got {self.d_model}"))
         for name in ("encoder_layers", "decoder_layers"):

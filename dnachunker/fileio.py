@@ -33,7 +33,11 @@ def _by_umask(path: Path) -> None:
 
 
 def _temporary_directory(final: Path) -> Path:
+    """A new hidden temporary directory beside `final`; those a killed save of `final` left behind
+    (whole weights, for an export) are removed first."""
     final.parent.mkdir(parents=True, exist_ok=True)
+    for stale in final.parent.glob(f".{final.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
 
 

@@ -311,7 +311,9 @@ class DNAChunker(nn.Module):
         for name in ("config.yaml", "model.safetensors"):
             if not (directory / name).is_file():
                 raise FileNotFoundError(f"{directory}: not a DNAChunker export (missing {name})" + _export_hint(directory))
-        model = cls(DNAChunkerConfig.load(directory / "config.yaml"))
+        cfg = DNAChunkerConfig.load(directory / "config.yaml")  # bounded: builds nothing absurd
+        check_shapes(cfg, directory / "model.safetensors")  # before anything is built
+        model = cls(cfg)
         model.load_weights(directory, map_location)
         model.tokenization = tokenization.load(model.cfg, directory)
         return model.to(map_location)
@@ -324,6 +326,11 @@ class DNAChunker(nn.Module):
         except Exception as e:
             raise ValueError(f"{weights}: cannot read weights: {e}") from None
         check_state_keys(self, state.keys(), weights)
+        for name, t in state.items():
+            if t.is_floating_point() and not torch.isfinite(t).all():
+                raise ValueError(f"{weights}: tensor {name} holds NaN or infinite values "
+                                 f"({int((~torch.isfinite(t)).sum())} of {t.numel()}): refusing weights that "
+                                 "would give NaN embeddings and scores")
         self.load_state_dict(state, strict=True)
 
     def num_parameters(self) -> int:
@@ -338,6 +345,24 @@ def _export_hint(directory: Path) -> str:
         return (f": that is a DeepSpeed checkpoint (code, not weights: it is loaded only to resume training); "
                 f"use <out_dir>/export, here {directory.parent.parent / 'export'}")
     return ""
+
+
+def check_shapes(cfg: DNAChunkerConfig, weights: Path) -> None:
+    """The shapes config.yaml's model would have (built on the meta device: no memory) against the
+    safetensors header (read without its tensors): a config that does not fit its weights is
+    refused, naming the tensor, before anything is built for real."""
+    from safetensors import safe_open
+    try:
+        with safe_open(str(weights), framework="pt") as f:
+            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:
+        raise ValueError(f"{weights}: cannot read weights: {e}") from None
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in DNAChunker(cfg).state_dict().items()}
+    for k in sorted(set(found) & set(expected)):
+        if found[k] != expected[k]:
+            raise ValueError(f"{weights}: tensor {k} has shape {list(found[k])}, where config.yaml's model has "
+                             f"{list(expected[k])}: the config and the weights do not belong together")
 
 
 def check_state_keys(model: nn.Module, keys, source) -> None:

@@ -110,6 +110,6 @@ This directory holds tensors (`model.safetensors`, read without unpickling) and 
 runs no code from it.{remote}
 
 ```bash
-dnachunker embed --model path/to/this/directory --fasta seqs.fa --out seqs.npy
+dnachunker embed --model path/to/this/directory --fasta seqs.fa --out seqs.npz
 ```
 """

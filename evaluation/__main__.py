@@ -335,13 +335,13 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     a = p.parse_args(argv)
     from data_pipeline.errors import DataError
     from dnachunker.config import ConfigError
-    from dnachunker.errors import describe
+    from dnachunker.errors import InputError, describe
 
     from .tasks import EvalDataError
     try:
         return {"finetune": cmd_finetune, "suite": cmd_suite, "bpe": cmd_bpe, "segment": cmd_segment, "mlm": cmd_mlm,
                 "robustness": cmd_robustness}[a.cmd](a)
-    except (EvalDataError, DataError, ConfigError, OSError) as e:
+    except (EvalDataError, DataError, ConfigError, InputError, OSError) as e:
         print(f"error: {describe(e)}", file=sys.stderr)
         return 2
 

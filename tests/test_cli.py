@@ -56,10 +56,10 @@ def test_a_run_directory_given_as_model_says_which_export_to_use(tmp_path, capsy
     (run / "checkpoints" / "step_00000002" / "trainer_state.json").write_text("{}")
     fasta = tmp_path / "x.fa"
     fasta.write_text(">a\nACGT\n")
-    assert use(["embed", "--model", str(run), "--fasta", str(fasta), "--out", str(tmp_path / "e.npy")]) == 2
+    assert use(["embed", "--model", str(run), "--fasta", str(fasta), "--out", str(tmp_path / "e.npz")]) == 2
     assert f"that is a training run's out_dir; use {run / 'export'}" in capsys.readouterr().err
     assert use(["embed", "--model", str(run / "checkpoints" / "step_00000002"), "--fasta", str(fasta),
-                "--out", str(tmp_path / "e.npy")]) == 2
+                "--out", str(tmp_path / "e.npz")]) == 2
     assert f"that is a DeepSpeed checkpoint (code, not weights" in capsys.readouterr().err
 
 

@@ -209,6 +209,58 @@ def test_init_from_an_export_warm_starts_with_the_exports_model_and_a_fresh_opti
 
 # ---- 2, 3, 7: what the project writes --------------------------------------------------------
 
+def test_an_exports_config_is_bounded_and_checked_against_its_weights_before_anything_is_built(tmp_path,
+                                                                                              pretrained):
+    """A config that asks for 4000 layers of width 8192 is refused at load with the bound it breaks,
+    in well under a second and without growing; one that fits the bounds but not the weights is
+    refused naming the tensor; so are weights holding NaN or Inf, from Python and the commands."""
+    import resource
+    import time
+
+    from safetensors.torch import load_file, save_file
+    export = tmp_path / "export"
+    shutil.copytree(pretrained, export)
+    config = (export / "config.yaml").read_text()
+    (export / "config.yaml").write_text(config.replace("main_layers: 2", "main_layers: 4000")
+                                        .replace("- 64\n", "- 8192\n", 1))
+    rss, t0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, time.time()
+    with pytest.raises(ValueError, match="main_layers: must be in \\[1,512\\], got 4000"):
+        DNAChunker.from_pretrained(export)
+    assert time.time() - t0 < 5 and resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss < 100_000  # KiB
+    (export / "config.yaml").write_text(config.replace("main_layers: 2", "main_layers: 3"))
+    with pytest.raises(ValueError, match="do not fit this version's model; missing: main.blocks.2.attn"):
+        DNAChunker.from_pretrained(export)  # a layer the weights do not have: named
+    (export / "config.yaml").write_text(config.replace("  d_state: 16", "  d_state: 32"))
+    with pytest.raises(ValueError, match=r"model.safetensors: tensor stages\.0\.\S+ has shape \[\d+(, \d+)*\], "
+                                         r"where config.yaml's model has"):
+        DNAChunker.from_pretrained(export)
+    (export / "config.yaml").write_text(config)
+    for bad in (float("nan"), float("inf")):
+        state = load_file(str(pretrained / "model.safetensors"))
+        state["head.weight"][3, 2] = bad
+        save_file(state, str(export / "model.safetensors"), metadata={"format": "pt"})
+        with pytest.raises(ValueError, match="tensor head.weight holds NaN or infinite values \\(1 of"):
+            DNAChunker.from_pretrained(export)
+    (tmp_path / "s.fa").write_text(">s\nACGTACGTAC\n")
+    r = cli("dnachunker", "embed", "--model", str(export), "--fasta", str(tmp_path / "s.fa"), "--out",
+            str(tmp_path / "e.npz"))
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        f"error: {export / 'model.safetensors'}: tensor head.weight holds NaN or infinite values (1 of 224): refusing "
+        "weights that would give NaN embeddings and scores"], r.stderr
+    assert not (tmp_path / "e.npz").exists()
+
+
+def test_a_killed_saves_temporary_weights_are_removed_by_the_next_save(tmp_path):
+    """A save killed mid-way leaves a hidden .<name>.tmp-* directory holding whole weights; the next
+    save of the same export removes it (and writes its own complete set)."""
+    export = tmp_path / "export"
+    stale = tmp_path / ".export.tmp-k1ll3d"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(bytes(1 << 20))
+    DNAChunker(DNAChunkerConfig.load(CONFIGS / "tiny.yaml")).save_pretrained(export)
+    assert not stale.exists() and [p.name for p in tmp_path.iterdir()] == ["export"]
+
+
 def test_save_pretrained_replaces_only_its_own_files_readable_by_the_umask(tmp_path, monkeypatch):
     export = tmp_path / "export"
     export.mkdir()
@@ -366,16 +418,17 @@ def test_embed_and_score_variants_take_windows_files_and_say_which_naming_matche
     (tmp_path / "seqs.csv").write_bytes(b"\xef\xbb\xbf" + ("name,sequence\r\n" + "".join(
         f"s{i},{s}\r\n" for i, s in enumerate(seqs))).encode())
     r = cli("dnachunker", "embed", "--model", pretrained, "--csv", tmp_path / "seqs.csv", "--name-column", "name",
-            "--out", tmp_path / "csv.npy")
+            "--out", tmp_path / "csv.npz")
     assert r.returncode == 0, r.stderr[-2000:]
     ref = tmp_path / "ref.fa"
     ref.write_text(">chr20\n" + chr20_prefix[1_000_000:1_010_000] + "\n")
     (tmp_path / "crlf.bed").write_bytes(b"".join(f"chr20\t{300 * i}\t{300 * i + 300}\tb{i}\t0\t-\r\n".encode()
                                                  for i in range(3)))
     r = cli("dnachunker", "embed", "--model", pretrained, "--bed", tmp_path / "crlf.bed", "--fasta", ref,
-            "--out", tmp_path / "bed.npy")
+            "--out", tmp_path / "bed.npz")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert np.load(tmp_path / "csv.npy").shape == np.load(tmp_path / "bed.npy").shape == (3, 32)
+    shapes = [np.load(tmp_path / f"{name}.npz")["embeddings"].shape for name in ("csv", "bed")]
+    assert shapes == [(3, 32), (3, 32)]
     vcf = tmp_path / "ensembl.vcf"
     vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\n" + "".join(
         f"20\t{p}\tv{p}\t{chr20_prefix[1_000_000 + p - 1].upper()}\tA\n" for p in (1000, 2000)))

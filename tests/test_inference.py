@@ -80,7 +80,7 @@ def test_an_export_given_python_files_and_an_auto_map_runs_none_of_them(tmp_path
     AutoModelForMaskedLM.from_pretrained(export)
     DNAChunker.from_pretrained(export)
     (tmp_path / "s.fa").write_text(">s\nACGTACGTAC\n")
-    _cli("embed", "--model", export, "--fasta", tmp_path / "s.fa", "--out", tmp_path / "e.npy")
+    _cli("embed", "--model", export, "--fasta", tmp_path / "s.fa", "--out", tmp_path / "e.npz")
     assert not marker.exists()
     hub = DNAChunker.from_pretrained(pretrained).save_pretrained(tmp_path / "hub", remote_code=True)
     assert sorted(p.name for p in hub.glob("*.py")) == sorted(REMOTE_CODE)
@@ -128,9 +128,11 @@ def test_embed_cli_from_fasta_bed_and_csv_with_clear_errors(tmp_path, pretrained
     seqs = [chr20_windows(1800, 1)[0], chr20_windows(300, 2)[1]]  # one longer than max_len (1024)
     fasta = tmp_path / "x.fa"
     fasta.write_text("".join(f">s{i}\n{s}\n" for i, s in enumerate(seqs)))
-    _cli("embed", "--model", pretrained, "--fasta", fasta, "--out", tmp_path / "x.npy")
-    emb = np.load(tmp_path / "x.npy")
-    assert emb.shape == (2, 32) and (tmp_path / "x.names.txt").read_text() == "s0\ns1\n"
+    _cli("embed", "--model", pretrained, "--fasta", fasta, "--out", tmp_path / "x.npz")
+    with np.load(tmp_path / "x.npz", allow_pickle=False) as z:  # one file: the embeddings with their names
+        emb, names = z["embeddings"], z["names"].tolist()
+    assert emb.shape == (2, 32) and names == ["s0", "s1"] and sorted(p.name for p in tmp_path.iterdir()
+                                                                     if p.name.startswith("x.")) == ["x.fa", "x.npz"]
     _cli("embed", "--model", pretrained, "--fasta", fasta, "--out", tmp_path / "x.zarr", "--per-base", "--chunks", "0")
     import zarr
     z = zarr.open_group(str(tmp_path / "x.zarr"), mode="r")
@@ -144,7 +146,7 @@ def test_embed_cli_from_fasta_bed_and_csv_with_clear_errors(tmp_path, pretrained
     chr20 = shared_file("hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz")
     bed = tmp_path / "x.bed"
     bed.write_text("chr20\t1000000\t1000400\tplus\t0\t+\nchr20\t1000000\t1000400\tminus\t0\t-\n")
-    _cli("embed", "--model", pretrained, "--bed", bed, "--fasta", chr20, "--out", tmp_path / "b.npy")
+    _cli("embed", "--model", pretrained, "--bed", bed, "--fasta", chr20, "--out", tmp_path / "b.npz")
     region = None
     with gzip.open(CHR20, "rt") as fh:
         fh.readline()
@@ -152,17 +154,20 @@ def test_embed_cli_from_fasta_bed_and_csv_with_clear_errors(tmp_path, pretrained
         region = text[1000000:1000400]
     rc = region.translate(str.maketrans("ACGTNacgtn", "TGCANtgcan"))[::-1]
     (tmp_path / "rc.fa").write_text(f">rc\n{rc}\n")
-    _cli("embed", "--model", pretrained, "--fasta", tmp_path / "rc.fa", "--out", tmp_path / "rc.npy")
-    np.testing.assert_allclose(np.load(tmp_path / "b.npy")[1], np.load(tmp_path / "rc.npy")[0], rtol=1e-5, atol=1e-6)
+    _cli("embed", "--model", pretrained, "--fasta", tmp_path / "rc.fa", "--out", tmp_path / "rc.npz")
+    minus, rc = (np.load(tmp_path / f"{name}.npz")["embeddings"] for name in ("b", "rc"))
+    np.testing.assert_allclose(minus[1], rc[0], rtol=1e-5, atol=1e-6)
     csv = tmp_path / "x.csv"
     csv.write_text("id,sequence\na,ACGTACGTAA\nb,ACGXTT\n")
-    r = _cli("embed", "--model", pretrained, "--csv", csv, "--name-column", "id", "--out", tmp_path / "c.npy", ok=False)
-    assert "x.csv: record 'b': character 'X' at position 3" in r.stderr and not (tmp_path / "c.npy").exists()
+    r = _cli("embed", "--model", pretrained, "--csv", csv, "--name-column", "id", "--out", tmp_path / "c.npz", ok=False)
+    assert "x.csv: record 'b': character 'X' at position 3" in r.stderr and not (tmp_path / "c.npz").exists()
     bed.write_text("chr20\t10\t20\nchrZ\t10\t20\n")
-    r = _cli("embed", "--model", pretrained, "--bed", bed, "--fasta", chr20, "--out", tmp_path / "d.npy", ok=False)
-    assert "x.bed:2: sequence 'chrZ' is not in" in r.stderr and not (tmp_path / "d.npy").exists()
-    r = _cli("embed", "--model", pretrained, "--fasta", fasta, "--out", tmp_path / "e.npy", "--per-base", ok=False)
+    r = _cli("embed", "--model", pretrained, "--bed", bed, "--fasta", chr20, "--out", tmp_path / "d.npz", ok=False)
+    assert "x.bed:2: sequence 'chrZ' is not in" in r.stderr and not (tmp_path / "d.npz").exists()
+    r = _cli("embed", "--model", pretrained, "--fasta", fasta, "--out", tmp_path / "e.npz", "--per-base", ok=False)
     assert "write them to a .zarr" in r.stderr
+    r = _cli("embed", "--model", pretrained, "--fasta", fasta, "--out", tmp_path / "e.npy", ok=False)
+    assert f"give {tmp_path / 'e.npz'}" in r.stderr
 
 
 def test_score_variants_on_real_chr20_with_broken_records(tmp_path, pretrained):
