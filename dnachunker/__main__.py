@@ -12,13 +12,14 @@ Examples:
 from __future__ import annotations
 
 import csv
+import io
 import sys
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from .cli import load_model
+from .cli import at_least, load_model
 from .errors import InputError, describe
 from .fileio import atomic_directory, atomic_file, write_csv
 from .tokenizer import TokenizerError, decode, decode_interval, encode
@@ -56,6 +57,8 @@ def _from_bed(bed: str, fasta: str) -> tuple[list[str], list[str]]:
             if not 0 <= start < end or strand not in "+-.":
                 raise InputError(f"{bed}:{line_no}: bad interval or strand: {f[:3]} {strand}")
             rows.append((line_no, f[0], start, end, f[3] if len(f) > 3 else f"{f[0]}:{start}-{end}", strand))
+    if not rows:
+        raise InputError(f"{bed}: no intervals (only empty, comment, track or browser lines)")
     wanted = {r[1] for r in rows}
     genome = {name: (codes, soft) for name, codes, soft in read_fasta(fasta) if name in wanted}
     names, seqs = [], []
@@ -74,7 +77,14 @@ def _from_csv(path: str, column: str, name_column: str | None) -> tuple[list[str
     p = Path(path)
     if not p.is_file():
         raise InputError(f"{path}: CSV file not found")
-    with open(p, newline="", encoding="utf-8-sig") as fh:  # -sig: a byte order mark is not a column name
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8-sig")  # -sig: a byte order mark is not a column name
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise InputError(f"{path}:{line}: byte 0x{raw[e.start]:02x} is not UTF-8 text "
+                         "(a file saved in another encoding, such as Windows-1252: save it as UTF-8)") from None
+    with io.StringIO(text, newline="") as fh:
         reader = csv.DictReader(fh, delimiter="\t" if p.suffix in (".tsv", ".txt") else ",")
         if column not in (reader.fieldnames or []):
             raise InputError(f"{path}:1: no column {column!r} (columns: {reader.fieldnames})")
@@ -85,6 +95,8 @@ def _from_csv(path: str, column: str, name_column: str | None) -> tuple[list[str
                 raise InputError(f"{path}:{line_no}: empty sequence")
             names.append(row.get(name_column) if name_column else f"row{line_no}")
             seqs.append(seq)
+    if not seqs:
+        raise InputError(f"{path}: no rows below its header")
     return names, seqs
 
 
@@ -112,6 +124,8 @@ def cmd_embed(a) -> int:
     else:
         raise InputError("give --fasta, --bed with --fasta, or --csv")
     _check(seqs, names, source)
+    if a.window and a.overlap is not None and a.overlap >= a.window:
+        raise InputError(f"--overlap {a.overlap} must be smaller than --window {a.window}")
     out = Path(a.out)
     if out.suffix == ".npz" and (a.per_base or a.chunks is not None):
         raise InputError(f"{out}: per-base and per-chunk embeddings have a length each: write them to a .zarr")
@@ -150,6 +164,8 @@ def cmd_embed(a) -> int:
 def cmd_score_variants(a) -> int:
     from .variants import score_variants
     model = load_model(a, map_location=a.device)
+    if a.context is not None and a.context > model.cfg.max_len:
+        raise InputError(f"--context {a.context}: at most the model's window, max_len {model.cfg.max_len} bp")
     variants = score_variants(model, a.vcf, a.fasta, a.context, a.batch_size, a.device)
     rows = [{"chrom": v.chrom, "pos": v.pos, "id": v.id, "ref": v.ref, "alt": v.alt, "fasta_ref": v.fasta_ref,
              "score": "" if v.score is None else f"{v.score:.6f}", "status": v.status} for v in variants]
@@ -175,9 +191,9 @@ def main(argv=None, prog: str = "python -m dnachunker") -> int:
     e.add_argument("--out", required=True, help="the output file: .npz (mean-pooled, with the names) or .zarr")
     e.add_argument("--per-base", action="store_true", help="also per-base states (zarr)")
     e.add_argument("--chunks", type=int, choices=[0, 1], help="also per-chunk means for this stage (zarr)")
-    e.add_argument("--window", type=int, default=None, help="bases per forward pass (None: max_len; 0: whole)")
-    e.add_argument("--overlap", type=int, default=None, help="overlap of windows (None: window/2)")
-    e.add_argument("--batch-size", type=int, default=8, help="windows per forward pass")
+    e.add_argument("--window", type=at_least(0), default=None, help="bases per forward pass (None: max_len; 0: whole)")
+    e.add_argument("--overlap", type=at_least(0), default=None, help="overlap of windows, < --window (None: window/2)")
+    e.add_argument("--batch-size", type=at_least(1), default=8, help="windows per forward pass")
     add_device(e)
     s = subparser(sub, "score-variants", "zero-shot SNV effect scores log P(alt) - log P(ref)")
     add_model(s)
@@ -185,8 +201,8 @@ def main(argv=None, prog: str = "python -m dnachunker") -> int:
     s.add_argument("--vcf", required=True, help="VCF (.gz accepted) of the variants")
     s.add_argument("--fasta", required=True, help="the reference the VCF refers to")
     s.add_argument("--out", required=True, help="the output file, a TSV: " + " ".join(COLUMNS))
-    s.add_argument("--context", type=int, default=None, help="bases around each variant (None: max_len)")
-    s.add_argument("--batch-size", type=int, default=16, help="variants per forward pass")
+    s.add_argument("--context", type=at_least(1), default=None, help="bases around each variant (None: max_len)")
+    s.add_argument("--batch-size", type=at_least(1), default=16, help="variants per forward pass")
     add_device(s)
     a = p.parse_args(argv)
     try:

@@ -9,7 +9,6 @@ indel, unknown_chrom, out_of_range, not_acgt (REF or ALT is not A/C/G/T).
 """
 from __future__ import annotations
 
-import io
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,13 +45,18 @@ def read_vcf(path: str | Path) -> Iterator[Variant]:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: VCF file not found")
-    with io.TextIOWrapper(open_maybe_gzip(path)) as fh:
-        for line_no, line in enumerate(fh, 1):
-            if line.startswith("#") or not line.strip():
+    with open_maybe_gzip(path) as fh:
+        for line_no, raw in enumerate(fh, 1):
+            if raw.startswith(b"#") or not raw.strip():
                 continue
-            f = line.rstrip("\n").split("\t")
-            if len(f) < 5:
-                raise InputError(f"{path}:{line_no}: {len(f)} tab-separated fields, a VCF record has at least 5")
+            fields = raw.rstrip(b"\r\n").split(b"\t")
+            if len(fields) < 5:
+                raise InputError(f"{path}:{line_no}: {len(fields)} tab-separated fields, a VCF record has at least 5")
+            try:  # the five fields read here; the rest (QUAL, FILTER, INFO) may hold any bytes
+                f = [x.decode("utf-8") for x in fields[:5]]
+            except UnicodeDecodeError as e:
+                raise InputError(f"{path}:{line_no}: byte 0x{e.object[e.start]:02x} in CHROM, POS, ID, REF or ALT "
+                                 "is not UTF-8 text") from None
             try:
                 pos = int(f[1])
             except ValueError:

@@ -263,7 +263,7 @@ def cmd_robustness(a) -> int:
 
 
 def main(argv=None, prog: str = "python -m evaluation") -> int:
-    from dnachunker.cli import add_device, add_model, add_species, parser, subparser
+    from dnachunker.cli import add_device, add_model, add_species, at_least, parser, subparser
 
     from .baselines import BASELINES
     from .tasks import FORMATS
@@ -282,7 +282,7 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     f.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed (its valid split and head)")
     f.add_argument("--epochs", type=int, default=3, help="epochs; the best one on valid is scored on test")
     f.add_argument("--lr", type=float, default=None, help="learning rate (None: 1e-4 finetune, 1e-2 probe)")
-    f.add_argument("--batch-size", type=int, default=32, help="sequences per batch")
+    f.add_argument("--batch-size", type=at_least(1), default=32, help="sequences per batch")
     f.add_argument("--max-len", type=int, default=None, help="truncate longer sequences (None: keep whole)")
     f.add_argument("--max-train", type=int, default=None, help="subsample the training pool (None: all)")
     f.add_argument("--out", default="outputs/eval", help="directory for <task>_<mode>.csv and results.md")
@@ -308,7 +308,7 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     m.add_argument("--data", required=True, help="a shard set or corpus root (python -m data_pipeline's out)")
     m.add_argument("--split", default="valid", help="which split")
     m.add_argument("--batches", type=int, default=40, help="batches read (a corpus's genomes interleaved)")
-    m.add_argument("--batch-size", type=int, default=16, help="windows per batch")
+    m.add_argument("--batch-size", type=at_least(1), default=16, help="windows per batch")
     m.add_argument("--out", help="also write the numbers to this JSON file")
     s = subparser(sub, "segment", "chunk-length statistics per genome and region type, and a picture of both "
                                   "stages' chunks")
@@ -320,8 +320,9 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     s.add_argument("--split", default="valid", help="with --data: which split")
     s.add_argument("--gtf", action="append", help="exons as a region type and a track: with --fasta its GTF; with "
                                                   "--data GENOME=GTF (repeat the flag for several genomes)")
-    s.add_argument("--length", type=int, default=1024, help="with --fasta: window length (bp; --data: the data's own)")
-    s.add_argument("--count", type=int, default=64, help="N-free windows drawn per genome (fixed seed)")
+    s.add_argument("--length", type=at_least(1), default=1024,
+                   help="with --fasta: window length (bp; --data: the data's own)")
+    s.add_argument("--count", type=at_least(1), default=64, help="N-free windows drawn per genome (fixed seed)")
     s.add_argument("--out", default="outputs/segmentation",
                    help="directory for chunk_lengths.csv / .png, segmentation.html and segmentation[_<genome>].png")
     r = subparser(sub, "robustness", "boundaries kept after a random SNV / 1-bp insertion / deletion")
