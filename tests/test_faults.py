@@ -189,6 +189,25 @@ def test_a_secret_interpolated_from_the_environment_is_recorded_nowhere(tmp_path
 
 
 @pytest.mark.slow
+def test_resuming_another_out_dirs_checkpoint_starts_a_run_that_names_the_old_one(tmp_path, train_shards):
+    """The checkpoint's MLflow run lives in the other out_dir's store: one note, a new run in this
+    store tagged with the old run's id, every step logged there; no retries, tracking stays on."""
+    first = tmp_path / "first"
+    assert pretrain(first, train_shards, "max_steps=2", "checkpoint.every=2").returncode == 0
+    old = json.loads((first / "summary.json").read_text())["mlflow_run_id"]
+    out = tmp_path / "second"
+    r = pretrain(out, train_shards, "max_steps=4", f"checkpoint.resume={first / 'checkpoints' / 'step_00000002'}")
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stderr.count(f"note: the checkpoint's MLflow run {old} is not in") == 1
+    assert "warning: MLflow" not in r.stderr and "resumed from" in r.stderr
+    from mlflow.tracking import MlflowClient
+    client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    run = client.search_runs([client.get_experiment_by_name("dnachunker-pretrain").experiment_id])[0]
+    assert run.data.tags["dnachunker.continues_run"] == old and run.info.run_id != old
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "train/loss")] == [3, 4]
+
+
+@pytest.mark.slow
 def test_init_from_an_export_warm_starts_with_the_exports_model_and_a_fresh_optimizer(tmp_path, train_shards):
     first = tmp_path / "colleague"
     assert pretrain(first, train_shards, "max_steps=4", "checkpoint.every=4").returncode == 0

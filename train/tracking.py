@@ -61,6 +61,10 @@ class Tracker:
         from mlflow.tracking import MlflowClient
         t = cfg.tracking
         self.client = MlflowClient(tracking_uri=self.uri)
+        if run_id is not None and not self._known(run_id):  # a checkpoint written beside another store
+            print(f"note: the checkpoint's MLflow run {run_id} is not in {redact(self.uri)} (the checkpoint comes "
+                  f"from another out_dir or store): logging to a new run that names it", file=sys.stderr, flush=True)
+            tags, run_id = {**tags, "dnachunker.continues_run": run_id}, None
         if run_id is not None:  # resume after preemption: same run, append
             self.client.update_run(run_id, status="RUNNING")
             history = self.client.get_metric_history(run_id, "train/loss")
@@ -75,6 +79,17 @@ class Tracker:
         items = [Param(k, str(v)[:500]) for k, v in flatten(to_dict(cfg)).items()]
         for i in range(0, len(items), 100):
             self.client.log_batch(self.run_id, params=items[i:i + 100])
+
+    def _known(self, run_id: str) -> bool:
+        """Whether this store has the run (a store that cannot be reached raises, and is retried)."""
+        from mlflow.exceptions import MlflowException
+        try:
+            self.client.get_run(run_id)
+            return True
+        except MlflowException as e:
+            if e.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return False
+            raise
 
     def _call(self, what: str, fn, *args):
         """fn(*args), retried; after the last failure MLflow is switched off for this run."""
