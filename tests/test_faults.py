@@ -70,7 +70,7 @@ def tmpfs(tmp_path):
 def _fill(disk: Path) -> Path:
     """Write zeros into `disk` until it is full."""
     filler = disk / "filler"
-    with open(filler, "wb") as fh:
+    with open(filler, "wb", buffering=0) as fh:  # unbuffered: nothing left to flush at close
         try:
             while True:
                 fh.write(bytes(1 << 16))
@@ -359,6 +359,25 @@ def test_training_on_a_damaged_shard_stops_naming_it(tmp_path, train_shards):
 
 
 # ---- 9, 10: full disks, read-only directories ---------------------------------------------------
+
+@pytest.mark.slow
+def test_embed_on_a_full_disk_leaves_the_previous_output_whole(tmp_path, pretrained, tmpfs):
+    """Embeddings and their names are one file written at once: a full disk leaves the previous
+    output as it was (2 rows with their 2 names), not a new array beside old names."""
+    disk = tmpfs("256k")
+    fasta = tmp_path / "x.fa"
+    fasta.write_text(">a\nACGTACGTAC\n>b\nTTGACCATGA\n")
+    out = disk / "e.npz"
+    assert cli("dnachunker", "embed", "--model", pretrained, "--fasta", fasta, "--out", out).returncode == 0
+    before = out.read_bytes()
+    fasta.write_text(">c\n" + "ACGT" * 3000 + "\n")
+    filler = _fill(disk)
+    r = cli("dnachunker", "embed", "--model", pretrained, "--fasta", fasta, "--out", out)
+    assert r.returncode == 2 and "No space left on device (the disk is full" in r.stderr, r.stderr[-2000:]
+    assert "Traceback" not in r.stderr and out.read_bytes() == before
+    assert np.load(out)["names"].tolist() == ["a", "b"] and sorted(p.name for p in disk.iterdir()) == ["e.npz", "filler"]
+    filler.unlink()
+
 
 @pytest.mark.slow
 def test_a_full_disk_at_start_up_leaves_no_lock_and_the_next_start_runs(tmp_path, train_shards, tmpfs):
