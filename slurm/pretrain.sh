@@ -1,9 +1,15 @@
 #!/bin/bash
 # Pretrain DNAChunker under Slurm: one srun task per GPU, preemption-safe, self-requeueing.
 #
-#   sbatch slurm/pretrain.sh [CONFIG] [key=value ...]
-#   sbatch --nodes=4 --time=48:00:00 slurm/pretrain.sh configs/pretrain/paper_hg38.yaml max_steps=200000
-#   sbatch --gres=none --ntasks-per-node=2 --cpus-per-task=1 slurm/pretrain.sh   # CPU-only test
+#   bash slurm/pretrain.sh [SBATCH OPTIONS] [CONFIG] [key=value ...]   # checks on this node, then submits
+#   bash slurm/pretrain.sh --nodes=4 --time=48:00:00 configs/pretrain/paper_hg38.yaml max_steps=200000
+#   bash slurm/pretrain.sh --gres=none --ntasks-per-node=2 --cpus-per-task=1   # CPU-only test
+#   sbatch [SBATCH OPTIONS] slurm/pretrain.sh [CONFIG] [key=value ...]      # submits without the check first
+#
+# Run with bash (outside a job), it runs `python -m train.pretrain --check` with the world size the
+# request gives (nodes x tasks per node, GPUs per node: the #SBATCH defaults below, or the options
+# given) and submits itself with sbatch only if every check passed. In the job, every rank checks
+# the data, out_dir, checkpoint and batch again before DeepSpeed starts.
 #
 # Any #SBATCH default below can be overridden on the sbatch command line. What each signal does:
 #   time limit (--signal=B:USR1@300, to this script) or `scancel --batch --signal=USR1 JOB`:
@@ -26,6 +32,24 @@
 #SBATCH --open-mode=append
 #SBATCH --output=%x-%j.out
 set -uo pipefail
+
+if [ -z "${SLURM_JOB_ID:-}" ]; then  # on a login node: check what the job needs, then submit it
+  SBATCH_OPTS=()
+  while [[ "${1:-}" == --* ]]; do SBATCH_OPTS+=("$1"); shift; done
+  option() {  # the value of --NAME=: given here, else this script's #SBATCH default
+    local value
+    value=$(sed -n "s/^#SBATCH --$1=\(.*\)/\1/p" "$0" | head -n 1)
+    for o in "${SBATCH_OPTS[@]}"; do [[ "$o" == --$1=* ]] && value=${o#*=}; done
+    echo "$value"
+  }
+  NODES=$(option nodes); TASKS=$(option ntasks-per-node); GRES=$(option gres)
+  GPUS=$(option gpus-per-node); [ -n "$GPUS" ] || GPUS=$([[ "$GRES" == *gpu* ]] && echo "${GRES##*:}" || echo 0)
+  PYTHON=${DNACHUNKER_PYTHON:-$PWD/.venv/bin/python}
+  $PYTHON -m train.pretrain --check --config "${1:-configs/pretrain/tiny_chr20.yaml}" --world $((NODES * TASKS)) \
+      --nodes "$NODES" --tasks-per-node "$TASKS" --gpus-per-node "$GPUS" "${@:2}" \
+    || { echo "[pretrain.sh] not submitted: fix what failed above" >&2; exit 2; }
+  exec sbatch "${SBATCH_OPTS[@]}" "$0" "$@"
+fi
 
 CONFIG=${1:-configs/pretrain/tiny_chr20.yaml}
 [ $# -gt 0 ] && shift

@@ -71,6 +71,26 @@ def _wait_for_steps(out, n, timeout=300):
 
 
 @needs_slurm
+def test_bash_pretrain_sh_checks_on_the_login_node_then_submits(tmp_path, train_shards):
+    """`bash slurm/pretrain.sh` checks what the job needs with the world size its request gives and
+    submits only then: a wrong data.root is said in seconds and nothing is queued; a good run is
+    submitted with the same options and trains."""
+    bad = subprocess.run(["bash", "slurm/pretrain.sh", *CPU_JOB, "--parsable", "configs/pretrain/tiny_chr20.yaml",
+                          *tiny_run(tmp_path / "bad", train_shards), "data.root=/nonexistent"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "FAIL  data" in bad.stdout and "/nonexistent/manifest.json" in bad.stdout
+    assert "not submitted: fix what failed above" in bad.stderr and not bad.stdout.strip().isdigit()
+    out = tmp_path / "good"
+    good = subprocess.run(["bash", "slurm/pretrain.sh", *CPU_JOB, "--parsable", "--wait", f"--output={out}.log",
+                           "configs/pretrain/tiny_chr20.yaml", *tiny_run(out, train_shards), "max_steps=2",
+                           "checkpoint.every=2", "val_every=0"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert good.returncode == 0, good.stderr[-2000:]
+    assert "ok    batch         2 rank(s) x 4 windows" in good.stdout and "every check passed" in good.stderr
+    job = good.stdout.strip().splitlines()[-1]
+    assert job.isdigit() and _job_state(job) == "COMPLETED" and (out / "export" / "model.safetensors").is_file()
+
+
+@needs_slurm
 @pytest.mark.parametrize("how", ["scancel", "usr1-to-tasks"])
 def test_scancel_stops_the_job_for_good_after_a_checkpoint(tmp_path, train_shards, how):
     """Plain `scancel` (SIGTERM) and a USR1 that only the tasks receive both mean: checkpoint and

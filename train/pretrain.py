@@ -21,6 +21,7 @@ import argparse  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
+import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -37,7 +38,7 @@ from dnachunker.errors import describe  # noqa: E402
 from dnachunker.fileio import write_text  # noqa: E402
 from dnachunker.ops import kernels  # noqa: E402
 
-from . import checkpoint, distributed, safe_load  # noqa: E402
+from . import checkpoint, distributed, preflight, safe_load  # noqa: E402
 from dnachunker.config import to_yaml  # noqa: E402
 
 from .config import TrainConfig, load_config, training_changes  # noqa: E402
@@ -202,6 +203,14 @@ def main(argv: list[str] | None = None, prog: str = "python -m train.pretrain") 
     parser = make_parser(prog, __doc__)
     parser.add_argument("--config", help="YAML pretraining config (configs/pretrain/)")
     parser.add_argument("--local_rank", type=int, default=None, help=argparse.SUPPRESS)  # deepspeed launcher
+    parser.add_argument("--check", action="store_true", help="check everything the run needs (train.preflight), "
+                                                                   "print it, exit 0 (all ok) or 2; train nothing")
+    parser.add_argument("--world", type=int, default=None, help="with --check: ranks the job will have")
+    parser.add_argument("--nodes", type=int, default=None, help="with --check: nodes the job will have")
+    parser.add_argument("--gpus-per-node", type=int, default=None, help="with --check: GPUs the job asks per node")
+    parser.add_argument("--tasks-per-node", type=int, default=None, help="with --check: tasks per node")
+    parser.add_argument("--peak-tflops", type=float, default=None, help="with --check: GPU peak for the step-time "
+                                                                        "projection (default: H100 bf16)")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. max_steps=100 data.micro_batch_size=4")
     args = parser.parse_intermixed_args(argv)
     stop = early_stop_flag()
@@ -209,6 +218,20 @@ def main(argv: list[str] | None = None, prog: str = "python -m train.pretrain") 
         cfg = load_config(args.config, args.overrides)
     except (ValueError, OSError) as e:
         print(f"error: {describe(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    env = os.environ
+    world = args.world or int(env.get("WORLD_SIZE") or env.get("SLURM_STEP_NUM_TASKS") or env.get("SLURM_NTASKS") or 1)
+    nodes = args.nodes or int(env.get("SLURM_STEP_NUM_NODES") or env.get("SLURM_JOB_NUM_NODES") or 1)
+    if args.check:
+        findings = preflight.run(cfg, world, nodes, args.gpus_per_node, args.tasks_per_node,
+                                 args.peak_tflops and args.peak_tflops * 1e12)
+        print("\n".join(map(str, findings)))
+        failed = [f for f in findings if f.level == "FAIL"]
+        print(f"{len(failed)} check(s) failed" if failed else "every check passed", file=sys.stderr)
+        return EXIT_BAD_INPUT if failed else 0
+    failed = [f for f in preflight.at_start(cfg, world, nodes) if f.level == "FAIL"]
+    if failed:  # before DeepSpeed is set up: seconds, not minutes
+        print("\n".join(f"error: {f.detail}" for f in failed), file=sys.stderr)
         return EXIT_BAD_INPUT
     d = distributed.setup()
     lock = None
@@ -361,7 +384,7 @@ class Trainer:
             config=deepspeed_config(cfg, universal),
             lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)))
 
-        self.engine.checkpoint_engine = safe_load.SafeCheckpointEngine(self.engine._config)  # loads run no code
+        self.engine.checkpoint_engine = safe_load.checkpoint_engine(self.engine._config)  # loads run no code
         self.step = self.last_saved = 0  # step 0 needs no checkpoint: it is the seeded initialisation
         self.counters = {"nonfinite_total": 0, "nonfinite_in_a_row": 0, "tokens_seen": 0}
         if resume is not None:

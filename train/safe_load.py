@@ -6,7 +6,7 @@ every pickle file of a checkpoint is first read with torch.load(weights_only=Tru
 unpickler builds only tensors, plain containers and the classes on SAFE_GLOBALS (the three that
 DeepSpeed's ZeRO stages 1-3 store, in fp32 and both bf16 modes); a file naming anything else is
 refused, naming the file and the global, before DeepSpeed opens any of them. DeepSpeed's own
-checkpoint engine is then replaced by one that loads the same way (`SafeCheckpointEngine`), and
+checkpoint engine is then replaced by one that loads the same way (`checkpoint_engine`), and
 the universal conversion reads only files that passed. Memory-mapped: no tensor is read to check.
 """
 from __future__ import annotations
@@ -17,7 +17,6 @@ import re
 from pathlib import Path
 
 import torch
-from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
 
 SAFE_GLOBALS = ("deepspeed.runtime.fp16.loss_scaler.LossScaler", "deepspeed.runtime.zero.config.ZeroStageEnum",
                 "deepspeed.utils.tensor_fragment.fragment_address")
@@ -67,8 +66,12 @@ def pickles(path: Path) -> list[Path]:
     return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in (".pt", ".pth", ".bin"))
 
 
-class SafeCheckpointEngine(TorchCheckpointEngine):
-    """DeepSpeed's torch checkpoint engine, loading with `load` instead of weights_only=False."""
+def checkpoint_engine(config):
+    """DeepSpeed's torch checkpoint engine, loading with `load` instead of weights_only=False (for
+    engine.checkpoint_engine; DeepSpeed is imported only here)."""
+    from deepspeed.runtime.checkpoint_engine.torch_checkpoint_engine import TorchCheckpointEngine
 
-    def load(self, path: str, map_location=None):
-        return load(path, map_location=map_location)
+    class SafeCheckpointEngine(TorchCheckpointEngine):
+        def load(self, path: str, map_location=None):
+            return load(path, map_location=map_location)
+    return SafeCheckpointEngine(config)
