@@ -22,6 +22,7 @@ from transformers.modeling_outputs import BaseModelOutput, MaskedLMOutput
 from . import tokenization
 from .config import DNAChunkerConfig
 from .model import DNAChunker
+from .tokenizer import MASK, PAD
 
 
 class DNAChunkerHFConfig(PretrainedConfig):
@@ -75,7 +76,9 @@ class DNAChunkerForMaskedLM(_Base):
                 labels: torch.Tensor | None = None, boundaries: torch.Tensor | None = None,
                 species: torch.Tensor | None = None, **kwargs) -> MaskedLMOutput:
         out = self._run(input_ids, attention_mask, labels, boundaries, species)
-        return MaskedLMOutput(loss=out.loss, logits=out.logits, hidden_states=(out.hidden,))
+        # [PAD] and [MASK] are never a base: fill-mask (and any argmax) must not suggest them
+        logits = out.logits.index_fill(-1, torch.tensor([PAD, MASK], device=out.logits.device), float("-inf"))
+        return MaskedLMOutput(loss=out.loss, logits=logits, hidden_states=(out.hidden,))
 
 
 AutoConfig.register("dnachunker", DNAChunkerHFConfig, exist_ok=True)

@@ -46,7 +46,9 @@ def tokenizer_json():
 
 
 def write(directory: Path, cfg: DNAChunkerConfig, remote_code: bool = False) -> None:
-    special = {"pad_token": VOCAB[PAD], "mask_token": VOCAB[MASK], "unk_token": "N"}
+    # N is a base (and what unknown characters become in tokenizer.json), not a special token: a
+    # decode that skips special tokens keeps it, so a filled-in sequence keeps its length
+    special = {"pad_token": VOCAB[PAD], "mask_token": VOCAB[MASK]}
     config = {"model_type": "dnachunker", "architectures": ["DNAChunkerForMaskedLM"],
               **({"auto_map": AUTO_MAP} if remote_code else {}),
               "dnachunker": to_dict(cfg), "vocab_size": cfg.vocab_size, "pad_token_id": PAD, "mask_token_id": MASK}

@@ -48,12 +48,17 @@ def test_export_loads_with_transformers_auto_classes_offline_and_matches(tmp_pat
         ref = native(ids, batch.valid, labels)
         out = mlm(input_ids=ids, attention_mask=enc.attention_mask, labels=labels)
         hidden = encoder(input_ids=ids, attention_mask=enc.attention_mask).last_hidden_state
-    assert torch.equal(out.logits, ref.logits) and torch.equal(out.loss, ref.loss)
+    special = torch.tensor([0, MASK])  # [PAD], [MASK]: never a prediction
+    assert torch.equal(out.logits[..., 2:], ref.logits[..., 2:]) and torch.equal(out.loss, ref.loss)
+    assert torch.isinf(out.logits[..., special]).all() and not (out.logits.argmax(-1)[..., None] == special).any()
     assert torch.equal(hidden, ref.hidden)
     from transformers import pipeline
     fill = pipeline("fill-mask", model=mlm, tokenizer=tok)
-    best = fill(seqs[0][:40] + "[MASK]" + seqs[0][41:80])[0]
+    guesses = fill(seqs[0][:40] + "[MASK]" + seqs[0][41:80], top_k=7)
+    best = guesses[0]
     assert best["sequence"] == (seqs[0][:40] + best["token_str"] + seqs[0][41:80]).upper() and " " not in best["sequence"]
+    assert {g["token_str"] for g in guesses if g["score"] > 0} <= set("ACGTN")
+    assert all(len(g["sequence"]) == 80 for g in guesses if g["score"] > 0)
 
 
 def test_an_export_given_python_files_and_an_auto_map_runs_none_of_them(tmp_path, pretrained, monkeypatch):
