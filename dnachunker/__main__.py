@@ -21,7 +21,7 @@ import numpy as np
 
 from .cli import at_least, load_model
 from .errors import InputError, describe
-from .fileio import atomic_directory, atomic_file, write_csv
+from .fileio import atomic_directory, atomic_file, output_file, write_csv
 from .tokenizer import TokenizerError, decode, decode_interval, encode
 from .variants import COLUMNS
 
@@ -110,6 +110,7 @@ def _check(seqs: list[str], names: list[str], source: str) -> None:
 
 def cmd_embed(a) -> int:
     from .inference import chunk_means, run
+    output_file(a.out)
     if a.csv:
         names, seqs = _from_csv(a.csv, a.column, a.name_column)
         source = a.csv
@@ -163,6 +164,7 @@ def cmd_embed(a) -> int:
 
 def cmd_score_variants(a) -> int:
     from .variants import score_variants
+    output_file(a.out)
     model = load_model(a, map_location=a.device)
     if a.context is not None and a.context > model.cfg.max_len:
         raise InputError(f"--context {a.context}: at most the model's window, max_len {model.cfg.max_len} bp")

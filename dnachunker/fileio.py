@@ -95,6 +95,33 @@ def atomic_file(final: str | Path) -> Iterator[Path]:
         _reraise(e, final)
 
 
+def output_file(path: str | Path) -> Path:
+    """Where a command will write one file (or a zarr store), checked before it computes anything:
+    its folder exists and is writable, else InputError naming the folder."""
+    from .errors import InputError
+    path = Path(path)
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"{folder}: no such folder, for the output {path} (create it first)")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise InputError(f"{folder}: not writable, for the output {path}")
+    return path
+
+
+def output_dir(path: str | Path) -> Path:
+    """A command's output folder, made now (parents included), so that a folder it cannot make or
+    write stops it before it computes anything (InputError naming it)."""
+    from .errors import InputError
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{e.filename or path}: {e.strerror or e}, for the output folder {path}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise InputError(f"{path}: not writable, for the output folder")
+    return path
+
+
 def write_text(path: str | Path, text: str) -> None:
     with atomic_file(path) as tmp:
         tmp.write_text(text)

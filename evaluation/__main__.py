@@ -32,7 +32,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dnachunker.fileio import markdown_table, write_csv
+from dnachunker.fileio import markdown_table, output_dir, output_file, write_csv
+
+from .tasks import EvalDataError
 
 
 def _windows(fasta: str, length: int, count: int, seed: int = 0):
@@ -49,14 +51,13 @@ def _windows(fasta: str, length: int, count: int, seed: int = 0):
 def cmd_finetune(a) -> int:
     from .finetune import FinetuneConfig, evaluate
     from .tasks import load_task
+    out = output_dir(a.out)
     task = load_task(a.format, a.path, task=a.nt_task, fasta=a.fasta)
     cfg = FinetuneConfig(mode=a.mode, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, max_len=a.max_len,
                          seeds=a.seeds, max_train=a.max_train, species=a.species)
     rows, summary, _ = evaluate(a.model, task, cfg)
     for r in [*rows, summary]:
         r.update({"format": a.format, "path": a.path})
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     stem = task.name.replace("/", "_") + f"_{a.mode}"
     write_csv(rows, out / f"{stem}.csv")
     with open(out / "results.md", "a") as fh:
@@ -70,6 +71,7 @@ def cmd_suite(a) -> int:
     from .baselines import baseline
     from .suite import SuiteConfig, run_suite
     suite = SuiteConfig.load(a.suite, a.overrides)
+    output_dir(a.out)
     results = run_suite(baseline(a.baseline) if a.baseline else a.model, suite, a.out, a.device)
     print(markdown_table([{"column": c, "task": r["task"], "metric": r["metric"], "score": r[r["metric"]],
                            "std": r[f"{r['metric']}_std"]} for c, r in results.items()]))
@@ -87,6 +89,7 @@ def _bpe_config(vocab_size: int | None = None, samples: int | None = None):
 
 def cmd_bpe(a) -> int:
     from data_pipeline.fitting import fit_tokenization
+    output_dir(a.out)
     fit_tokenization(_bpe_config(a.vocab_size, a.max_samples), a.shards, a.out)
     print(f"BPE ({a.vocab_size} tokens) fitted on {a.shards} -> {Path(a.out) / 'bpe.json'}")
     return 0
@@ -99,6 +102,8 @@ def cmd_mlm(a) -> int:
     from dnachunker.fileio import write_text
 
     from .mlm import mlm_loss
+    if a.out:
+        output_file(a.out)
     model = load_model(a, require_species=False, map_location=a.device)  # a corpus names its genomes
     values = mlm_loss(model, a.data, a.split, a.batches, a.batch_size, device=a.device)
     genomes = sorted({k.split("/")[0] for k in values if "/" in k})
@@ -146,10 +151,10 @@ def _gtfs(values: list[str], corpus: bool) -> dict[str | None, str]:
     """--gtf values -> {genome or None: GTF}: NAME=PATH for a corpus, one PATH for a FASTA."""
     if not corpus:
         if len(values) > 1:
-            raise SystemExit("error: --gtf with --fasta: one GTF path (NAME=PATH pairs are for --data)")
+            raise EvalDataError("--gtf with --fasta: one GTF path (NAME=PATH pairs are for --data)")
         return {None: v for v in values}
     if bad := [v for v in values if "=" not in v]:
-        raise SystemExit(f"error: --gtf with --data takes GENOME=PATH (which genome's annotation), got {bad[0]!r}")
+        raise EvalDataError(f"--gtf with --data takes GENOME=PATH (which genome's annotation), got {bad[0]!r}")
     return dict(v.split("=", 1) for v in values)
 
 
@@ -159,8 +164,8 @@ def _species_for(model, genome: str, a) -> str | None:
     if not model.cfg.species:
         return None
     if genome not in model.cfg.species and not a.species:
-        raise SystemExit(f"error: {a.model} embeds the species {model.cfg.species}; genome {genome!r} of "
-                         f"{a.data} is none of them: --species names the one to use for it")
+        raise EvalDataError(f"{a.model} embeds the species {model.cfg.species}; genome {genome!r} of "
+                            f"{a.data} is none of them: --species names the one to use for it")
     return genome if genome in model.cfg.species else a.species
 
 
@@ -182,12 +187,13 @@ def cmd_segment(a) -> int:
     from dnachunker.cli import load_model
     from data_pipeline.corpus import is_corpus
     corpus = bool(a.data) and is_corpus(a.data)
+    out = output_dir(a.out)
     model = load_model(a, require_species=not corpus)  # a corpus names its genomes; else --species
     gtfs = _gtfs(a.gtf or [], corpus=bool(a.data))
     if a.data:
         groups = _data_windows(a.data, a.split, a.count)
         if unknown := set(gtfs) - set(groups):
-            raise SystemExit(f"error: --gtf names {sorted(unknown)}: {a.data} has {sorted(groups)}")
+            raise EvalDataError(f"--gtf names {sorted(unknown)}: {a.data} has {sorted(groups)}")
         source = f"{a.data} ({a.split})"
     else:
         seqs, chrom, starts, _ = _windows(a.fasta, a.length, a.count)
@@ -195,8 +201,6 @@ def cmd_segment(a) -> int:
         gtfs = {chrom: g for g in gtfs.values()}
         source = Path(a.fasta).name
     species = {name: _species_for(model, name, a) for name in groups} if corpus else {}
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     rows, lengths, pages, views, first = [], {}, [], [], None
     for name, (seqs, metas) in groups.items():
         if species.get(name):
@@ -234,6 +238,7 @@ def cmd_robustness(a) -> int:
     from tqdm import tqdm
 
     from .analysis import robustness, robustness_plot
+    out = output_dir(a.out)
     seqs, *_ = _windows(a.fasta, a.length, a.count)
     fixed = {"single-nucleotide": Single(NoArgs()), "6-mer": Kmer(KmerArgs(6))}
     if a.bpe:
@@ -253,8 +258,6 @@ def cmd_robustness(a) -> int:
                 bar.update()
             rows.append(row)
     print(markdown_table(rows))
-    out = Path(a.out)
-    out.mkdir(parents=True, exist_ok=True)
     write_csv(rows, out / "robustness.csv")
     robustness_plot(rows, out / "robustness.png", f"Boundaries kept after one random mutation, {len(seqs)} windows "
                                                    f"of {a.length} bp of {Path(a.fasta).name}")
@@ -338,7 +341,6 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     from dnachunker.config import ConfigError
     from dnachunker.errors import InputError, describe
 
-    from .tasks import EvalDataError
     try:
         return {"finetune": cmd_finetune, "suite": cmd_suite, "bpe": cmd_bpe, "segment": cmd_segment, "mlm": cmd_mlm,
                 "robustness": cmd_robustness}[a.cmd](a)

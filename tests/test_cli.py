@@ -69,3 +69,28 @@ def test_task_format_and_nt_task_are_checked_against_what_is_there():
         load_task("gue", shared_file("ai4h_hub_gb_nt/enhancers_cohn"))
     with pytest.raises(EvalDataError, match="no rows for task 'nope'; the tasks in it: H2AFZ, .*promoter_all"):
         load_task("nt", shared_file("ai4h_hub_gb_nt/nucleotide_transformer/train.tsv.gz"), task="nope")
+
+
+def test_every_command_checks_where_it_writes_before_it_computes(tmp_path, pretrained, capsys):
+    """A missing output folder is said at once, naming the folder, with nothing computed; output
+    folders are made before the work (and a file where a folder should go is said at once too)."""
+    import time
+
+    from dnachunker.__main__ import main as use
+    from evaluation.__main__ import main as eval_cli
+    fasta = tmp_path / "x.fa"
+    fasta.write_text(">a\nACGTACGTAC\n")
+    missing = tmp_path / "outputs"
+    for argv in (["embed", "--model", str(pretrained), "--fasta", str(fasta), "--out", str(missing / "e.npz")],
+                 ["score-variants", "--model", str(pretrained), "--vcf", str(tmp_path / "v.vcf"), "--fasta",
+                  str(fasta), "--out", str(missing / "s.tsv")]):
+        t0 = time.time()
+        assert use(argv) == 2 and time.time() - t0 < 5
+        assert capsys.readouterr().err.strip() == f"error: {missing}: no such folder, for the output {argv[-1]} " \
+                                                  "(create it first)"
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert eval_cli(["segment", "--model", str(pretrained), "--fasta", str(fasta), "--out",
+                     str(tmp_path / "taken" / "seg")]) == 2
+    assert f"for the output folder {tmp_path / 'taken' / 'seg'}" in capsys.readouterr().err
+    assert eval_cli(["mlm", "--model", str(pretrained), "--data", str(tmp_path), "--out", str(missing / "m.json")]) == 2
+    assert f"error: {missing}: no such folder" in capsys.readouterr().err
