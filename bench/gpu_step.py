@@ -58,9 +58,10 @@ def counted_flops(cfg, length: int, device) -> float:
 
 def main(argv=None, prog: str | None = None):
     ap = parser(prog or "python -m bench.gpu_step", __doc__)
-    ap.add_argument("--config", default=str(ROOT / "configs" / "pretrain" / "paper_hg38.yaml"))
-    ap.add_argument("--batch", type=int, default=8)
-    ap.add_argument("--length", type=int, default=8192)
+    ap.add_argument("--config", default=str(ROOT / "configs" / "pretrain" / "paper_hg38.yaml"),
+                    help="the pretraining config: its model, precision, ZeRO stage and optimizer")
+    ap.add_argument("--batch", type=int, default=8, help="the micro-batch, in windows")
+    ap.add_argument("--length", type=int, default=8192, help="the window length, bp")
     ap.add_argument("--steps", type=int, default=5, help="timed steps after one warm-up step")
     ap.add_argument("--peak-tflops", type=float, default=None, help="the device's dense peak at this precision")
     ap.add_argument("overrides", nargs="*", help="pretraining config overrides (precision=bf16-weights, zero_stage=1)")

@@ -12,7 +12,9 @@ import torch
 import torch.distributed as dist
 
 
-def main() -> int:
+def main(argv=None, prog: str | None = None) -> int:
+    from dnachunker.cli import parser
+    parser(prog or "python -m bench.nccl", __doc__).parse_args(argv)
     torch.cuda.set_device(int(os.environ["LOCAL_RANK"]))
     dist.init_process_group("nccl")
     rank, world = dist.get_rank(), dist.get_world_size()

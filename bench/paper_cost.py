@@ -183,7 +183,8 @@ def main(argv=None, prog: str | None = None):
     ap.add_argument("--memory-lengths", type=int, nargs="+", default=[128, 256, 384, 512], help="lengths profiled")
     ap.add_argument("--infer-length", type=int, default=1024, help="inference throughput length (bp)")
     ap.add_argument("--rounds", type=int, default=3, help="inference rounds per model")
-    ap.add_argument("--models", nargs="+", default=["dnachunker", "transformer", "nt-v2", "bimamba"])
+    ap.add_argument("--models", nargs="+", default=["dnachunker", "transformer", "nt-v2", "bimamba"],
+                    help="which models to count (the module docstring describes each)")
     ap.add_argument("--parts", nargs="+", default=["flops", "memory", "inference"], help="what to measure")
     a = ap.parse_args(argv)
     per_bp = _flops(a) if "flops" in a.parts else {}

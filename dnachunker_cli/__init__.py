@@ -4,11 +4,12 @@
     dnachunker pretrain ...        pretraining, one rank (srun / torchrun)   (python -m train.pretrain)
     dnachunker sweep ...           studies: sweeps over alpha, depth, ablations (python -m slurm.sweep)
     dnachunker publish RUN DEST    a finished study's tables and records -> results/ (python -m slurm.publish)
-    dnachunker eval COMMAND ...    finetune | suite | segment | robustness | bpe (python -m evaluation);
-                                   suite --baseline kmer_lr|cnn: a classical baseline on a suite
+    dnachunker eval COMMAND ...    finetune | suite | mlm | segment | robustness | bpe (python -m evaluation);
+                                   suite --baseline kmer_lr|cnn|onehot: a classical baseline on a suite
     dnachunker embed ...           embeddings of sequences                    (python -m dnachunker)
     dnachunker score-variants ...  zero-shot SNV scores                       (python -m dnachunker)
-    dnachunker bench NAME ...      model | scans | memory | data | integrity | threads (python -m bench.NAME)
+    dnachunker bench NAME ...      data | gpu_step | integrity | memory | model | nccl | paper_cost | scans |
+                                   suite_cost | threads                       (python -m bench.NAME)
 
 `dnachunker COMMAND --help` shows every flag with its default. The `python -m` forms stay.
 It sits above every package (it imports them all, lazily, for the command asked).
@@ -23,12 +24,12 @@ COMMANDS = {  # name -> (module with main(argv, prog), what it does)
     "pretrain": ("train.pretrain", "pretraining, one rank (launch with srun or torchrun for several)"),
     "sweep": ("slurm.sweep", "studies: sweeps over alpha, depth and the ablations, local or on Slurm"),
     "publish": ("slurm.publish", "copy a finished study's tables, plots and records into results/"),
-    "eval": ("evaluation.__main__", "finetune | suite | segment | robustness | bpe"),
+    "eval": ("evaluation.__main__", "finetune | suite | mlm | segment | robustness | bpe"),
     "embed": ("dnachunker.__main__", "embeddings of sequences from FASTA, BED or CSV"),
     "score-variants": ("dnachunker.__main__", "zero-shot SNV effect scores from a VCF"),
-    "bench": ("bench", "benchmarks: model | scans | memory | data | integrity | threads"),
+    "bench": ("bench", "benchmarks: every bench/NAME.py with a main (dnachunker bench --help lists them)"),
 }
-BENCHES = ("model", "scans", "memory", "data", "integrity", "threads")
+BENCHES = ("data", "gpu_step", "integrity", "memory", "model", "nccl", "paper_cost", "scans", "suite_cost", "threads")
 
 
 def _usage() -> str:

@@ -265,6 +265,10 @@ def cmd_robustness(a) -> int:
     return 0
 
 
+COMMANDS = {"finetune": cmd_finetune, "suite": cmd_suite, "bpe": cmd_bpe, "mlm": cmd_mlm, "segment": cmd_segment,
+            "robustness": cmd_robustness}
+
+
 def main(argv=None, prog: str = "python -m evaluation") -> int:
     from dnachunker.cli import add_device, add_model, add_species, at_least, parser, subparser
 
@@ -342,8 +346,7 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     from dnachunker.errors import InputError, describe
 
     try:
-        return {"finetune": cmd_finetune, "suite": cmd_suite, "bpe": cmd_bpe, "segment": cmd_segment, "mlm": cmd_mlm,
-                "robustness": cmd_robustness}[a.cmd](a)
+        return COMMANDS[a.cmd](a)
     except (EvalDataError, DataError, ConfigError, InputError, OSError) as e:
         print(f"error: {describe(e)}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from data_pipeline.config import digest, file_sha256
-from dnachunker.config import DNAChunkerConfig, invalid, load_structured, out_of_range
+from dnachunker.config import ConfigError, DNAChunkerConfig, invalid, load_structured, out_of_range
 from dnachunker.fileio import markdown_table, write_csv, write_text
 
 from .finetune import CUTS, FinetuneConfig, evaluate
@@ -177,7 +177,22 @@ class SuiteConfig:
 
     @classmethod
     def load(cls, path: str | Path, overrides: list[str] = ()) -> "SuiteConfig":
-        return load_structured(cls, path, overrides, what="evaluation suite")
+        """The suite file <- overrides. `tasks=[splice,promoters]` (column names) runs those of the
+        file's tasks only; a list of task mappings replaces them."""
+        from omegaconf import OmegaConf
+        keep, rest = None, []
+        for o in overrides:
+            value = OmegaConf.from_dotlist([o]).get("tasks") if o.startswith("tasks=") else None
+            if value is not None and len(value) and all(isinstance(v, str) for v in value):
+                keep = list(value)
+            else:
+                rest.append(o)
+        suite = load_structured(cls, path, rest, what="evaluation suite")
+        if keep is not None:
+            if unknown := [c for c in keep if c not in suite.columns]:
+                raise ConfigError(f"{path}: tasks={keep}: no task {unknown} (its tasks: {', '.join(suite.columns)})")
+            suite.tasks = [t for t in suite.tasks if t.column in keep]
+        return suite
 
 
 def run_suite(model, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu") -> dict[str, dict]:

@@ -12,8 +12,22 @@ from dnachunker_cli import BENCHES, COMMANDS, main
 from .conftest import ROOT, shared_file
 
 HELP_CALLS = [[c, "--help"] for c in COMMANDS if c not in ("eval", "bench")]
-HELP_CALLS += [["eval", sub, "--help"] for sub in ("finetune", "suite", "bpe", "segment", "robustness")]
+HELP_CALLS += [["eval", sub, "--help"] for sub in ("finetune", "suite", "mlm", "bpe", "segment", "robustness")]
 HELP_CALLS += [["bench", b, "--help"] for b in BENCHES]
+
+
+def test_top_level_help_names_every_command_subcommand_and_benchmark(capsys):
+    """What `dnachunker --help` lists is what exists: every eval subcommand of its parser, every
+    bench/NAME.py with a main."""
+    import ast
+    assert main(["--help"]) == 0
+    text = capsys.readouterr().out
+    benches = sorted(p.stem for p in (ROOT / "bench").glob("*.py")
+                     if any(isinstance(n, ast.FunctionDef) and n.name == "main" for n in ast.parse(p.read_text()).body))
+    assert sorted(BENCHES) == benches and all(b in text for b in benches)
+    from evaluation.__main__ import COMMANDS as EVAL
+    assert all(sub in text for sub in EVAL) and all(c in text for c in COMMANDS)
+    assert {argv[1] for argv in HELP_CALLS if argv[0] == "eval"} == set(EVAL)
 
 
 @pytest.mark.parametrize("argv", HELP_CALLS, ids=" ".join)

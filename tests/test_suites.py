@@ -146,3 +146,17 @@ def test_every_published_number_names_where_it_was_read():
         for ref in (Reference(**r) for r in yaml.safe_load(path.read_text()).get("references", [])):
             assert pinned.search(ref.source), f"{path.name}: {ref.label}: {ref.source!r} names no commit or page"
             assert re.search(r"Table|table|\.md|\.csv|Figure", ref.source), f"{path.name}: {ref.label}: which table?"
+
+
+def test_a_suite_runs_the_tasks_named_on_the_command_line_only(tmp_path, capsys):
+    """`tasks=[splice,promoters]` keeps those of the file's tasks (in the file's order); a name the
+    suite does not have is an error listing the ones it has."""
+    from evaluation.__main__ import main as eval_cli
+    suite = SuiteConfig.load(ROOT / "configs/eval/paper_columns.yaml", ["tasks=[splice,promoters]"])
+    assert suite.columns == ["promoters", "splice"] and suite.tasks[1].path.endswith("splice/reconstructed")
+    assert eval_cli(["suite", "--baseline", "kmer_lr", "--suite", str(ROOT / "configs/eval/paper_columns.yaml"),
+                     "--out", str(tmp_path), "tasks=[promoters]", "seeds=[0]", "max_train=60", "max_test=40"]) == 0
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == ["promoters.json"]
+    assert eval_cli(["suite", "--baseline", "kmer_lr", "--suite", str(ROOT / "configs/eval/paper_columns.yaml"),
+                     "--out", str(tmp_path), "tasks=[nope]"]) == 2
+    assert "no task ['nope'] (its tasks: histone, enhancers, promoters, splice, splice_site)" in capsys.readouterr().err
