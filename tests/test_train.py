@@ -267,3 +267,23 @@ def test_training_step_waits_on_the_device_only_to_size_chunks(tmp_path, train_s
     chunks = sum(v for k, v in more.items() if k.startswith("dnachunker/modules/chunking.py"))
     assert chunks == 4 * stages, more  # one per stage per micro-batch: inherent
     assert sum(more.values()) - chunks <= 2, more  # the metrics and the non-finite counters, once per log
+
+
+def test_a_run_is_quiet_by_default_ends_with_a_summary_and_says_everything_with_v(tmp_path, train_shards):
+    """The console: the rendezvous, one progress bar and a summary (steps, tokens, validation loss,
+    the export and where the metrics are); DeepSpeed's and the export's own output goes to
+    <out_dir>/train.log, and with -v to the console."""
+    def run(out, *extra):
+        return subprocess.run([sys.executable, "-m", "train.pretrain", "--config", "configs/pretrain/tiny_chr20.yaml",
+                               *tiny_run(out, train_shards), "max_steps=3", "checkpoint.every=3", *extra], cwd=ROOT,
+                              capture_output=True, text=True)
+    quiet = run(tmp_path / "q")
+    assert quiet.returncode == 0 and quiet.stdout == ""
+    lines = [x for x in quiet.stderr.replace("\r", "\n").splitlines() if x.strip() and not x.startswith("pretrain:")]
+    assert [x.split()[0] for x in lines] == ["rendezvous", "finished", "metrics:"], lines
+    assert "3 steps (6,144 tokens); validation MLM loss" in lines[1] and f"{tmp_path / 'q' / 'export'}" in lines[1]
+    assert str(tmp_path / "q" / "metrics.jsonl") in lines[2] and "mlflow.db" in lines[2]
+    log = (tmp_path / "q" / "train.log").read_text()
+    assert "Setting accelerator to CPU" in log and "Reconstructed fp32 state dict" in log and "rank 0 (cpu)" in log
+    loud = run(tmp_path / "v", "-v")
+    assert "Setting accelerator to CPU" in loud.stdout + loud.stderr and not (tmp_path / "v" / "train.log").exists()

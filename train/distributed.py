@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -110,7 +111,8 @@ def setup() -> Dist:
     import deepspeed
     deepspeed.init_distributed(dist_backend=backend, rank=rank, world_size=world, auto_mpi_discovery=False)
     if rank == 0:
-        print(f"rendezvous {env['MASTER_ADDR']}:{env['MASTER_PORT']}: {world} rank(s), {backend}", flush=True)
+        print(f"rendezvous {env['MASTER_ADDR']}:{env['MASTER_PORT']}: {world} rank(s), {backend}", file=sys.stderr,
+              flush=True)
     return Dist(rank, world, local, device)
 
 

@@ -18,6 +18,7 @@ if __name__ == "__main__":
     early_stop_flag()
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
 import math  # noqa: E402
@@ -39,7 +40,7 @@ from dnachunker.fileio import write_text  # noqa: E402
 from dnachunker.ops import kernels  # noqa: E402
 
 from . import checkpoint, distributed, preflight, safe_load  # noqa: E402
-from dnachunker.config import to_yaml  # noqa: E402
+from dnachunker.config import redact, to_yaml  # noqa: E402
 
 from .config import TrainConfig, load_config, training_changes  # noqa: E402
 from .distributed import SetupError  # noqa: E402
@@ -169,7 +170,8 @@ def init_model(cfg: TrainConfig) -> DNAChunker:
 def export(cfg: TrainConfig, ckpt: Path, out: Path, training: dict | None = None) -> Path:
     """fp32 master weights of a checkpoint -> save_pretrained directory with its model card (rank 0)."""
     from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-    state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt.parent), tag=ckpt.name)
+    with contextlib.redirect_stderr(sys.stdout):  # its progress bar: with its other output
+        state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt.parent), tag=ckpt.name)
     model = DNAChunker(cfg.model)
     model.load_state_dict(state, strict=True)
     model.tokenization = fitted_tokenization(cfg)  # the cuts travel with the weights
@@ -211,6 +213,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m train.pretrain") 
     parser.add_argument("--tasks-per-node", type=int, default=None, help="with --check: tasks per node")
     parser.add_argument("--peak-tflops", type=float, default=None, help="with --check: GPU peak for the step-time "
                                                                         "projection (default: H100 bf16)")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="everything on the console; by default the libraries' own output (DeepSpeed's set-up, op "
+                             "builds, checkpoint conversion) goes to <out_dir>/train.log")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. max_steps=100 data.micro_batch_size=4")
     args = parser.parse_intermixed_args(argv)
     stop = early_stop_flag()
@@ -233,6 +238,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m train.pretrain") 
     if failed:  # before DeepSpeed is set up: seconds, not minutes
         print("\n".join(f"error: {f.detail}" for f in failed), file=sys.stderr)
         return EXIT_BAD_INPUT
+    if not args.verbose:
+        _quiet(Path(cfg.out_dir))
     d = distributed.setup()
     lock = None
     try:
@@ -252,12 +259,22 @@ class NoProgress(SetupError):
     pass
 
 
+def _quiet(out: Path) -> None:
+    """The console keeps this project's lines (on stderr: progress, warnings, errors, the summary);
+    standard output, where DeepSpeed, its op builds and zero_to_fp32 print, is appended to
+    <out_dir>/train.log, as are the details this project writes there; MLflow logs warnings only."""
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported, later
+    sys.stdout.flush()
+    fd = os.open(Path(out) / "train.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.close(fd)
+
+
 def check_kernels(d: distributed.Dist) -> None:
     """Every rank says which implementation each op runs (dnachunker.ops.kernels); on a CUDA
     device a kernel that did not import stops the run (SetupError naming it and its import error),
     unless DNACHUNKER_KERNELS=torch chose the PyTorch paths."""
-    print(f"rank {d.rank} ({d.device}): " + "; ".join(f"{k}: {v}" for k, v in kernels.report().items()),
-          file=sys.stderr, flush=True)
+    print(f"rank {d.rank} ({d.device}): " + "; ".join(f"{k}: {v}" for k, v in kernels.report().items()), flush=True)
     if d.device.type == "cuda":
         try:
             kernels.require()
@@ -414,8 +431,7 @@ class Trainer:
         self.bar = tqdm(total=cfg.max_steps, initial=self.step, desc="pretrain", disable=not d.main,
                         dynamic_ncols=True)
         if d.main:
-            print(f"threads per rank: torch {torch.get_num_threads()}, data loader workers {dc.num_workers}",
-                  file=sys.stderr, flush=True)
+            print(f"threads per rank: torch {torch.get_num_threads()}, data loader workers {dc.num_workers}", flush=True)
 
     def save(self) -> Path:
         self.read_nonfinite()
@@ -507,7 +523,7 @@ class Trainer:
             summary = {**self._export(final, self.out / "export", valid, run_avg.pop()),
                        "torch_threads": torch.get_num_threads(), "data_workers": cfg.data.num_workers}
             write_text(self.out / "summary.json", json.dumps(summary, indent=1))
-            print(f"finished {self.step} steps; weights exported to {self.out / 'export'}", file=sys.stderr)
+            print(_summary_line(self.step, summary, self.out, self.tracker), file=sys.stderr)
             (self.out / RESTARTS).unlink(missing_ok=True)
         self.tracker.finish("FINISHED")
         return 0
@@ -563,6 +579,16 @@ def _apply_optim(engine, cfg: TrainConfig) -> None:
     for i, group in enumerate(engine.optimizer.param_groups):  # param_groups: decay first, then the rest
         group.update(betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay if i == 0 else 0.0,
                      lr=o.lr * sched.lr_lambdas[0](sched.last_epoch))
+
+
+def _summary_line(step: int, summary: dict, out: Path, tracker) -> str:
+    """The run's last words: how far it went, how good it is, where everything is."""
+    loss = summary.get("valid/mlm_loss")
+    where = ", ".join(str(out / f) for f in ("metrics.jsonl", "summary.json", "train.log") if (out / f).exists())
+    return (f"finished {step} steps ({summary.get('tokens_seen', 0):,} tokens)"
+            + (f"; validation MLM loss {loss:.4f}, accuracy {summary['valid/mlm_accuracy']:.3f}" if loss else "")
+            + f"; weights exported to {out / 'export'}\nmetrics: {where}"
+            + (f"; MLflow: {redact(tracker.uri)}, run {tracker.run_id}" if getattr(tracker, "uri", None) else ""))
 
 
 def _changes_note(changes: list[str], resume: Path | None) -> str:
