@@ -11,7 +11,9 @@ pip_install() {  # pip's notes on index locations a machine lacks are noise; its
 }
 pip_install --upgrade pip
 pip_install torch==2.13.0
-pip_install -e '.[dev]'
+# compat: the repository on sys.path (a .pth), so that a folder named dnachunker beside a user's
+# script (this clone, say) cannot shadow the package as an empty namespace package
+pip_install -e '.[dev]' --config-settings editable_mode=compat
 # The kernel tier of the tests (tests/test_kernels.py) runs mamba-ssm's real Triton kernels on the
 # CPU under the Triton interpreter: a machine without an NVIDIA GPU gets triton and mamba-ssm built
 # without its CUDA extension. A GPU machine gets the compiled kernels from the [cuda] extra

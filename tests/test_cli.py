@@ -108,3 +108,11 @@ def test_every_command_checks_where_it_writes_before_it_computes(tmp_path, pretr
     assert f"for the output folder {tmp_path / 'taken' / 'seg'}" in capsys.readouterr().err
     assert eval_cli(["mlm", "--model", str(pretrained), "--data", str(tmp_path), "--out", str(missing / "m.json")]) == 2
     assert f"error: {missing}: no such folder" in capsys.readouterr().err
+
+
+def test_a_folder_named_dnachunker_beside_a_script_does_not_shadow_the_package(tmp_path):
+    """A clone in ./dnachunker and a script beside it: the installed package is what imports."""
+    (tmp_path / "dnachunker" / "docs").mkdir(parents=True)
+    (tmp_path / "use.py").write_text("from dnachunker import DNAChunker\nprint(DNAChunker.__module__)\n")
+    r = subprocess.run([sys.executable, "use.py"], cwd=tmp_path, capture_output=True, text=True)
+    assert r.returncode == 0 and r.stdout.strip() == "dnachunker.model", r.stderr[-500:]
