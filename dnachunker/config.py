@@ -88,7 +88,7 @@ def load_structured(schema: type[T], path: str | Path | None = None, overrides: 
             try:
                 cfg = OmegaConf.merge(cfg, layer)
             except Exception as e:  # OmegaConf's errors name the key but not where it came from
-                raise ConfigError(f"{source}: {e}") from None
+                raise ConfigError(f"{source}: {_plain(e)}") from None
         obj = OmegaConf.to_object(cfg)
     except ConfigError:
         raise
@@ -102,6 +102,15 @@ def load_structured(schema: type[T], path: str | Path | None = None, overrides: 
         keys = getattr(e, "keys", [])
         where = list(dict.fromkeys(_source(k, layers) or str(path or what) for k in keys)) or [str(path or what)]
         raise ConfigError(f"{', '.join(where)}: {e}", keys) from None
+
+
+def _plain(e: Exception) -> str:
+    """An OmegaConf error as one line a user reads: the key and what is wrong, without its internals."""
+    key = getattr(e, "full_key", None)
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    if "is not a ListConfig" in first:
+        first = "takes a list, e.g. [0.5, 0.5]"
+    return f"{key}: {first}" if key else first
 
 
 def _source(key: str, layers) -> str | None:

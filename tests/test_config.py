@@ -125,3 +125,13 @@ def test_the_paper_scale_scaling_sweep_resolves_to_2b_tokens_per_row(monkeypatch
     cfg = runs[0].cfg
     tokens = cfg.data.micro_batch_size * _grad_accum(cfg, 8) * 8 * cfg.model.max_len * cfg.max_steps
     assert cfg.export_steps == [100, 300] and 1.95e9 < tokens < 2.05e9
+
+
+@pytest.mark.parametrize("override,message", [
+    ("model.target_ratio=0.5", "model.target_ratio: takes a list, e.g. [0.5, 0.5]"),
+    ("max_steps=abc", "max_steps: Value 'abc' of type 'str' could not be converted to Integer")])
+def test_a_wrong_type_is_one_line_naming_the_key(monkeypatch, override, message):
+    monkeypatch.chdir(ROOT)
+    with pytest.raises(ConfigError) as e:
+        load_config(PRETRAIN, [override])
+    assert str(e.value) == f"override {override!r}: {message}"
