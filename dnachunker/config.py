@@ -110,7 +110,7 @@ def _plain(e: Exception) -> str:
     first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
     if "is not a ListConfig" in first:
         first = "takes a list, e.g. [0.5, 0.5]"
-    return f"{key}: {first}" if key else first
+    return f"{key}: {first}" if key and f"'{key}'" not in first else first
 
 
 def _source(key: str, layers) -> str | None:

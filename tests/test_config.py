@@ -100,19 +100,22 @@ def test_a_grid_override_replaces_the_sweep_files_grid(monkeypatch):
 
 
 def test_the_scaling_sweep_resolves_budgets_seeds_and_one_schedule(monkeypatch, tmp_path):
-    """Every point stops at its own max_steps on the longest budget's schedule; the seed-1 points
-    at the smallest budget are the first part of the same run; baselines are rows."""
+    """Every row runs once per pretraining seed (its initialisation and data order), each stopping
+    at the largest budget on one schedule and exported at the smaller ones; the control has a seed
+    each; baselines are rows."""
     from slurm.sweep import _points
     monkeypatch.chdir(ROOT)
     points = _points(load_sweep(ROOT / "configs/sweep/scaling.yaml", []), tmp_path, "sqlite:///x", "e", "parent")
     got = {p.name: (p.label, p.kind, p.seed, p.cfg and (p.cfg.max_steps, p.cfg.export_steps, p.cfg.optim.decay_steps))
            for p in points}
-    assert got["p00_base"] == ("DNAChunker", "pretrain", 0, (500, [60, 180], 500))
-    assert got["p03_max_steps-60__seed-1"] == ("DNAChunker", "pretrain", 1, (60, [], 500))
-    assert [(p.cfg.seed, p.cfg.data.seed) for p in points if p.name == "p03_max_steps-60__seed-1"] == [(1, 1)]
-    assert got["kmer_lr"] == ("k-mer LR (baseline)", "baseline", None, None) and "cnn" in got and "control" in got
+    for seed in (0, 1, 2):
+        assert got[f"p00_base__seed-{seed}"] == ("DNAChunker", "pretrain", seed, (500, [60, 180], 500))
+        assert got[f"p02_tokenization-kmer__k-6__seed-{seed}"][:3] == ("6-mer", "pretrain", seed)
+        assert got[f"control__seed-{seed}"][1] == "control"
+    assert [(p.cfg.seed, p.cfg.data.seed) for p in points if p.name == "p00_base__seed-1"] == [(1, 1)]
+    assert got["kmer_lr"] == ("k-mer LR (baseline)", "baseline", None, None) and "cnn" in got and "onehot" in got
     assert [str(d.relative_to(tmp_path)) for _, d, _ in points[0].evals()] == [
-        "p00_base/eval/step000060", "p00_base/eval/step000180", "p00_base/eval"]
+        "p00_base__seed-0/eval/step000060", "p00_base__seed-0/eval/step000180", "p00_base__seed-0/eval"]
 
 
 def test_the_paper_scale_scaling_sweep_resolves_to_2b_tokens_per_row(monkeypatch, tmp_path):
