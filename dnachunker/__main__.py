@@ -101,11 +101,19 @@ def _from_csv(path: str, column: str, name_column: str | None) -> tuple[list[str
 
 
 def _check(seqs: list[str], names: list[str], source: str) -> None:
+    """Every record a valid sequence (else InputError naming it); a record without a single A, C,
+    G or T is embedded, with a warning naming it: its embedding says nothing about sequence."""
+    empty = []
     for i, s in enumerate(seqs):
         try:
             encode(s, name=f"{source}: record {names[i]!r}")
         except TokenizerError as e:
             raise InputError(str(e)) from None
+        if not any(b in s for b in "ACGTacgt"):
+            empty.append(names[i])
+    if empty:
+        print(f"warning: {source}: {len(empty)} record(s) hold no A, C, G or T ({', '.join(map(repr, empty[:5]))}"
+              f"{', ...' if len(empty) > 5 else ''}): their embeddings say nothing about a sequence", file=sys.stderr)
 
 
 def cmd_embed(a) -> int:

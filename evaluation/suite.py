@@ -240,7 +240,7 @@ def run_suite(model, suite: SuiteConfig, out_dir: str | Path, device: str = "cpu
         m = task_spec.metric
         print(f"[{i}/{len(suite.tasks)}] {task_spec.column}: {m} {summary[m]:.3f} ± {summary[f'{m}_std']:.3f} "
               f"-> {path}", file=sys.stderr)
-    write_summary(suite, model.label if baseline else str(model), results, out_dir)
+    write_summary(suite, model.label if baseline else row_label(Path(model)), results, out_dir)
     return results
 
 
@@ -262,6 +262,17 @@ def _has_predictions(record: dict, out_dir: Path) -> bool:
     return bool(p) and (out_dir / p["file"]).is_file() and file_sha256(out_dir / p["file"]) == p["sha256"]
 
 
+def row_label(export: Path) -> str:
+    """A model's row in a table: its run's name for <run>/export (<run>/exports/step<N>: 'run, step N'),
+    else the directory's name."""
+    export = export.resolve()
+    if export.name == "export":
+        return export.parent.name
+    if export.parent.name == "exports" and export.name.startswith("step"):
+        return f"{export.parent.parent.name}, step {int(export.name[4:])}"
+    return export.name
+
+
 def write_summary(suite: SuiteConfig, label: str, results: dict[str, dict], out_dir: Path) -> None:
     """summary.csv (this model's mean and std per column) and summary.md (the same beside the
     suite's published numbers)."""
@@ -270,7 +281,9 @@ def write_summary(suite: SuiteConfig, label: str, results: dict[str, dict], out_
     means = {c: results[c][m] for c, m in metrics.items() if c in results}
     csv_row = {"row": label, **{f"{m}/{c}": means.get(c) for c, m in metrics.items()},
                **{f"{m}_std/{c}": results[c][f"{m}_std"] for c, m in metrics.items() if c in results}}
-    cells = {c: f"{means[c]:.3f} ± {results[c][f'{metrics[c]}_std']:.3f}" if c in means else "" for c in metrics}
+    one = len(suite.seeds) == 1 and not suite.folds  # a single number: no spread to show
+    cells = {c: (f"{means[c]:.3f}" if one else f"{means[c]:.3f} ± {results[c][f'{metrics[c]}_std']:.3f}")
+             if c in means else "" for c in metrics}
     if overall and all(c in means for c in in_overall):
         csv_row[overall] = sum(means[c] for c in in_overall) / len(in_overall)
         cells[overall] = f"{csv_row[overall]:.3f}"
@@ -285,7 +298,8 @@ def write_summary(suite: SuiteConfig, label: str, results: dict[str, dict], out_
     species = {c: r["species"] for c, r in results.items() if r.get("species")}
     read_as = f" The model's species embedding read: {', '.join(f'{c} as {s}' for c, s in species.items())}." if species else ""
     table = markdown_table([{"row": label, **cells}], ["row", *metrics, *([overall] if overall else [])])
-    text = (f"# {suite.name}\n\n{suite.follows}\n\nThis run: {suite.protocol_name}, {caption}, mean ± std over "
-            f"{len(suite.seeds)} seed(s){folds}{capped}.{read_as} {protocol_line(suite)}\n\n{table}\n\n"
+    spread = "one seed" if one else f"mean ± std over {len(suite.seeds)} seeds"
+    text = (f"# {suite.name}\n\n{suite.follows}\n\nThis run: {suite.protocol_name}, {caption}, {spread}{folds}"
+            f"{capped}.{read_as} {protocol_line(suite)}\n\n{table}\n\n"
             + reference_table(suite.references, list(metrics), overall))
     write_text(out_dir / "summary.md", text)

@@ -1,6 +1,7 @@
 """One command line: `dnachunker COMMAND`, every flag with help text and its default, `--out` and
 `--model` meaning one thing everywhere, and errors that say what was meant."""
 import argparse
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -116,3 +117,25 @@ def test_a_folder_named_dnachunker_beside_a_script_does_not_shadow_the_package(t
     (tmp_path / "use.py").write_text("from dnachunker import DNAChunker\nprint(DNAChunker.__module__)\n")
     r = subprocess.run([sys.executable, "use.py"], cwd=tmp_path, capture_output=True, text=True)
     assert r.returncode == 0 and r.stdout.strip() == "dnachunker.model", r.stderr[-500:]
+
+
+def test_an_all_n_record_is_embedded_with_a_warning_naming_it(tmp_path, pretrained, capsys):
+    from dnachunker.__main__ import main as use
+    fasta = tmp_path / "x.fa"
+    fasta.write_text(">real\nACGTACGTAC\n>gap\nNNNNNNNNNN\n")
+    assert use(["embed", "--model", str(pretrained), "--fasta", str(fasta), "--out", str(tmp_path / "e.npz")]) == 0
+    assert f"warning: {fasta}: 1 record(s) hold no A, C, G or T ('gap')" in capsys.readouterr().err
+
+
+def test_a_one_seed_suite_table_shows_one_number_under_the_runs_name(tmp_path, pretrained):
+    """No `± 0.000` for a single seed; an export's row is named after its run, not its path."""
+    from evaluation.suite import SuiteConfig, row_label, run_suite
+    run = tmp_path / "my_run"
+    shutil.copytree(pretrained, run / "export")
+    suite = SuiteConfig.load(ROOT / "configs/eval/paper_columns.yaml",
+                             ["tasks=[promoters]", "seeds=[0]", "max_train=60", "max_test=40", "epochs=1"])
+    run_suite(run / "export", suite, tmp_path / "eval")
+    text = (tmp_path / "eval" / "summary.md").read_text()
+    row = next(x for x in text.splitlines() if x.startswith("| my_run |"))
+    assert "±" not in row and "one seed" in text
+    assert row_label(run / "exports" / "step000060") == "my_run, step 60"

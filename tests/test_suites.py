@@ -93,7 +93,7 @@ def test_regression_task_gc_content_of_real_chr20_windows(pretrained, chr20_wind
     assert ridge["pearson"] > 0.99 and ridge["spearman"] > 0.98 and ridge["type"] == "regression"
     probe = run_suite(pretrained, suite, tmp_path / "model")["gc"]
     assert 0.2 < probe["pearson"] <= 1 and "mcc" not in probe
-    assert "This run: probe, pearson, mean ± std over 2 seed(s)" in (tmp_path / "model" / "summary.md").read_text()
+    assert "This run: probe, pearson, mean ± std over 2 seeds" in (tmp_path / "model" / "summary.md").read_text()
 
 
 @pytest.mark.slow
