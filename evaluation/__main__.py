@@ -182,8 +182,8 @@ def _regions(seqs: list[str], metas: list[dict], gtf: str | None) -> dict[str, l
 
 
 def cmd_segment(a) -> int:
-    from .analysis import html_view, png_view
-    from .chunk_lengths import group_rows, length_histogram, per_window_lengths
+    from .analysis import html_view, png_view, zoom_score
+    from .chunk_lengths import group_rows, length_histogram, per_window_lengths, region_lengths
     from dnachunker.cli import load_model
     from data_pipeline.corpus import is_corpus
     corpus = bool(a.data) and is_corpus(a.data)
@@ -211,9 +211,11 @@ def cmd_segment(a) -> int:
         per_window = per_window_lengths(segs, length)
         rows += group_rows(name, segs, per_window, regions, first)
         first = first or per_window
-        lengths[name] = [np.concatenate(w) for w in per_window]
-        # the window shown: where the most telling region (exons if given) is closest to half
-        i = max(range(len(seqs)), key=lambda j: min(m := regions[list(regions)[-1]][j].mean(), 1 - m))
+        lengths[name] = region_lengths(segs, regions)
+        # the window shown: the one whose zoom shows the most kinds of region edge (a repeat's and an
+        # exon's), then where the last region type (exons if given) covers closest to half
+        i = max(range(len(seqs)), key=lambda j: (zoom_score(len(seqs[j]), 120, {k: v[j] for k, v in regions.items()})[1][:2],
+                                                 min(m := regions[list(regions)[-1]][j].mean(), 1 - m)))
         where = f"{metas[i]['chrom']}:{metas[i]['start'] + 1:,}-{metas[i]['end']:,}"
         pages.append(html_view(seqs[i], segs[i], f"{where} ({a.model})"))
         view = out / ("segmentation.png" if len(groups) == 1 else f"segmentation_{name}.png")

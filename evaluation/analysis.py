@@ -73,16 +73,19 @@ def png_view(seq: str, stage_starts: list[np.ndarray], path: Path, regions: dict
              where: str, offset: int = 0, zoom: int = 120) -> None:
     """A self-explanatory picture of one window's segmentation: title with the sequence's name and
     coordinates and each stage's chunk count; the whole window (each stage's chunks as alternating
-    bands, region tracks such as repeats and exons); and a zoom of `zoom` bp at its centre where
-    single chunks and the bases themselves are legible."""
+    bands, region tracks such as repeats and exons); and a zoom of `zoom` bp where single chunks
+    and the bases are legible, placed where the most kinds of region begin or end (a repeat's edge
+    and an exon's if the window has both), else at the centre. Coordinates are 1-based throughout,
+    as `where` gives them (a base k of the window sits at offset + k + 1)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.patches import Patch
 
     L = len(seq)
-    lo = max(0, L // 2 - zoom // 2)
+    lo = zoom_start(L, zoom, regions)
     hi = min(L, lo + zoom)
+    offset += 1  # 1-based
     colours = ["#4c72b0", "#dd8452"]
     region_colours = {"repeat": "#8c8c8c", "exon": "#55a868"}
     rows = len(stage_starts) + len(regions)
@@ -118,9 +121,9 @@ def png_view(seq: str, stage_starts: list[np.ndarray], path: Path, regions: dict
     for i in range(lo, hi):  # the bases, lowercase where soft-masked
         near.text(offset + i + 0.5, -0.35, seq[i], ha="center", va="center", fontsize=6, family="monospace")
     near.set_ylim(-0.7, rows)
-    near.set_title(f"zoom: {offset + lo + 1:,}-{offset + hi:,} (each band one chunk; bases below, lowercase = "
+    near.set_title(f"zoom: {offset + lo:,}-{offset + hi - 1:,} (each band one chunk; bases below, lowercase = "
                    f"soft-masked repeat)", fontsize=9, loc="left")
-    near.set_xlabel("position on the sequence (bp, 0-based)")
+    near.set_xlabel("position on the sequence (bp, 1-based, as in the title)")
     handles = [Patch(color=colours[0], label="a chunk"), Patch(color=colours[1], label="the next chunk")]
     handles += [Patch(color=region_colours.get(n, "#937860"), label=f"{n}s") for n in regions]
     fig.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, 0.935), fontsize=8, ncol=len(handles),
@@ -129,6 +132,26 @@ def png_view(seq: str, stage_starts: list[np.ndarray], path: Path, regions: dict
     with atomic_file(path) as tmp:
         fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
+
+
+def zoom_score(length: int, zoom: int, regions: dict[str, np.ndarray]) -> tuple[int, tuple]:
+    """Where a zoom of `zoom` bp starts, and how telling it is: the window (in steps of zoom / 8) in
+    which the most kinds of region have an edge, then the most kinds are present, nearest the
+    centre on ties -> (start, (edges, kinds present, -distance from the centre))."""
+    centre = max(0, length // 2 - zoom // 2)
+    best, key = centre, None
+    for start in range(0, max(1, length - zoom + 1), max(1, zoom // 8)):
+        part = {name: m[start:start + zoom].astype(np.int8) for name, m in regions.items()}
+        edges = sum(bool(np.diff(p).any()) for p in part.values())
+        present = sum(bool(p.any()) for p in part.values())
+        k = (edges, present, -abs(start - centre))
+        if key is None or k > key:
+            best, key = start, k
+    return best, key
+
+
+def zoom_start(length: int, zoom: int, regions: dict[str, np.ndarray]) -> int:
+    return zoom_score(length, zoom, regions)[0]
 
 
 def robustness_plot(rows: list[dict], path: Path, title: str) -> None:

@@ -88,28 +88,54 @@ def group_rows(group: str, segs: list[list[np.ndarray]], per_window: list[list[n
     return rows
 
 
-def length_histogram(lengths: dict[str, list[np.ndarray]], rows: list[dict], path: Path, title: str) -> None:
-    """One panel per stage: the distribution of chunk lengths of each group (lengths: group -> per
-    stage all its chunk lengths; the share of its chunks at each length in bp), the legend giving
-    each group's mean and 95 % interval."""
+def region_lengths(segs: list[list[np.ndarray]], regions: dict[str, list[np.ndarray]]) -> dict[str, list[np.ndarray]]:
+    """segs: per window, per stage, the chunk starts; regions: type -> per window a bool mask per
+    base (at least one type) -> {'all', '<type>', 'non-<type>': per stage, every chunk length}."""
+    stages, masks0 = len(segs[0]), regions[next(iter(regions))]
+    out = {"all": [np.concatenate([chunk_lengths(seg[s], len(m)) for seg, m in zip(segs, masks0)])
+                   for s in range(stages)]}
+    for name, masks in regions.items():
+        split = [[lengths_by_region(seg[s], m) for seg, m in zip(segs, masks)] for s in range(stages)]
+        out[name] = [np.concatenate([x["in"] for x in per]) for per in split]
+        out[f"non-{name}"] = [np.concatenate([x["out"] for x in per]) for per in split]
+    return out
+
+
+def length_histogram(lengths: dict[str, dict[str, list[np.ndarray]]], rows: list[dict], path: Path,
+                     title: str) -> None:
+    """Panels: a column per stage; a row for all chunks (one line per group, the legend giving its
+    mean and 95 % interval), then a row per region type, each group's chunks in the region (solid)
+    and outside it (dashed). lengths: group -> region label ('all', 'repeat', 'non-repeat', ...) ->
+    per stage every chunk length; the share of a line's chunks at each length in bp."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    stages = len(next(iter(lengths.values())))
-    fig, axes = plt.subplots(1, stages, figsize=(6.5 * stages, 4.2), squeeze=False)
-    stat = {(r["group"], r["stage"]): r for r in rows if r["region"] == "all"}
-    for stage, ax in enumerate(axes[0]):
-        top = int(max(np.percentile(g[stage], 99) for g in lengths.values())) + 1
-        for group, per_stage in lengths.items():
-            share = np.bincount(np.minimum(per_stage[stage], top), minlength=top + 1)[1:] / len(per_stage[stage])
-            r = stat[(group, stage)]
-            ax.step(np.arange(1, top + 1), share, where="mid", linewidth=1.5,
-                    label=f"{group or 'all'}: mean {r['mean_bp']:.2f} bp [{r['mean_bp_95lo']:.2f}, "
-                          f"{r['mean_bp_95hi']:.2f}], {r['chunks']:,} chunks in {r['windows']} windows")
-        ax.set_xlabel(f"chunk length (bp; the last bin: {top} or more)")
-        ax.set_ylabel("share of the group's chunks")
-        ax.set_title(f"stage {stage}", fontsize=10, loc="left")
-        ax.legend(fontsize=7, loc="upper right")
+    first = next(iter(lengths.values()))
+    stages = len(first["all"])
+    kinds = [k for k in first if k != "all" and not k.startswith("non-")]
+    fig, axes = plt.subplots(1 + len(kinds), stages, figsize=(6.5 * stages, 3.3 * (1 + len(kinds))), squeeze=False)
+    stat = {(r["group"], r["stage"], r["region"]): r for r in rows}
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for stage in range(stages):
+        top = int(max(np.percentile(g["all"][stage], 99) for g in lengths.values())) + 1
+        for row, kind in enumerate(["all", *kinds]):
+            ax = axes[row][stage]
+            for i, (group, by_region) in enumerate(lengths.items()):
+                for label, style in ([("all", "-")] if kind == "all" else [(kind, "-"), (f"non-{kind}", "--")]):
+                    values = by_region[label][stage]
+                    if not len(values):
+                        continue
+                    share = np.bincount(np.minimum(values, top), minlength=top + 1)[1:] / len(values)
+                    r = stat[(group, stage, label)]
+                    ax.step(np.arange(1, top + 1), share, where="mid", linewidth=1.4, linestyle=style,
+                            color=colours[i % len(colours)],
+                            label=f"{group or 'all'}{'' if label == 'all' else ', ' + label}: mean {r['mean_bp']:.2f} "
+                                  f"bp [{r['mean_bp_95lo']:.2f}, {r['mean_bp_95hi']:.2f}], {r['chunks']:,} chunks")
+            ax.set_title(f"stage {stage}: " + ("all chunks" if kind == "all" else f"in {kind}s (solid) and outside "
+                                               f"them (dashed)"), fontsize=10, loc="left")
+            ax.set_ylabel("share of the line's chunks")
+            ax.legend(fontsize=7, loc="upper right")
+        axes[-1][stage].set_xlabel(f"chunk length (bp; the last bin: {top} or more)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_file(path) as tmp:

@@ -236,3 +236,20 @@ def test_finetuning_picks_lr_and_epoch_on_valid_and_lora_trains_only_adapters(pr
     after = model.state_dict()
     assert all(torch.equal(after[k], v) for k, v in before.items())
     assert any(after[k].any() for k in adapters)
+
+
+def test_the_picture_zooms_where_a_repeat_and_an_exon_begin_and_splits_lengths_by_region():
+    """The zoom of segmentation.png goes where the most kinds of region have an edge (here the one
+    place a repeat and an exon both start); chunk_lengths.png's per-region lengths are the chunks
+    in and out of each region, together every chunk."""
+    from evaluation.analysis import zoom_start
+    from evaluation.chunk_lengths import region_lengths
+    repeat, exon = np.zeros(1000, bool), np.zeros(1000, bool)
+    repeat[100:160], repeat[700:760], exon[730:900] = True, True, True
+    start = zoom_start(1000, 120, {"repeat": repeat, "exon": exon})
+    assert start <= 700 < start + 120 and start <= 730 < start + 120  # both edges in the zoom
+    segs = [[np.array([0, 100, 160, 700, 730, 900]), np.array([0, 700])]]
+    got = region_lengths(segs, {"repeat": [repeat], "exon": [exon]})
+    assert got["all"][0].tolist() == [100, 60, 540, 30, 170, 100] and got["repeat"][0].tolist() == [60, 30]
+    for kind in ("repeat", "exon"):
+        assert sorted([*got[kind][0], *got[f"non-{kind}"][0]]) == sorted(got["all"][0]) and got["all"][1].sum() == 1000
