@@ -238,3 +238,38 @@ def test_training_batch_cuts_equal_the_exported_models_cuts(tmp_path, train_shar
     (out / "export" / "bpe.json").unlink()
     with pytest.raises(FileNotFoundError, match="no bpe.json"):
         DNAChunker.from_pretrained(out / "export")
+
+
+def test_the_worked_example_of_a_new_tokenization_runs_as_documented(tmp_path, chr20_windows, monkeypatch):
+    """docs/architecture.md's example, executed: registered, its cuts by hand, a [MASK] always its
+    own run (nothing about the base under it), a model with it trains a step and exports, and the
+    export cuts alike."""
+    import re
+
+    from dnachunker import tokenization
+    from dnachunker.masking import bert_mask
+    from dnachunker.tokenizer import batch_encode
+    monkeypatch.setattr(tokenization, "TOKENIZATIONS", dict(tokenization.TOKENIZATIONS))  # undone after the test
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    code = re.search(r"### Adding a tokenization, end to end.*?```python\n(.*?)```", doc, re.S)[1]
+    exec(compile(code, "docs/architecture.md", "exec"), {"__name__": "docs_example"})
+    run = tokenization.TOKENIZATIONS["run"]
+    cuts = run(run.Args(max_len=3)).starts("AAAAACCGTTTT")
+    assert cuts.tolist() == [0, 3, 5, 7, 8, 11]  # AAA|AA|CC|G|TTT|T
+    cfg = DNAChunkerConfig.load(CONFIGS / "tiny.yaml", "tokenization=run", "tokenization_args.max_len=4")
+    assert cfg.mask_protection and not cfg.ratio_loss
+    b = batch_encode(chr20_windows(256, 2))
+    masked, labels = bert_mask(b.input_ids, b.valid, torch.Generator().manual_seed(0))
+    cut = tokenization.build(cfg).boundaries(masked, b.valid)  # on the ids the model sees
+    hidden = masked == MASK
+    after = torch.zeros_like(hidden)
+    after[:, 1:] = hidden[:, :-1]
+    # a [MASK] never joins a run of bases, either side: the cuts say nothing of the base under it
+    assert cut[hidden & ~after].all() and cut[after & ~hidden & b.valid].all()
+    torch.manual_seed(0)
+    model = DNAChunker(cfg)
+    loss = model(masked, b.valid, labels).loss
+    loss.backward()
+    assert torch.isfinite(loss)
+    again = DNAChunker.from_pretrained(model.save_pretrained(tmp_path / "export"))
+    assert np.array_equal(again.tokenization.starts("AAAAACCGTTTT"), [0, 4, 5, 7, 8])
