@@ -14,11 +14,20 @@ OMP_WAIT_POLICY=ACTIVE (or a larger GOMP_SPINCOUNT) for dedicated cores.
 from __future__ import annotations
 
 import os
+import sys
+import warnings
 
 SPINCOUNT = "3000"
 
 
 def set_default_wait_policy() -> None:
-    """GOMP_SPINCOUNT=SPINCOUNT unless the user chose a wait policy (no effect once torch loaded)."""
-    if "GOMP_SPINCOUNT" not in os.environ and "OMP_WAIT_POLICY" not in os.environ:
-        os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
+    """GOMP_SPINCOUNT=SPINCOUNT unless the user chose a wait policy. OpenMP reads it when torch
+    loads: a script that imported torch first keeps the default spinning, and is told so once."""
+    if "GOMP_SPINCOUNT" in os.environ or "OMP_WAIT_POLICY" in os.environ:
+        return
+    os.environ["GOMP_SPINCOUNT"] = SPINCOUNT
+    if "torch" in sys.modules:
+        warnings.warn("torch was imported before dnachunker, so OpenMP threads spin 300,000 times while they wait "
+                      "(up to 26x slower steps on cores shared with other work). Import dnachunker before torch, or "
+                      f"set GOMP_SPINCOUNT={SPINCOUNT} (or OMP_WAIT_POLICY=PASSIVE) in the environment "
+                      "(docs/configuration.md#cpu-threads)", stacklevel=3)

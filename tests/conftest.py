@@ -1,9 +1,11 @@
-import gzip
-import os
-from pathlib import Path
+import dnachunker  # noqa: F401  (first: it sets how OpenMP threads wait, before torch loads)
 
-import pytest
-import torch
+import gzip  # noqa: E402
+import os  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # The kernel tier (tests/test_kernels.py) runs mamba-ssm's Triton kernels on CPU through the Triton
 # interpreter, which has to be chosen before triton is first imported (DeepSpeed imports it).

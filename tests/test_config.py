@@ -138,3 +138,19 @@ def test_a_wrong_type_is_one_line_naming_the_key(monkeypatch, override, message)
     with pytest.raises(ConfigError) as e:
         load_config(PRETRAIN, [override])
     assert str(e.value) == f"override {override!r}: {message}"
+
+
+def test_the_wait_policy_is_set_before_torch_or_a_script_that_imported_torch_first_is_told():
+    import subprocess
+    import sys
+    env = {k: v for k, v in __import__("os").environ.items() if k not in ("GOMP_SPINCOUNT", "OMP_WAIT_POLICY")}
+    probe = "import os; print(os.environ.get('GOMP_SPINCOUNT'))"
+    first = subprocess.run([sys.executable, "-c", f"import dnachunker, torch; {probe}"], capture_output=True, text=True,
+                           env=env, cwd=ROOT)
+    assert first.stdout.strip() == "3000" and "imported before dnachunker" not in first.stderr
+    late = subprocess.run([sys.executable, "-c", f"import torch, dnachunker; {probe}"], capture_output=True, text=True,
+                          env=env, cwd=ROOT)
+    assert late.stderr.count("torch was imported before dnachunker") == 1 and "GOMP_SPINCOUNT=3000" in late.stderr
+    chosen = subprocess.run([sys.executable, "-c", "import torch, dnachunker"], capture_output=True, text=True,
+                            env={**env, "OMP_WAIT_POLICY": "PASSIVE"}, cwd=ROOT)
+    assert "imported before dnachunker" not in chosen.stderr

@@ -17,13 +17,16 @@ from .norm import RMSNorm
 
 
 def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotate x: (b, h, l, hd) by positions pos: (b, l) float (rotate-half convention)."""
+    """Rotate x: (b, h, l, hd) by positions pos: (b, l) float (rotate-half convention). The angles
+    are computed in fp32 (positions reach 8192 bp and beyond), then cos and sin are cast to x's
+    dtype and the rotation runs in it: under bf16, autograd keeps bf16 q and k for backward, not
+    fp32 copies of them (2 x 4 bytes per element of q and k per layer, otherwise)."""
     hd = x.size(-1)
     inv_freq = base ** (-torch.arange(0, hd, 2, device=x.device, dtype=torch.float32) / hd)
     ang = pos.float()[:, None, :, None] * inv_freq  # (b, 1, l, hd/2)
-    cos, sin = ang.cos(), ang.sin()
-    x1, x2 = x.float().chunk(2, dim=-1)
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).to(x.dtype)
+    cos, sin = ang.cos().to(x.dtype), ang.sin().to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1)
 
 
 class KeyMask:
