@@ -142,7 +142,7 @@ def _metric_on(metric: str, preds, k: int, idx: np.ndarray) -> np.ndarray:
     return np.array([score(metric, preds.y[i], out[i]) for i in idx])
 
 
-def test_term(a: Row, b: Row, n_boot: int = 400, seed: int = 0) -> float | None:
+def examples_term(a: Row, b: Row, n_boot: int = 400, seed: int = 0) -> float | None:
     """Var(g_a - g_b) from a paired bootstrap over test examples (see the module docstring), or None
     where a row keeps no predictions, the rows were not scored on the same test examples, or a row
     has a single unit (then its shared and own parts cannot be told apart)."""
@@ -181,7 +181,7 @@ def compare(a: Row, b: Row, n_boot: int = 400, seed: int = 0, v_test: float | No
         va, vb = statistics.variance(ua.values()) / len(ua), statistics.variance(ub.values()) / len(ub)
         v_seed = va + vb
         df_seed = v_seed ** 2 / (va ** 2 / (len(ua) - 1) + vb ** 2 / (len(ub) - 1)) if v_seed > 0 else len(ua) + len(ub) - 2
-    v_test = test_term(a, b, n_boot, seed) if v_test is None else v_test
+    v_test = examples_term(a, b, n_boot, seed) if v_test is None else v_test
     half = (float(sps.t.ppf(0.975, df_seed)) ** 2 * v_seed + float(sps.norm.ppf(0.975)) ** 2 * (v_test or 0.0)) ** 0.5
     lo, hi = delta - half, delta + half
     excludes = lo > 0 or hi < 0

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dnachunker.fileio import markdown_table
-from evaluation.stats import METHOD, MIN_UNITS, Row, compare, mean_std, overall, test_term
+from evaluation.stats import METHOD, MIN_UNITS, Row, compare, mean_std, overall, examples_term
 
 # per-row pretraining numbers the tables show, each a mean ± std over pretraining seeds
 PRETRAINING = {"valid/mlm_loss": ("valid MLM loss", "{:.4f}"),
@@ -154,7 +154,7 @@ def difference(a: Config, b: Config, col: str, cols: Columns):
         return None
     if col != "overall":
         return compare(a.row(col, cols.metrics[col]), b.row(col, cols.metrics[col]))
-    terms = [test_term(a.row(c, cols.metrics[c]), b.row(c, cols.metrics[c])) for c in cols.overall_of]
+    terms = [examples_term(a.row(c, cols.metrics[c]), b.row(c, cols.metrics[c])) for c in cols.overall_of]
     v_test = None if None in terms else sum(terms) / len(terms) ** 2
     return compare(Row(a.samples["overall"]), Row(b.samples["overall"]), v_test=v_test)
 

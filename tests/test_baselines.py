@@ -11,7 +11,7 @@ from evaluation.finetune import FinetuneConfig, evaluate
 from evaluation.metrics import mcc
 from evaluation.nullsim import Design, claim_rate, trial
 from evaluation.predictions import Predictions
-from evaluation.stats import Row, compare, mean_std, overall, test_term
+from evaluation.stats import Row, compare, mean_std, overall, examples_term
 from evaluation.tasks import load_task
 
 from .conftest import shared_file
@@ -86,10 +86,10 @@ def test_test_set_term_counts_what_rows_share_once():
         preds = {s: Predictions(y, np.arange(2), np.eye(2, dtype=np.float16)[p], "t", p) for s in range(3)}
         return Row({s: {q: mcc(y, pred, 2) for q in range(2)} for s in range(3)}, preds)
     good = np.where(rng.random(400) < 0.8, y, 1 - y)
-    assert test_term(row(good), row(good)) == pytest.approx(0, abs=1e-12)
+    assert examples_term(row(good), row(good)) == pytest.approx(0, abs=1e-12)
     other = np.where(rng.random(400) < 0.8, y, 1 - y)
-    assert test_term(row(good), row(other)) > 1e-4
-    assert test_term(row(good), Row(row(other).scores)) is None  # no predictions kept
+    assert examples_term(row(good), row(other)) > 1e-4
+    assert examples_term(row(good), Row(row(other).scores)) is None  # no predictions kept
 
 
 @pytest.mark.parametrize("pretraining", [1, 2, 3])
@@ -97,7 +97,7 @@ def test_false_positives_under_the_null_are_at_most_5_percent(pretraining):
     """The study's design simulated (evaluation.nullsim): two rows from one distribution, 3 probe
     seeds, 1000 test examples drawn anew per trial. With 3 pretraining seeds the rule claims a
     difference in 5 % of trials within Monte Carlo error; with fewer it claims none."""
-    rate, se, _ = claim_rate(Design(pretraining=pretraining), trials=600 if pretraining == 3 else 100)
+    rate, se, _, _ = claim_rate(Design(pretraining=pretraining), trials=600 if pretraining == 3 else 100)
     if pretraining < 3:
         assert rate == 0
     else:
