@@ -22,9 +22,9 @@ class SingleNucleotideMLM(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, d)
         if kind == "transformer":
             self.body = MainNetwork(d, cfg.main_layers, cfg.n_heads, cfg.mlp_ratio, cfg.rope_base,
-                                    cfg.activation_checkpointing, cfg.main_norm, cfg.main_mlp)
-        else:
-            self.body = BiMambaStack(d, cfg.main_layers, cfg.mamba, cfg.activation_checkpointing)
+                                    cfg.activation_checkpointing != "none", cfg.main_norm, cfg.main_mlp)
+        else:  # its body is its main network: "main" and "all" checkpoint it alike
+            self.body = BiMambaStack(d, cfg.main_layers, cfg.mamba, cfg.activation_checkpointing != "none")
         self.head = nn.Linear(d, cfg.vocab_size)
         if cfg.compile:
             for block in (self.body.blocks if kind == "transformer" else self.body.mixers):

@@ -5,9 +5,9 @@ same depth and width (its main network's), on real chr20 windows.
                           [--precision fp32|bf16] [--peak-tflops 989]   # device peak, to report MFU
                           [--rounds 3]   # repeat every point round-robin; fastest round kept
 
-One step = forward + backward + AdamW update, batch 1, BERT masking. Models with "+ckpt" use
-activation checkpointing (DNAChunkerConfig.activation_checkpointing), "+compile" torch.compile
-(DNAChunkerConfig.compile; compile_s = first step minus a steady one); each variant is compared
+One step = forward + backward + AdamW update, batch 1, BERT masking. A model's "+variant" is a
+setting (VARIANTS: activation_checkpointing all or main, mamba.recompute off, compile;
+compile_s = first step minus a steady one); each variant is compared
 with DNAChunker's same variant. Peak memory is the increase of
 peak RSS (CPU) or of max allocated memory (CUDA) over the warm-up. Ratios are baseline /
 DNAChunker in this run; cost exponents come from a log-log fit over the lengths.
@@ -25,11 +25,12 @@ from .common import fit_exponent, isolated
 
 ROOT = Path(__file__).resolve().parent.parent
 CHR20 = ROOT.parent / "shared" / "data" / "hg19_chr20_softmasked" / "chr20.hg19.softmasked.fa.gz"
-# "+ckpt": activation checkpointing (every block recomputed in backward)
 MODELS = ("dnachunker", "transformer", "bimamba", "dnachunker+ckpt", "transformer+ckpt")
-# "+compile": torch.compile of the BiMamba mixers / Transformer blocks (not run by default: the
-# first step compiles, reported as compile_s)
-VARIANTS = {"ckpt": "activation_checkpointing=true", "compile": "compile=true"}
+# "+ckpt": every block recomputed in backward; "+mainckpt": the main network's blocks only; "+kept":
+# each BiMamba direction keeps its intermediates instead of recomputing them; "+compile":
+# torch.compile of the BiMamba mixers / Transformer blocks (the first step compiles: compile_s)
+VARIANTS = {"ckpt": "activation_checkpointing=all", "mainckpt": "activation_checkpointing=main",
+            "kept": "mamba.recompute=false", "compile": "compile=true"}
 SIZES = {  # model config file + overrides
     "tiny": ("tiny", []),
     "mid": ("tiny", ["d_model=[128,192,256]", "main_layers=4", "n_heads=4", "mamba.headdim=32", "mamba.d_state=32"]),
@@ -93,7 +94,8 @@ def main(argv=None, prog: str | None = None):
     ap = parser(prog or f"python -m {__spec__.name}", __doc__)
     ap.add_argument("--sizes", nargs="+", default=["tiny", "mid"], choices=list(SIZES), help="model sizes")
     ap.add_argument("--models", nargs="+", default=list(MODELS),
-                    choices=[*MODELS, "dnachunker+compile", "transformer+compile"], help="models and variants")
+                    choices=[*MODELS[:3], *(f"{m}+{v}" for m in MODELS[:3] for v in VARIANTS)],
+                    help="models and variants")
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 8192], help="sequence lengths (bp)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="bf16: autocast")

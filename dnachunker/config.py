@@ -204,6 +204,9 @@ class MambaConfig:
     d_conv: int = 4
     ngroups: int = 1
     chunk_size: int = 64  # SSD chunk length of the PyTorch path (the CUDA kernel uses >= 128)
+    # each direction keeps only its input for backward and recomputes its conv, scan and gated norm
+    # there: less memory at the base-pair level, more time (docs/benchmarks.md measures both)
+    recompute: bool = True
 
 
 @dataclass
@@ -222,7 +225,9 @@ class DNAChunkerConfig:
     rope_base: float = 10000.0
     mamba: MambaConfig = field(default_factory=MambaConfig)
     max_len: int = 8192
-    activation_checkpointing: bool = False  # recompute every block in backward: less memory, ~30% more time
+    # blocks that keep only their input for backward and recompute the rest there: none | main
+    # (the main network's Transformer blocks) | all (those and every BiMamba block)
+    activation_checkpointing: str = "none"
     compile: bool = False            # torch.compile stage 0 mixers (static) and main blocks (dynamic)
     # dynamic chunking
     target_ratio: list[float] = field(default_factory=lambda: [0.5, 0.5])  # alpha per stage
@@ -249,6 +254,11 @@ class DNAChunkerConfig:
     # a learned embedding per species added at the input (a multi-genome corpus's genome names, in
     # its corpus.json order; the trainer checks them). Empty: off. Inference names one (--species).
     species: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        # configs recorded before `main` existed hold a boolean: true meant every block
+        self.activation_checkpointing = {"True": "all", "False": "none"}.get(str(self.activation_checkpointing),
+                                                                            self.activation_checkpointing)
 
     @property
     def n_stages(self) -> int:
@@ -291,7 +301,8 @@ class DNAChunkerConfig:
                                                   f"{self.mamba.headdim}"))
         problems += [("tokenization", p) for p in self._resolve_tokenization()]
         for key, allowed in (("main_norm", ("layernorm", "rmsnorm")), ("main_mlp", ("gelu", "swiglu")),
-                             ("ratio_loss_on", ("router", "protected"))):
+                             ("ratio_loss_on", ("router", "protected")),
+                             ("activation_checkpointing", ("none", "main", "all"))):
             if getattr(self, key) not in allowed:
                 problems.append((key, f"must be one of {', '.join(allowed)}, got {getattr(self, key)!r}"))
         if len(set(self.species)) != len(self.species):

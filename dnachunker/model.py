@@ -102,12 +102,12 @@ class ChunkingStage(nn.Module):
         super().__init__()
         d, d_next = cfg.d_model[s], cfg.d_model[s + 1]
         self.cfg, self.s = cfg, s
-        self.encoder = BiMambaStack(d, cfg.encoder_layers[s], cfg.mamba, cfg.activation_checkpointing)
+        self.encoder = BiMambaStack(d, cfg.encoder_layers[s], cfg.mamba, cfg.activation_checkpointing == "all")
         self.router = Router(d)
         self.down_proj = nn.Linear(d, d_next)
         self.up_proj = nn.Linear(d_next, d)
         self.residual_proj = FP32Linear(d, d)
-        self.decoder = BiMambaStack(d, cfg.decoder_layers[s], cfg.mamba, cfg.activation_checkpointing)
+        self.decoder = BiMambaStack(d, cfg.decoder_layers[s], cfg.mamba, cfg.activation_checkpointing == "all")
 
     def down(self, x, valid, padded, has_mask, start, end, fixed=None):
         """x: (b, l, d) at this stage; padded: whether any sequence is (None: read it from valid);
@@ -159,7 +159,7 @@ class DNAChunker(nn.Module):
         self.species: int | None = None  # the species inference adds when a batch names none (set_species)
         self.stages = nn.ModuleList(ChunkingStage(cfg, s) for s in range(cfg.n_stages))
         self.main = MainNetwork(cfg.d_model[-1], cfg.main_layers, cfg.n_heads, cfg.mlp_ratio, cfg.rope_base,
-                                cfg.activation_checkpointing, cfg.main_norm, cfg.main_mlp)
+                                cfg.activation_checkpointing != "none", cfg.main_norm, cfg.main_mlp)
         # the stage-0 decoder ends in the model's one final norm (H-Net: the head reads it directly)
         self.head = nn.Linear(cfg.d_model[0], cfg.vocab_size)
         # stage-0 cuts: the router, or a fixed kind (fitted kinds: load or fit before use)

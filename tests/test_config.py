@@ -80,7 +80,8 @@ def test_training_changes_against_a_checkpoint_name_the_keys(monkeypatch):
     monkeypatch.chdir(ROOT)
     saved = {"config": to_yaml(load_config(PRETRAIN, [])), "world_size": 2}
     changes = lambda *o, world=2: training_changes(load_config(PRETRAIN, list(o)), saved, world)  # noqa: E731
-    assert changes("model.activation_checkpointing=true", "max_steps=99999", "checkpoint.every=7") == []
+    assert changes("model.activation_checkpointing=main", "model.mamba.recompute=false", "max_steps=99999",
+                   "checkpoint.every=7") == []
     assert changes("model.target_ratio=[0.3,0.5]", "model.ratio_loss_weight=0.1") == [
         "model.ratio_loss_weight: 0.03 -> 0.1", "model.target_ratio: [0.5, 0.5] -> [0.3, 0.5]"]
     micro = load_config(PRETRAIN, []).data.micro_batch_size

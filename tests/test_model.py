@@ -218,17 +218,43 @@ def test_segment_returns_nested_boundaries(chr20_windows):
         assert len(s1) < len(s0) < len(seq)
 
 
-def test_activation_checkpointing_gives_identical_loss_and_gradients(chr20_windows):
-    _, ids, labels = masked_batch(chr20_windows(256, 2), seed=6)
-    grads = []
-    for flag in (False, True):
-        model = tiny(f"activation_checkpointing={flag}").train()
+def _saved_bytes_and_grads(ids, labels, *overrides):
+    """(bytes autograd saves for backward in one forward, loss, gradients) of the tiny model."""
+    model = tiny(*overrides).train()
+    saved = []
+
+    def pack(t):
+        saved.append(t.numel() * t.element_size())
+        return t
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         out = model(ids, labels=labels)
-        out.loss.backward()
-        grads.append((out.loss.detach(), [p.grad.clone() for p in model.parameters()]))
-    torch.testing.assert_close(grads[0][0], grads[1][0])
-    for a, b in zip(grads[0][1], grads[1][1]):
-        torch.testing.assert_close(a, b)
+    out.loss.backward()
+    return sum(saved), out.loss.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def test_recomputation_settings_give_identical_loss_and_gradients_and_keep_less(chr20_windows):
+    """activation_checkpointing none / main / all and each BiMamba direction's own recompute:
+    the same loss and gradients; each step towards more recomputation keeps fewer bytes for backward."""
+    _, ids, labels = masked_batch(chr20_windows(256, 2), seed=6)
+    settings = {"kept": ("activation_checkpointing=none", "mamba.recompute=false"),
+                "mixers": ("activation_checkpointing=none",),
+                "main": ("activation_checkpointing=main",),
+                "all": ("activation_checkpointing=all",)}
+    runs = {name: _saved_bytes_and_grads(ids, labels, *o) for name, o in settings.items()}
+    _, loss, grads = runs["kept"]
+    for name, (_, other_loss, other_grads) in runs.items():
+        torch.testing.assert_close(other_loss, loss)
+        for a, b in zip(other_grads, grads):
+            torch.testing.assert_close(a, b, msg=name)
+    saved = [runs[name][0] for name in settings]
+    assert saved == sorted(saved, reverse=True) and len(set(saved)) == len(saved), dict(zip(settings, saved))
+
+
+def test_recorded_boolean_checkpointing_reads_as_its_meaning():
+    assert DNAChunkerConfig.from_dict({"activation_checkpointing": True}).activation_checkpointing == "all"
+    assert DNAChunkerConfig.from_dict({"activation_checkpointing": False}).activation_checkpointing == "none"
+    with pytest.raises(ValueError, match="activation_checkpointing"):
+        DNAChunkerConfig.from_dict({"activation_checkpointing": "blocks"})
 
 
 def test_paper_block_is_pre_ln_layernorm_mhsa_gelu_with_rmsnorm_swiglu_as_options():

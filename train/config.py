@@ -129,7 +129,7 @@ def load_config(path: str | Path | None, overrides: list[str]) -> TrainConfig:
 
 
 # keys of the model section that change how it runs, not what it computes: free to differ on resume
-RUNTIME_MODEL_KEYS = {"activation_checkpointing", "compile"}
+RUNTIME_MODEL_KEYS = {"activation_checkpointing", "compile", "mamba.recompute"}
 
 
 def apply_init_from(cfg: TrainConfig) -> list[str]:
@@ -144,7 +144,11 @@ def apply_init_from(cfg: TrainConfig) -> list[str]:
                           f"a training run's is <out_dir>/export)", ["init_from"])
     export = DNAChunkerConfig.load(path)
     for key in RUNTIME_MODEL_KEYS:
-        setattr(export, key, getattr(cfg.model, key))
+        *path, name = key.split(".")
+        into, mine = export, cfg.model
+        for part in path:
+            into, mine = getattr(into, part), getattr(mine, part)
+        setattr(into, name, getattr(mine, name))
     a, b = flatten(to_dict(cfg.model)), flatten(to_dict(export))
     replaced = [f"model.{k}: {a.get(k)} -> {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
     cfg.model = export

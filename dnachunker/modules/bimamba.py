@@ -66,14 +66,15 @@ class MambaDirection(nn.Module):
         reverses each sequence (`order` from `reverse_index`; None: nothing padded) and returns
         its output in that reversed order.
 
-        In training only zxbcdt (and `order`) are kept for backward; the conv, scan and gated norm
-        are recomputed there. mamba-ssm's fused Mamba-2 kernel (`mamba_split_conv1d_scan_combined`)
-        keeps zxbcdt and the scan output and recomputes its conv; the scan output is recomputed
-        here too, since the PyTorch scan's backward rebuilds its intermediates anyway. At the
-        base-pair level they would otherwise be hundreds of MB per mixer.
+        With `cfg.recompute` (the default), training keeps only zxbcdt (and `order`) for
+        backward and recomputes the conv, scan and gated norm there. mamba-ssm's fused Mamba-2
+        kernel (`mamba_split_conv1d_scan_combined`) keeps zxbcdt and the scan output and recomputes
+        its conv; the scan output is recomputed here too, since the PyTorch scan's backward rebuilds
+        its intermediates anyway. At the base-pair level they would otherwise be hundreds of MB per
+        mixer; without it they are kept and backward does not run the direction twice.
         `mix` is the same computation with autograd through every intermediate (the twin the
         tests compare gradients against)."""
-        if torch.is_grad_enabled():
+        if self.cfg.recompute and torch.is_grad_enabled():
             return checkpoint(self._recomputable, kernels.current(), zxbcdt, order, use_reentrant=False)
         return self.mix(zxbcdt, order)
 
