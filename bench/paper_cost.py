@@ -1,7 +1,7 @@
 """The paper's model at 8 kbp in counts that do not depend on this machine, beside the models a user
 would pick instead, and what they project to on the GPUs users train on.
 
-    python -m bench.paper_cost [--lengths 256 512 1024] [--memory-lengths 128 256 384 512] [--infer-length 1024]
+    python -m bench.paper_cost [--lengths 256 512 1024] [--memory-depths 1 2] [--infer-length 1024]
                                [--rounds 3] [--parts flops memory inference]
 
 Models (randomly initialised; parameter counts printed):
@@ -20,15 +20,18 @@ Training FLOPs per bp: forward + backward of one sample under torch.utils.flop_c
 4 L^2 d per layer forward and 8 L^2 d backward, L the tokens attending. The rest is linear in the
 length (fitted a + b T; the fit's largest relative residual is printed) and evaluated at 8192.
 Live-tensor peak: one training step's allocations replayed (bench.memory) under bf16 autocast at
-each length, with the gradients and optimizer state already allocated (so what is counted is
-what the step adds), fitted as a + b T + c T^2: a is fixed (autocast's bf16 copies of the weights),
-b T + c T^2 at 8192 is one sample's share. On a GPU the same quantity is
-max_memory_allocated; the fused kernels there (flash-attn, mamba-ssm) keep less than the
-reference paths measured here, so the CPU peak is an upper estimate. Inference: forward bp/s of
-every model at --infer-length, batch 8, alternating rounds; the spread is slowest / fastest.
-Lengths: the CPU reference paths hold far more than the fused GPU kernels (DNAChunker's count at
-2048 bp took ~19 GB here and was killed); the defaults fit a 24 GB machine, and a length that does
-not fit stops the bench naming it.
+8192 bp, micro-batch 1, with the gradients and optimizer state already allocated (so what is
+counted is what the step adds), measured directly at --memory-depths main-network depths (the
+blocks are identical, so each adds the same: the increment per layer is measured, and the full
+depth is reached by adding it, a step in depth only; give the full depth among --memory-depths to
+measure it too). Nothing is extrapolated in length: an earlier fit of a + bT + cT^2 over 128-512
+bp, evaluated at 8192, read the small-length curvature as a T^2 term the model does not have. A
+sample's share is the peak less autocast's bf16 copies of the weights (2 bytes per parameter). On
+a GPU the same quantity is max_memory_allocated; the fused kernels there (flash-attn, mamba-ssm)
+keep less than the reference paths measured here, so the CPU peak is an upper estimate. A model
+name takes bench.model's variants: dnachunker+mainckpt, dnachunker+ckpt, dnachunker+kept.
+Inference: forward bp/s of every model at --infer-length, batch 8, alternating rounds; the spread
+is slowest / fastest.
 Projection (labelled so): step time and tokens/s per GPU at 40 % of an H100's 989 TFLOP/s dense
 bf16, and the micro-batch that fits 80 and 141 GB.
 """
@@ -80,27 +83,41 @@ def _matching(build, target: int) -> int:
     return max(1, round((target - (2 * one - two)) / (two - one)))
 
 
-def build(name: str):
-    """-> (model, step(seq, masked) -> (loss, attention tokens, attention width, attention layers))."""
+def depth(name: str) -> int:
+    """The model's full depth: the paper's 30 main layers, or the depth matching its parameters."""
+    from dnachunker import DNAChunker
+
+    from .baselines import SingleNucleotideMLM
+    base = name.partition("+")[0]
+    if base == "bimamba":
+        return _matching(lambda n: SingleNucleotideMLM(_cfg(main_layers=n), "bimamba"), _params(DNAChunker(_cfg())))
+    if base == "nt-v2":
+        return _matching(_ntv2, _params(DNAChunker(_cfg())))
+    return _cfg().main_layers
+
+
+def build(name: str, layers: int | None = None):
+    """name: a model, optionally '+<bench.model variant>'; layers: its depth (None: full) ->
+    (model, step(seq, masked) -> (loss, attention tokens, attention width, attention layers))."""
     from dnachunker import DNAChunker
     from dnachunker.masking import bert_mask
     from dnachunker.tokenizer import batch_encode
 
     from .baselines import SingleNucleotideMLM
+    from .model import VARIANTS
     torch.manual_seed(0)
-    cfg = _cfg(max_len=TARGET)
+    name, _, variant = name.partition("+")
+    layers = layers or depth(name)
+    settings = dict([VARIANTS[variant].split("=", 1)]) if variant else {}
+    cfg = _cfg(max_len=TARGET, main_layers=layers, **settings)
     if name == "dnachunker":
         model = DNAChunker(cfg)
         for stage in model.stages:
             stage.router.forward = types.MethodType(_every_second, stage.router)
     elif name in ("transformer", "bimamba"):
-        if name == "bimamba":
-            target = _params(DNAChunker(cfg))
-            layers = _matching(lambda n: SingleNucleotideMLM(_cfg(main_layers=n), "bimamba"), target)
-            cfg = _cfg(main_layers=layers)
         model = SingleNucleotideMLM(cfg, name)
     else:
-        model = _ntv2(_matching(_ntv2, _params(DNAChunker(cfg))))
+        model = _ntv2(layers)
 
     def step(seq: str, masked: bool = True):
         b = batch_encode([seq])
@@ -137,10 +154,11 @@ def count(name: str, lengths: list[int]) -> dict:
     return {"params": _params(model), "rows": rows}
 
 
-def peak(name: str, T: int) -> float:
-    """MB of live tensors at the peak of one bf16-autocast training step (bench.memory's replay)."""
+def peak(name: str, T: int, layers: int) -> dict:
+    """MB of live tensors at the peak of one bf16-autocast training step (bench.memory's replay) of
+    the model at `layers` depth, and its parameters."""
     from .memory import replay_peak
-    model, step = build(name)
+    model, step = build(name, layers)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
     seq = real_window(T)
 
@@ -151,7 +169,7 @@ def peak(name: str, T: int) -> float:
         loss.backward()
         opt.step()
     train()  # gradients and optimizer state exist before the measured step
-    return replay_peak(train, stacks=False)[0] / 2**20
+    return {"MB": replay_peak(train, stacks=False)[0] / 2**20, "params": _params(model)}
 
 
 def infer(names: list[str], T: int, rounds: int) -> dict[str, list[float]]:
@@ -173,14 +191,15 @@ def infer(names: list[str], T: int, rounds: int) -> dict[str, list[float]]:
 def _answer(out, what: str):
     """A measurement's result, or stop naming what failed (a length that does not fit in memory, say)."""
     if isinstance(out, dict) and "error" in out:
-        raise SystemExit(f"{what}: {out['error']}; try shorter --lengths / --memory-lengths")
+        raise SystemExit(f"{what}: {out['error']}; try shorter --lengths / fewer --memory-depths")
     return out
 
 
 def main(argv=None, prog: str | None = None):
     ap = parser(prog or f"python -m {__spec__.name}", __doc__)
     ap.add_argument("--lengths", type=int, nargs="+", default=[256, 512, 1024], help="lengths counted (bp)")
-    ap.add_argument("--memory-lengths", type=int, nargs="+", default=[128, 256, 384, 512], help="lengths profiled")
+    ap.add_argument("--memory-depths", type=int, nargs="+", default=[1, 2],
+                    help="main-network depths whose step is profiled at 8192 bp (at least two)")
     ap.add_argument("--infer-length", type=int, default=1024, help="inference throughput length (bp)")
     ap.add_argument("--rounds", type=int, default=3, help="inference rounds per model")
     ap.add_argument("--models", nargs="+", default=["dnachunker", "transformer", "nt-v2", "bimamba"],
@@ -215,18 +234,29 @@ def _flops(a) -> dict[str, float]:
 
 
 def _memory(a) -> dict[str, dict]:
-    """Each model's fit, printed as it is measured."""
-    mem = {}
+    """Each model's peak at 8192 bp at a few depths, its increment per layer, and its full depth;
+    printed as it is measured."""
+    if len(set(a.memory_depths)) < 2:
+        raise SystemExit("--memory-depths: give at least two depths (the increment per layer is their difference)")
+    mem, rows = {}, []
     for name in a.models:
-        mb = np.array([_answer(in_fresh_process(peak, name, T), f"{name} at {T} bp") for T in a.memory_lengths])
-        T = np.array(a.memory_lengths, dtype=float)
-        c2, c1, c0 = np.polyfit(T, mb, 2)  # fixed (bf16 copies of the weights) + linear + quadratic
-        residual = float(np.max(np.abs(c0 + c1 * T + c2 * T ** 2 - mb) / mb))
-        sample = c1 * TARGET + c2 * TARGET ** 2
-        mem[name] = {"fixed": c0, "sample": sample}
-        print(markdown_table([{"model": name, **{f"peak MB at {t}": v for t, v in zip(a.memory_lengths, mb)},
-                               "fixed MB": c0, "per sample GB at 8 kbp (extrapolated)": sample / 1024,
-                               "T^2 share at 8 kbp": c2 * TARGET ** 2 / sample, "fit residual": residual}]), flush=True)
+        full = depth(name)
+        at = {d: _answer(in_fresh_process(peak, name, TARGET, d), f"{name} at {d} layers, {TARGET} bp")
+              for d in sorted(set(a.memory_depths))}
+        d1, d2 = sorted(at)[:2]
+        per_layer = (at[d2]["MB"] - at[d1]["MB"]) / (d2 - d1)
+        projected = at[d1]["MB"] + (full - d1) * per_layer
+        params = at[d1]["params"] + (full - d1) * (at[d2]["params"] - at[d1]["params"]) / (d2 - d1)
+        weights = 2 * params / 2**20  # autocast's bf16 copies: there whatever the batch
+        mem[name] = {"fixed": weights, "sample": projected - weights}
+        row = {"model": name, **{f"peak MB, {d} layers": r["MB"] for d, r in at.items()}, "MB per layer": per_layer,
+               "full depth": full, f"peak GB, {full} layers (+ increments)": projected / 1024}
+        if full in at:
+            row["measured / projected"] = at[full]["MB"] / projected
+        row["per sample GB"] = (projected - weights) / 1024
+        rows.append(row)
+        print(markdown_table([row]), flush=True)
+    print(markdown_table(rows, list(dict.fromkeys(k for r in rows for k in r))), flush=True)
     return mem
 
 
@@ -242,9 +272,10 @@ def _goals(per_bp: dict, mem: dict, speeds: dict) -> None:
     if ref and base:
         print(f"\nGoal: training FLOPs per bp, DNAChunker / same-main-network Transformer = {ref / base:.3f} at the "
               f"training ratio, {per_bp['dnachunker (inference ratio)'] / base:.3f} at the inference ratio (goal <= 0.35)")
-    if "dnachunker" in mem and "transformer" in mem:
-        print(f"Goal: live-tensor peak per 8 kbp sample, DNAChunker / Transformer = "
-              f"{mem['dnachunker']['sample'] / mem['transformer']['sample']:.3f} (goal <= 0.5)")
+    if "transformer" in mem:
+        for name in (n for n in mem if n.startswith("dnachunker")):
+            print(f"Goal: live-tensor peak per 8 kbp sample, {name} / Transformer = "
+                  f"{mem[name]['sample'] / mem['transformer']['sample']:.3f} (goal <= 0.5)")
     if "dnachunker" in speeds and "nt-v2" in speeds:
         print(f"Inference bp/s, DNAChunker / NT-v2-style = {max(speeds['dnachunker']) / max(speeds['nt-v2']):.2f}")
     if ref:

@@ -8,7 +8,7 @@
                                    suite --baseline kmer_lr|cnn|onehot: a classical baseline on a suite
     dnachunker embed ...           embeddings of sequences                    (python -m dnachunker)
     dnachunker score-variants ...  zero-shot SNV scores                       (python -m dnachunker)
-    dnachunker bench NAME ...      data | gpu_step | integrity | memory | model | nccl | paper_cost | scans |
+    dnachunker bench NAME ...      data | gpu_step | integrity | memory | model | nccl | paper_cost | paper_step | scans |
                                    suite_cost | threads                       (python -m bench.NAME)
 
 `dnachunker COMMAND --help` shows every flag with its default. The `python -m` forms stay.
@@ -29,7 +29,8 @@ COMMANDS = {  # name -> (module with main(argv, prog), what it does)
     "score-variants": ("dnachunker.__main__", "zero-shot SNV effect scores from a VCF"),
     "bench": ("bench", "benchmarks: every bench/NAME.py with a main (dnachunker bench --help lists them)"),
 }
-BENCHES = ("data", "gpu_step", "integrity", "memory", "model", "nccl", "paper_cost", "scans", "suite_cost", "threads")
+BENCHES = ("data", "gpu_step", "integrity", "memory", "model", "nccl", "paper_cost", "paper_step", "scans", "suite_cost",
+           "threads")
 
 
 def _usage() -> str:

@@ -42,6 +42,18 @@ def test_memory_bench_finds_the_peak_and_its_holders(capsys):
         assert re.search(rf"\| F dnachunker/(modules/)?{part} \|", parts), part
 
 
+def test_paper_cost_memory_grows_by_the_same_increment_per_main_layer():
+    """What bench.paper_cost's memory part relies on to reach the paper's depth from a few
+    measured layers: each main-network layer adds the same bytes at a given length (measured at
+    512 bp here; the bench measures at 8192), and a recomputed main network adds less per layer."""
+    from bench.paper_cost import peak
+    plain = [peak("dnachunker", 512, d)["MB"] for d in (1, 2, 3)]
+    ckpt = [peak("dnachunker+mainckpt", 512, d)["MB"] for d in (1, 2, 3)]
+    step = plain[1] - plain[0]
+    assert step > 0 and abs((plain[2] - plain[1]) - step) < 0.02 * step, plain
+    assert 0 < ckpt[2] - ckpt[1] < step, (plain, ckpt)
+
+
 def test_flop_counter_agrees_with_a_hand_count_on_a_tiny_config():
     """What bench.paper_cost relies on: forward + backward of the single-nucleotide Transformer is
     3 x 2 x in x out per token and Linear (forward, then the input's and the weight's gradients),
@@ -90,3 +102,14 @@ def test_gpu_step_bench_runs_a_deepspeed_step_and_counts_flops_on_the_pytorch_pa
     cfg = load_config(model.ROOT / "configs/pretrain/tiny_chr20.yaml", ["model.max_len=1024"])
     assert float(row[7].replace(",", "")) == pytest.approx(2 * counted_flops(cfg, 512, "cpu") / 1e9, rel=1e-3, abs=0.05)
     assert "finite: True" in r.stdout
+
+
+def test_paper_step_runs_the_paper_config_and_counts_its_flops():
+    """bench.paper_step at a short length: the paper's 173 M-parameter model takes a real step (a
+    finite loss), its FLOPs counted with attention added by hand (a share strictly between 0 and 1)."""
+    from bench.paper_step import step
+    r = step(256, "main", True, "fp32", 1)
+    assert 170e6 < r["params"] < 176e6 and r["loss"] == r["loss"] and r["loss"] > 0
+    # at least the main network's 6 x parameters x tokens for the positions it saw
+    main_params = 12 * 30 * 672 ** 2
+    assert r["flops"] > 6 * main_params * r["main_positions_per_bp"] * 256 and 0 < r["attention_share"] < 1, r
