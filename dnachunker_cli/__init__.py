@@ -9,7 +9,7 @@
     dnachunker embed ...           embeddings of sequences                    (python -m dnachunker)
     dnachunker score-variants ...  zero-shot SNV scores                       (python -m dnachunker)
     dnachunker bench NAME ...      data | gpu_step | integrity | memory | model | nccl | paper_cost | paper_step | scans |
-                                   suite_cost | threads                       (python -m bench.NAME)
+                                   suite_cost | threads | versus              (python -m bench.NAME)
 
 `dnachunker COMMAND --help` shows every flag with its default. The `python -m` forms stay.
 It sits above every package (it imports them all, lazily, for the command asked).
@@ -30,7 +30,7 @@ COMMANDS = {  # name -> (module with main(argv, prog), what it does)
     "bench": ("bench", "benchmarks: every bench/NAME.py with a main (dnachunker bench --help lists them)"),
 }
 BENCHES = ("data", "gpu_step", "integrity", "memory", "model", "nccl", "paper_cost", "paper_step", "scans", "suite_cost",
-           "threads")
+           "threads", "versus")
 
 
 def _usage() -> str:

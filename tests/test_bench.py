@@ -113,3 +113,19 @@ def test_paper_step_runs_the_paper_config_and_counts_its_flops():
     # at least the main network's 6 x parameters x tokens for the positions it saw
     main_params = 12 * 30 * 672 ** 2
     assert r["flops"] > 6 * main_params * r["main_positions_per_bp"] * 256 and 0 < r["attention_share"] < 1, r
+
+
+def test_versus_times_this_tree_against_a_commit_in_its_own_worktree(capsys):
+    """bench.versus against HEAD: both trees take real steps in their own processes, the table has
+    a row each, and the temporary worktree is gone afterwards."""
+    import subprocess
+
+    from bench import versus
+    before = subprocess.run(["git", "worktree", "list"], cwd=model.ROOT, capture_output=True, text=True).stdout
+    versus.main(["--against", "HEAD", "--batch", "1", "--length", "128", "--steps", "1", "--rounds", "1",
+                 "--threads", "1", "mamba.recompute=false"])
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "configs/model/small.yaml" in line]
+    assert len(rows) == 2 and "mamba.recompute=false" in rows[1] and float(rows[0].split(" | ")[3]) > 0
+    assert re.search(r"new / old training bp/s: \d+\.\d+", out)
+    assert subprocess.run(["git", "worktree", "list"], cwd=model.ROOT, capture_output=True, text=True).stdout == before
