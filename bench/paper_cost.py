@@ -31,7 +31,8 @@ a GPU the same quantity is max_memory_allocated; the fused kernels there (flash-
 keep less than the reference paths measured here, so the CPU peak is an upper estimate. A model
 name takes bench.model's variants: dnachunker+mainckpt, dnachunker+ckpt, dnachunker+kept.
 Inference: forward bp/s of every model at --infer-length, batch 8, alternating rounds; the spread
-is slowest / fastest.
+is slowest / fastest. Breakdown: where DNAChunker's forward time goes, by part, at
+--breakdown-lengths (8 kbp per call: 8 windows of 1 kbp, one of 8 kbp), fastest round.
 Projection (labelled so): step time and tokens/s per GPU at 40 % of an H100's 989 TFLOP/s dense
 bf16, and the micro-batch that fits 80 and 141 GB.
 """
@@ -188,6 +189,54 @@ def infer(names: list[str], T: int, rounds: int) -> dict[str, list[float]]:
     return {n: v[1:] for n, v in speeds.items()}  # the first round warms up
 
 
+def forward_parts(T: int, batch: int, rounds: int) -> dict[str, float]:
+    """Seconds of DNAChunker's forward (no masking, no gradients) by part, fastest of `rounds`:
+    each stage's encoder, router, chunking (the rest of `down`), dechunking (`up` less its
+    decoder: the upsampling and the p-gated scans), decoder; the main network; the rest
+    (embedding, head)."""
+    import functools
+    model, _ = build("dnachunker")
+    model.eval()
+    spent: dict[str, float] = {}
+
+    def timed(name, fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            t = time.perf_counter()
+            out = fn(*args, **kwargs)
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+            return out
+        return run
+    for s, stage in enumerate(model.stages):
+        for part in ("encoder", "router", "decoder"):
+            getattr(stage, part).forward = timed(f"stage {s} {part}", getattr(stage, part).forward)
+        stage.down, stage.up = timed(f"stage {s} down", stage.down), timed(f"stage {s} up", stage.up)
+    model.main.forward = timed("main network", model.main.forward)
+    from dnachunker.tokenizer import batch_encode
+    seq = real_window(T * batch)
+    ids = batch_encode([seq[i * T:(i + 1) * T] for i in range(batch)]).input_ids
+    best: dict[str, float] = {}
+    for _ in range(rounds + 1):  # the first warms up
+        spent.clear()
+        t = time.perf_counter()
+        with torch.no_grad():
+            model(ids)
+        spent["total"] = time.perf_counter() - t
+        if not best or spent["total"] < best["total"]:
+            best = dict(spent)
+    out = {}
+    for s in range(len(model.stages)):
+        out[f"stage {s} encoder"] = best[f"stage {s} encoder"]
+        out[f"stage {s} router"] = best[f"stage {s} router"]
+        out[f"stage {s} chunking"] = best[f"stage {s} down"] - best[f"stage {s} encoder"] - best[f"stage {s} router"]
+        out[f"stage {s} dechunking"] = best[f"stage {s} up"] - best[f"stage {s} decoder"]
+        out[f"stage {s} decoder"] = best[f"stage {s} decoder"]
+    out["main network"] = best["main network"]
+    out["embedding, head"] = best["total"] - sum(best[f"stage {s} {w}"] for s in range(len(model.stages))
+                                                 for w in ("down", "up")) - best["main network"]
+    return {**out, "total": best["total"]}
+
+
 def _answer(out, what: str):
     """A measurement's result, or stop naming what failed (a length that does not fit in memory, say)."""
     if isinstance(out, dict) and "error" in out:
@@ -204,11 +253,16 @@ def main(argv=None, prog: str | None = None):
     ap.add_argument("--rounds", type=int, default=3, help="inference rounds per model")
     ap.add_argument("--models", nargs="+", default=["dnachunker", "transformer", "nt-v2", "bimamba"],
                     help="which models to count (the module docstring describes each)")
-    ap.add_argument("--parts", nargs="+", default=["flops", "memory", "inference"], help="what to measure")
+    ap.add_argument("--breakdown-lengths", type=int, nargs="+", default=[1024, 8192],
+                    help="lengths of the forward-time breakdown (8 windows at 1 kbp, 1 at 8 kbp: 8 kbp per call)")
+    ap.add_argument("--parts", nargs="+", default=["flops", "memory", "inference", "breakdown"],
+                    help="what to measure")
     a = ap.parse_args(argv)
     per_bp = _flops(a) if "flops" in a.parts else {}
     mem = _memory(a) if "memory" in a.parts else {}
     speeds = _inference(a) if "inference" in a.parts else {}
+    if "breakdown" in a.parts:
+        _breakdown(a)
     _goals(per_bp, mem, speeds)
 
 
@@ -258,6 +312,18 @@ def _memory(a) -> dict[str, dict]:
         print(markdown_table([row]), flush=True)
     print(markdown_table(rows, list(dict.fromkeys(k for r in rows for k in r))), flush=True)
     return mem
+
+
+def _breakdown(a) -> None:
+    cols = {}
+    for T in a.breakdown_lengths:
+        cols[T] = _answer(in_fresh_process(forward_parts, T, max(1, TARGET // T), a.rounds), f"breakdown at {T} bp")
+    rows = [{"part of DNAChunker's forward": part, **{f"share at {T} bp": cols[T][part] / cols[T]["total"]
+                                                     for T in cols}}
+            for part in next(iter(cols.values())) if part != "total"]
+    rows.append({"part of DNAChunker's forward": "total (ms per 8 kbp)",
+                 **{f"share at {T} bp": 1e3 * cols[T]["total"] for T in cols}})
+    print(markdown_table(rows), flush=True)
 
 
 def _inference(a) -> dict[str, list[float]]:

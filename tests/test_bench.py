@@ -129,3 +129,13 @@ def test_versus_times_this_tree_against_a_commit_in_its_own_worktree(capsys):
     assert len(rows) == 2 and "mamba.recompute=false" in rows[1] and float(rows[0].split(" | ")[3]) > 0
     assert re.search(r"new / old training bp/s: \d+\.\d+", out)
     assert subprocess.run(["git", "worktree", "list"], cwd=model.ROOT, capture_output=True, text=True).stdout == before
+
+
+def test_forward_breakdown_parts_add_up_to_the_forward():
+    """bench.paper_cost's breakdown: every part of the paper model's forward is timed, none is
+    negative, and they add up to the whole forward."""
+    from bench.paper_cost import forward_parts
+    r = forward_parts(256, 1, 1)
+    parts = {k: v for k, v in r.items() if k != "total"}
+    assert len(parts) == 12 and all(v >= 0 for v in parts.values()), r
+    assert abs(sum(parts.values()) - r["total"]) < 1e-6 and r["main network"] > 0
