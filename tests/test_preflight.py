@@ -72,3 +72,50 @@ def tmpfs_dir(tmp_path):
         pytest.skip(f"cannot mount a tmpfs ({r.stderr.strip()}): needs root, as CI has")
     yield d
     subprocess.run(["umount", "-l", str(d)])
+
+
+def _shared_dir_rank(rank: int, store: str, cwd: str, errors) -> None:
+    import os
+    from pathlib import Path
+
+    import torch.distributed as dist
+
+    from train.distributed import SetupError, check_shared_dir
+    os.chdir(cwd)  # each rank's own directory: "out" is a different directory on each, as /scratch is on each node
+    dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=2)
+    try:
+        check_shared_dir(Path("out"))
+        errors.put((rank, None))
+    except SetupError as e:
+        errors.put((rank, str(e)))
+    finally:
+        dist.destroy_process_group()
+
+
+def _two_ranks(tmp_path, cwds) -> dict[int, str | None]:
+    """Run check_shared_dir(Path("out")) on two real gloo ranks, each in its own working directory."""
+    import torch.multiprocessing as mp
+    ctx = mp.get_context("spawn")
+    errors = ctx.Queue()
+    procs = [ctx.Process(target=_shared_dir_rank, args=(r, str(tmp_path / "store"), str(cwds[r]), errors))
+             for r in (0, 1)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    return dict(errors.get(timeout=5) for _ in procs)
+
+
+def test_ranks_that_see_different_out_dirs_are_refused_by_the_collective_check(tmp_path):
+    """The runtime check behind the filesystem-type warning (a node-local ext4 /scratch passes that one):
+    two real gloo ranks whose out_dir resolves to different directories both stop, naming the blind rank."""
+    dirs = [tmp_path / f"node{r}" for r in (0, 1)]
+    for d in dirs:
+        d.mkdir()
+    got = _two_ranks(tmp_path, dirs)
+    assert got[0] == got[1] and "out_dir is not one directory shared by all ranks: rank 1 on" in got[0]
+    assert not list((dirs[0] / "out").iterdir())  # the probe file is removed
+
+
+def test_ranks_that_share_out_dir_pass_the_collective_check(tmp_path):
+    assert _two_ranks(tmp_path, [tmp_path, tmp_path]) == {0: None, 1: None}
