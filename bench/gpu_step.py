@@ -46,7 +46,7 @@ def _batch(length: int, n: int, device) -> dict:
 def counted_flops(cfg, length: int, device) -> float:
     """Training FLOPs of one window on the PyTorch paths (see the module docstring)."""
     from train.flops import training_flops
-    from train.pretrain import init_model
+    from train.build import init_model
     saved = os.environ.get("DNACHUNKER_KERNELS")
     os.environ["DNACHUNKER_KERNELS"] = "torch"
     try:
@@ -70,7 +70,8 @@ def main(argv=None, prog: str | None = None):
 
     from train import distributed
     from train.config import load_config
-    from train.pretrain import deepspeed_config, init_model, param_groups
+    from train.build import init_model
+    from train.optim import deepspeed_config, param_groups
     cfg = load_config(a.config, [*a.overrides, f"data.micro_batch_size={a.batch}", "grad_accum=1",
                                  "global_batch_size=null", f"model.max_len={max(a.length, 1024)}"])
     d = distributed.setup()

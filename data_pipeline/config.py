@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import MISSING
 
-from dnachunker.config import ConfigError, invalid, load_structured, out_of_range, to_dict
+from dnachunker.configlib import ConfigError, invalid, load_structured, out_of_range, to_dict
 
 from .errors import DataError
 

@@ -70,7 +70,7 @@ class CorpusConfig:
 
     @classmethod
     def load(cls, path: str, overrides: list[str] = ()) -> "CorpusConfig":
-        from dnachunker.config import ConfigError, load_structured
+        from dnachunker.configlib import ConfigError, load_structured
         try:
             cfg = load_structured(cls, path, overrides, what="corpus config")
         except ConfigError as e:
@@ -212,6 +212,11 @@ class CorpusSplit:
         self.offset = np.concatenate([[0], np.cumsum(self.sizes)])
         self.p = np.array([g["p"] for g in self.corpus["genomes"]])
         self.length = self.corpus["window_length"]
+
+    @property
+    def genomes(self) -> list[str]:
+        """The corpus's genomes in corpus.json's order: a sample's `species` indexes it."""
+        return self.names
 
     def __len__(self) -> int:
         return int(self.offset[-1])

@@ -57,6 +57,11 @@ class ShardSplit:
         per_base = 1.125 if self.format.endswith("/2") else 3
         self._read_size = 6 * 512 + int(per_base * self.length) + 2 * 512
 
+    @property
+    def genomes(self) -> None:
+        """One shard set: one genome, no per-genome metrics or species index (a CorpusSplit has them)."""
+        return None
+
     def __len__(self) -> int:
         return int(sum(r["samples"] for r in self.shards))
 

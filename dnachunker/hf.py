@@ -7,7 +7,7 @@ module is imported: an export is then loaded from its text and tensors, without 
     enc = AutoModel.from_pretrained("runs/x/export")   # last_hidden_state
     tok = AutoTokenizer.from_pretrained("runs/x/export")
 
-The export (DNAChunker.save_pretrained, see dnachunker.hf_export) holds the weights in the native
+The export (DNAChunker.save_pretrained, see dnachunker.export.hf) holds the weights in the native
 layout; these classes keep the model under `.dnachunker`, and Transformers adds that prefix when
 it loads them.
 """

@@ -18,12 +18,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
 
-from . import hf_export, tokenization
+from . import export, tokenization
 from .config import DNAChunkerConfig
-from .fileio import replace_files
-from .model_card import model_card
 from .masking import IGNORE
 from .modules.bimamba import BiMambaStack
 from .modules.chunking import Chunks, dechunk
@@ -35,9 +32,6 @@ from .tokenizer import MASK
 INIT_STD = 0.02
 # the projections that write into a residual stream (BiMamba, attention, FFN outputs)
 RESIDUAL_OUTPUTS = ("out_proj", "attn.out", "mlp.down")
-# parameters earlier versions had, and why they are gone (an old export or checkpoint is refused)
-REMOVED = {"norm.weight": "the second final norm after the stage-0 decoder's own (DNAChunker.norm) was removed: "
-                          "the decoder's final norm is the only one, as in H-Net"}
 
 
 @dataclass
@@ -63,6 +57,31 @@ class StageOutput:
     def router_compression(self) -> torch.Tensor:
         """The router's own ratio: what inference, which has no [MASK], produces."""
         return self.router_boundary.sum() / self.valid.sum().clamp(min=1)
+
+
+@dataclass
+class Level:
+    """The sequence at one resolution: base pairs (stage 0's input), then each stage's chunks."""
+    x: torch.Tensor          # (b, l, d_s) states
+    valid: torch.Tensor      # (b, l) real positions
+    padded: bool | None      # whether any sequence is padded (None: read it from valid)
+    has_mask: torch.Tensor   # (b, l) the position contains a [MASK]
+    start: torch.Tensor      # (b, l) float first base pair
+    end: torch.Tensor        # (b, l) float last base pair
+
+    @property
+    def centre(self) -> torch.Tensor:
+        """(b, l) the centre base-pair index: the main network's RoPE position."""
+        return (self.start + self.end) / 2
+
+
+@dataclass
+class Dechunk:
+    """What a stage's `up` needs from its `down`."""
+    chunks: Chunks
+    p: torch.Tensor          # (b, l) fp32 probabilities the p-gated scans use
+    order: torch.Tensor | None  # reverse index shared by the encoder, decoder and scans
+    stage: StageOutput
 
 
 @dataclass
@@ -109,14 +128,13 @@ class ChunkingStage(nn.Module):
         self.residual_proj = FP32Linear(d, d)
         self.decoder = BiMambaStack(d, cfg.decoder_layers[s], cfg.mamba, cfg.activation_checkpointing == "all")
 
-    def down(self, x, valid, padded, has_mask, start, end, fixed=None):
-        """x: (b, l, d) at this stage; padded: whether any sequence is (None: read it from valid);
-        has_mask: (b, l) position contains a [MASK]; start/end: (b, l) float base-pair span; fixed:
-        (b, l) bool cuts of a fixed tokenization (None: the router decides). Returns the
-        chunk-level versions of all five (b, m, ...), whether they are padded, and the context
-        `up` needs."""
-        order = reverse_index(valid, padded)  # once for the encoder, the decoder and the dechunk scans
-        h = self.encoder(x, order)
+    def down(self, level: Level, fixed: torch.Tensor | None = None) -> tuple[Level, Dechunk]:
+        """level: the sequence at this stage's resolution (b, l, ...); fixed: (b, l) bool cuts of a
+        fixed tokenization (None: the router decides). Returns the next stage's level (b, m, ...)
+        and what `up` needs."""
+        valid, has_mask = level.valid, level.has_mask
+        order = reverse_index(valid, level.padded)  # once for the encoder, the decoder and the dechunk scans
+        h = self.encoder(level.x, order)
         if fixed is None:
             p_router, b_router = self.router(h, valid)
         else:
@@ -135,19 +153,20 @@ class ChunkingStage(nn.Module):
         gate = (~chunks.up(chunk_has_mask)).float() if self.cfg.residual_gating else torch.ones_like(p)
         # fp32 even when the model runs in bf16 (as H-Net): the residual carries base-level detail
         residual = self.residual_proj(h) * gate.unsqueeze(-1)
-        stage = StageOutput(p_router, b_router, p, boundary, valid, gate, residual, chunks.down(start), chunks.valid)
-        ctx = (chunks, p, valid, order, stage)
-        return (self.down_proj(chunks.down(h)), chunks.valid, chunks.padded, chunk_has_mask, stage.chunk_start,
-                chunks.max(end, valid), ctx)
+        stage = StageOutput(p_router, b_router, p, boundary, valid, gate, residual, chunks.down(level.start),
+                            chunks.valid)
+        chunked = Level(self.down_proj(chunks.down(h)), chunks.valid, chunks.padded, chunk_has_mask,
+                        stage.chunk_start, chunks.max(level.end, valid))
+        return chunked, Dechunk(chunks, p, order, stage)
 
-    def up(self, z: torch.Tensor, ctx) -> torch.Tensor:
+    def up(self, z: torch.Tensor, ctx: Dechunk) -> torch.Tensor:
         """z: (b, m, d_next) chunk outputs -> (b, l, d) decoder output at this stage."""
-        chunks, p, valid, order, stage = ctx
-        y = dechunk(self.up_proj(z), p, chunks, valid, order)  # p stays fp32: bf16 would round 0.999 to 1
+        stage = ctx.stage
+        y = dechunk(self.up_proj(z), ctx.p, ctx.chunks, stage.valid, ctx.order)  # p fp32: bf16 rounds 0.999 to 1
         if self.cfg.upsample_confidence:  # straight-through: x1 forward, d/dp of the chosen decision
-            confidence = torch.where(stage.boundary, p, 1 - p)
+            confidence = torch.where(stage.boundary, ctx.p, 1 - ctx.p)
             y = y * (confidence + (1 - confidence).detach()).unsqueeze(-1).to(y.dtype)
-        return self.decoder((y.float() + stage.residual).to(y.dtype), order)
+        return self.decoder((y.float() + stage.residual).to(y.dtype), ctx.order)
 
 
 class DNAChunker(nn.Module):
@@ -227,17 +246,17 @@ class DNAChunker(nn.Module):
         if boundaries is None:
             boundaries = self.tokenization.boundaries(input_ids, valid)  # None: learned
         pos = torch.arange(input_ids.size(1), device=input_ids.device, dtype=torch.float32).expand(input_ids.shape)
-        x, v, has_mask, start, end = self._embed(input_ids, species), valid, (input_ids == MASK) & valid, pos, pos
+        level = Level(self._embed(input_ids, species), valid, padded, (input_ids == MASK) & valid, pos, pos)
         ctxs = []
         for s, stage in enumerate(self.stages):  # a fixed tokenization cuts stage 0; later stages keep all
-            fixed = None if boundaries is None else boundaries if s == 0 else v
-            x, v, padded, has_mask, start, end, ctx = stage.down(x, v, padded, has_mask, start, end, fixed)
+            fixed = None if boundaries is None else boundaries if s == 0 else level.valid
+            level, ctx = stage.down(level, fixed)
             ctxs.append(ctx)
-        x = self.main(x, (start + end) / 2, v, ctxs[-1][0].total if ctxs else None)  # chunk count: no sync
+        x = self.main(level.x, level.centre, level.valid, ctxs[-1].chunks.total if ctxs else None)  # no sync
         for stage, ctx in zip(reversed(self.stages), reversed(ctxs)):
             x = stage.up(x, ctx)
         hidden = x  # normalised by the stage-0 decoder's final norm
-        out = DNAChunkerOutput(logits=self.head(hidden), hidden=hidden, stages=[c[-1] for c in ctxs])
+        out = DNAChunkerOutput(logits=self.head(hidden), hidden=hidden, stages=[c.stage for c in ctxs])
         if labels is not None:
             self._loss(out, labels, weight)
         return out
@@ -288,92 +307,18 @@ class DNAChunker(nn.Module):
 
     def save_pretrained(self, directory: str | Path, training: dict | None = None, name: str | None = None,
                         remote_code: bool = False) -> Path:
-        """Write config.yaml + model.safetensors (+ the fitted tokenization's file, e.g. bpe.json),
-        the Hugging Face files (dnachunker.hf_export; with remote_code, its two Python files for the
-        Hub too) and the model card README.md (with what `training` tells: dnachunker.model_card)
-        into `directory`, replacing only those files (others there stay, but Python files of an
-        earlier export are removed); the weights go in last (dnachunker.fileio.replace_files)."""
-        for stale in hf_export.REMOTE_CODE if not remote_code else ():
-            (Path(directory) / stale).unlink(missing_ok=True)
-        with replace_files(directory, last="model.safetensors") as tmp:
-            (tmp / "README.md").write_text(model_card(self.cfg, self.num_parameters(), name or Path(directory).name,
-                                                      training, remote_code))
-            (tmp / "config.yaml").write_text(self.cfg.to_yaml())
-            state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-            save_file(state, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-            self.tokenization.save(tmp)
-            hf_export.write(tmp, self.cfg, remote_code)  # what Transformers' Auto classes read
-        return Path(directory)
+        """config.yaml + model.safetensors, the tokenization's file, the Transformers files and the
+        model card (dnachunker.export.save)."""
+        return export.save(self, directory, training, name, remote_code)
 
     @classmethod
     def from_pretrained(cls, directory: str | Path, map_location: str | torch.device = "cpu") -> "DNAChunker":
-        directory = Path(directory)
-        for name in ("config.yaml", "model.safetensors"):
-            if not (directory / name).is_file():
-                raise FileNotFoundError(f"{directory}: not a DNAChunker export (missing {name})" + _export_hint(directory))
-        cfg = DNAChunkerConfig.load(directory / "config.yaml")  # bounded: builds nothing absurd
-        check_shapes(cfg, directory / "model.safetensors")  # before anything is built
-        model = cls(cfg)
-        model.load_weights(directory, map_location)
-        model.tokenization = tokenization.load(model.cfg, directory)
-        return model.to(map_location)
+        """An export, checked before anything is built (dnachunker.export.load)."""
+        return export.load(cls, directory, map_location)
 
     def load_weights(self, directory: str | Path, map_location: str | torch.device = "cpu") -> None:
         """The weights of an export (model.safetensors: tensors only, no code), names checked."""
-        weights = Path(directory) / "model.safetensors"
-        try:
-            state = load_file(str(weights), device=str(map_location))
-        except Exception as e:
-            raise ValueError(f"{weights}: cannot read weights: {e}") from None
-        check_state_keys(self, state.keys(), weights)
-        for name, t in state.items():
-            if t.is_floating_point() and not torch.isfinite(t).all():
-                raise ValueError(f"{weights}: tensor {name} holds NaN or infinite values "
-                                 f"({int((~torch.isfinite(t)).sum())} of {t.numel()}): refusing weights that "
-                                 "would give NaN embeddings and scores")
-        self.load_state_dict(state, strict=True)
+        export.load_weights(self, directory, map_location)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-
-def _export_hint(directory: Path) -> str:
-    """What a user probably meant when pointing at a training run or one of its checkpoints."""
-    if (directory / "export" / "model.safetensors").is_file() or (directory / "checkpoints").is_dir():
-        return f": that is a training run's out_dir; use {directory / 'export'}"
-    if (directory / "trainer_state.json").is_file():
-        return (f": that is a DeepSpeed checkpoint (code, not weights: it is loaded only to resume training); "
-                f"use <out_dir>/export, here {directory.parent.parent / 'export'}")
-    return ""
-
-
-def check_shapes(cfg: DNAChunkerConfig, weights: Path) -> None:
-    """The shapes config.yaml's model would have (built on the meta device: no memory) against the
-    safetensors header (read without its tensors): a config that does not fit its weights is
-    refused, naming the tensor, before anything is built for real."""
-    from safetensors import safe_open
-    try:
-        with safe_open(str(weights), framework="pt") as f:
-            found = {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as e:
-        raise ValueError(f"{weights}: cannot read weights: {e}") from None
-    with torch.device("meta"):
-        expected = {k: tuple(v.shape) for k, v in DNAChunker(cfg).state_dict().items()}
-    for k in sorted(set(found) & set(expected)):
-        if found[k] != expected[k]:
-            raise ValueError(f"{weights}: tensor {k} has shape {list(found[k])}, where config.yaml's model has "
-                             f"{list(expected[k])}: the config and the weights do not belong together")
-
-
-def check_state_keys(model: nn.Module, keys, source) -> None:
-    """Refuse weights whose parameter names differ from the model's, naming what changed."""
-    expected, found = set(model.state_dict()), set(keys)
-    if expected == found:
-        return
-    gone = [f"{k} ({REMOVED[k]})" if k in REMOVED else k for k in sorted(found - expected)]
-    missing = sorted(expected - found)
-    raise ValueError(f"{source}: these weights do not fit this version's model"
-                     + (f"; not in the model: {', '.join(gone)}" if gone else "")
-                     + (f"; missing: {', '.join(missing)}" if missing else "")
-                     + ". They were written by an earlier DNAChunker or for another config: retrain, or load "
-                       "them with the version that wrote them")

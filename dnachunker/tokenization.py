@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
-from .config import out_of_range
+from .configlib import out_of_range
 from .tokenizer import MASK, batch_encode, decode
 
 # tokenizers' Rust thread pool and DataLoader workers forked after it was used do not mix (it

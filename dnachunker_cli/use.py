@@ -1,13 +1,13 @@
-"""dnachunker embed|score-variants ...   (or python -m dnachunker ...; using a trained model)
+"""dnachunker embed|score-variants ...   (using a trained model)
 
   embed           embeddings of sequences from FASTA, BED + FASTA or CSV -> .npz (mean-pooled) or
                   zarr (mean-pooled, per base, per chunk); any length (overlapping windows)
   score-variants  zero-shot SNV scores log P(alt) - log P(ref) from a VCF + reference FASTA -> TSV
 
 Examples:
-  python -m dnachunker embed --model runs/x/export --fasta genes.fa --out genes.npz
-  python -m dnachunker embed --model runs/x/export --bed peaks.bed --fasta hg38.fa --out peaks.zarr --per-base --chunks 0
-  python -m dnachunker score-variants --model runs/x/export --vcf clinvar.vcf.gz --fasta hg38.fa --out scores.tsv
+  dnachunker embed --model runs/x/export --fasta genes.fa --out genes.npz
+  dnachunker embed --model runs/x/export --bed peaks.bed --fasta hg38.fa --out peaks.zarr --per-base --chunks 0
+  dnachunker score-variants --model runs/x/export --vcf clinvar.vcf.gz --fasta hg38.fa --out scores.tsv
 """
 from __future__ import annotations
 
@@ -19,15 +19,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import at_least, load_model
-from .errors import InputError, describe
-from .fileio import atomic_directory, atomic_file, output_file, write_csv
-from .tokenizer import TokenizerError, decode, decode_interval, encode
-from .variants import COLUMNS
+from dnachunker.cli import at_least, load_model
+from dnachunker.errors import InputError, describe
+from dnachunker.fileio import atomic_directory, atomic_file, output_file, write_csv
+from dnachunker.tokenizer import TokenizerError, decode, decode_interval, encode
+from dnachunker.variants import COLUMNS
 
 
 def _from_fasta(fasta: str) -> tuple[list[str], list[str]]:
-    from .fasta import read_fasta
+    from dnachunker.fasta import read_fasta
     names, seqs = [], []
     for name, codes, soft in read_fasta(fasta):
         names.append(name)
@@ -38,7 +38,7 @@ def _from_fasta(fasta: str) -> tuple[list[str], list[str]]:
 
 
 def _from_bed(bed: str, fasta: str) -> tuple[list[str], list[str]]:
-    from .fasta import open_maybe_gzip, read_fasta
+    from dnachunker.fasta import open_maybe_gzip, read_fasta
     rows = []
     path = Path(bed)
     if not path.is_file():
@@ -117,7 +117,7 @@ def _check(seqs: list[str], names: list[str], source: str) -> None:
 
 
 def cmd_embed(a) -> int:
-    from .inference import chunk_means, run
+    from dnachunker.inference import chunk_means, run
     output_file(a.out)
     if a.csv:
         names, seqs = _from_csv(a.csv, a.column, a.name_column)
@@ -171,7 +171,7 @@ def cmd_embed(a) -> int:
 
 
 def cmd_score_variants(a) -> int:
-    from .variants import score_variants
+    from dnachunker.variants import score_variants
     output_file(a.out)
     model = load_model(a, map_location=a.device)
     if a.context is not None and a.context > model.cfg.max_len:
@@ -186,8 +186,8 @@ def cmd_score_variants(a) -> int:
     return 0
 
 
-def main(argv=None, prog: str = "python -m dnachunker") -> int:
-    from .cli import add_device, add_model, add_species, parser, subparser
+def main(argv=None, prog: str = "dnachunker") -> int:
+    from dnachunker.cli import add_device, add_model, add_species, parser, subparser
     p = parser(prog, __doc__)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     e = subparser(sub, "embed", "sequence embeddings (any length: overlapping windows)")

@@ -130,8 +130,8 @@ def _data_windows(root: str, split: str, count: int, seed: int = 0) -> dict[str,
     from data_pipeline.corpus import open_split
     from dnachunker.tokenizer import N, decode
     data = open_split(root, split)
-    names = getattr(data, "names", [Path(root).name])
-    offset = getattr(data, "offset", [0, len(data)])
+    names = data.genomes or [Path(root).name]
+    offset = data.offset if data.genomes else [0, len(data)]
     groups = {}
     for g, name in enumerate(names):
         seqs, metas = [], []
@@ -344,7 +344,7 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     r.add_argument("--out", default="outputs/robustness", help="directory for robustness.csv and robustness.png")
     a = p.parse_args(argv)
     from data_pipeline.errors import DataError
-    from dnachunker.config import ConfigError
+    from dnachunker.configlib import ConfigError
     from dnachunker.errors import InputError, describe
 
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 
 from data_pipeline.loader import PretrainLoader
-from data_pipeline.per_genome import genome_metrics, genome_sums
+from data_pipeline.validation import validation_means
 
 from .tasks import EvalDataError
 
@@ -23,24 +23,20 @@ def mlm_loss(model, root: str, split: str = "valid", batches: int = 40, batch_si
     species of the same name (all of the data's genomes must be among its species)."""
     loader = PretrainLoader(root, split, batch_size, seed=seed, train=False, repeat_weight=repeat_weight,
                             tokenization=model.tokenization)
-    genomes = getattr(loader.split, "names", None)
-    species = _species_index(model, genomes, root)
+    species = _species_index(model, loader.split.genomes, root)
     species = species.to(device) if species is not None else None
     model.eval().to(device)
-    sums, n = {}, 0
-    for b in loader:
-        b = {k: v.to(device) if torch.is_tensor(v) else v for k, v in b.items()}
-        out = model(b["input_ids"], b["valid"], b["labels"], b["weight"], b.get("boundaries"),
-                    species[b["species"]] if species is not None else None)
-        batch = {"valid/mlm_loss": out.mlm_loss} | (genome_sums(out, b, genomes) if genomes else {})
-        sums = {k: sums.get(k, 0) + v for k, v in batch.items()}
-        n += 1
-        if n >= batches:
-            break
-    values = {k: float(v) / n for k, v in sums.items()}
-    if genomes:
-        values = genome_metrics(values, genomes, len(out.stages))
-    return {k.removeprefix("valid/"): v for k, v in values.items()} | {"samples": n * batch_size}
+
+    seen = []
+
+    def forward(b):
+        seen.append(b["input_ids"].size(0))
+        return model(b["input_ids"], b["valid"], b["labels"], b["weight"], b.get("boundaries"),
+                     species[b["species"]] if species is not None else None)
+    values = validation_means(forward, loader, batches, device)
+    kept = {k.removeprefix("valid/"): v for k, v in values.items()
+            if k == "valid/mlm_loss" or (loader.split.genomes and k.count("/") == 2)}
+    return kept | {"samples": len(seen) * batch_size}
 
 
 def _species_index(model, genomes: list[str] | None, root: str) -> torch.Tensor | None:

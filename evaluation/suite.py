@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from data_pipeline.config import digest, file_sha256
-from dnachunker.config import ConfigError, DNAChunkerConfig, invalid, load_structured, out_of_range
+from dnachunker.config import DNAChunkerConfig
+from dnachunker.configlib import ConfigError, invalid, load_structured, out_of_range
 from dnachunker.fileio import markdown_table, write_csv, write_text
 
 from .finetune import CUTS, FinetuneConfig, evaluate

@@ -1,1 +1,3 @@
-import dnachunker  # noqa: F401  (first: it sets how OpenMP threads wait, before torch loads)
+"""Slurm launchers: pretrain.sh (one training job), corpus.sh (a corpus build as a job array).
+The sweep engine and the study tables moved to `studies/`; `python -m slurm.sweep` and
+`python -m slurm.publish` still run them, for this release only."""

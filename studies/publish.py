@@ -4,7 +4,7 @@ summaries (final and per budget), the measured training FLOPs, every evaluation 
 per-example predictions. Weights, checkpoints, logs and the
 MLflow store stay behind.
 
-    python -m slurm.publish runs/sweeps/scaling results/scaling
+    python -m studies.publish runs/sweeps/scaling results/scaling
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def publish(run: Path, dest: Path) -> list[Path]:
     return [Path(c) for c in copied]
 
 
-def main(argv: list[str] | None = None, prog: str = "python -m slurm.publish") -> int:
+def main(argv: list[str] | None = None, prog: str = "python -m studies.publish") -> int:
     from dnachunker.cli import parser
     ap = parser(prog, __doc__)
     ap.add_argument("run", help="the study's out_dir (runs/sweeps/<name>)")

@@ -62,7 +62,7 @@ def main(readme: Path, blocks: dict[str, str], argv: list[str]) -> int:
 
 
 def published_rows(study: Path, metrics: dict[str, str]) -> list[dict]:
-    """A published study (slurm.publish) read back into the sweep's rows: results.csv for each
+    """A published study (studies.publish) read back into the sweep's rows: results.csv for each
     evaluated model, its per-seed scores and predictions from points/<point>/eval[/step<N>]/."""
     rows = []
     with open(study / "results.csv", newline="") as fh:

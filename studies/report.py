@@ -8,8 +8,8 @@ study.md                  the paper-shaped table: rows = configurations (pretrai
                           each at its largest budget, baselines included), columns = tasks (+ overall),
                           "mean ± std"; each pretrained row against the best baseline per column
                           and every row against the reference row, with 95 % bootstrap intervals
-                          (slurm.compare); and the paper's own numbers, labelled as such
-scaling.md / scaling.png  with budgets: scores against tokens seen (slurm.scaling)
+                          (studies.compare); and the paper's own numbers, labelled as such
+scaling.md / scaling.png  with budgets: scores against tokens seen (studies.scaling)
 <metric>_vs_<key>.png     overall score, valid MLM loss and total compression against each swept key
                           (α, depth), one line per value of the other keys; a bar chart per task
                           for studies without a numeric key (the ablation): <metric>_by_configuration.png
@@ -32,7 +32,7 @@ def write_report(rows: list[dict], keys: list[str], cols: Columns, paper: dict, 
                  title: str, reference: str = "DNAChunker", published: list | None = None) -> list[Path]:
     """rows: {point, label, kind, seed, <keys>, <PRETRAIN>, <metric>/<column>, <metric>_std/<column>,
     probe/<column>, eval_dir, overall_<metric>(_std) when there is an overall, status}, one per
-    evaluated model; cols: the columns, their metrics and protocol (slurm.compare.Columns);
+    evaluated model; cols: the columns, their metrics and protocol (studies.compare.Columns);
     published: the suite's references (evaluation.references), shown as its own table does.
     Returns the files written."""
     from evaluation.references import reference_table
@@ -77,7 +77,7 @@ def _x(v) -> list:
 
 def plot(rows: list[dict], keys: list[str], cols: Columns, out: Path, configs: list) -> list[Path]:
     """rows: the pretrained rows at their final budget (seeds averaged in the line plots); configs:
-    the study's configurations (slurm.compare), baselines included, for the ablation's bars."""
+    the study's configurations (studies.compare), baselines included, for the ablation's bars."""
     from evaluation.stats import mean_std
     import matplotlib
     matplotlib.use("Agg")

@@ -126,9 +126,10 @@ def test_each_column_reports_its_own_metric_from_suite_to_study_table(tmp_path):
     """A suite naming AUROC for one task and accuracy for another: the suite's JSON, the sweep's
     rows and the study table all read the column's metric, and no overall mean mixes them."""
     from evaluation.suite import SuiteConfig, run_suite
-    from slurm.compare import Columns
-    from slurm.report import write_report
-    from slurm.sweep import Point, _rows
+    from studies.compare import Columns
+    from studies.report import write_report
+    from studies.points import Point
+    from studies.rows import rows as point_rows
     tata, h3 = shared_file("gue_from_DeepGene/prom/prom_300_tata"), shared_file("gue_from_DeepGene/EMP/H3")
     suite = tmp_path / "suite.yaml"
     suite.write_text(f"name: mixed\nseeds: [0, 1]\nmax_train: 200\nmax_test: 100\ntasks:\n"
@@ -142,7 +143,7 @@ def test_each_column_reports_its_own_metric_from_suite_to_study_table(tmp_path):
     assert saved["summary"]["metric"] == "auroc" and all("valid_auroc" in r for r in saved["rows"])
     assert 0.5 < results["promoters"]["auroc"] <= 1 and results["histone"]["metric"] == "accuracy"
     cols = Columns(cfg.metrics, cfg.overall_columns)
-    rows = _rows(point, {}, cols)
+    rows = point_rows(point, {}, cols)
     assert rows[0]["auroc/promoters"] == results["promoters"]["auroc"] and "overall_auroc" not in rows[0]
     from evaluation.references import Reference
     published = [Reference("CNN", protocol="probe", source="somewhere, Table 1", scores={"histone": 0.7})]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dnachunker_cli import BENCHES, COMMANDS, main
+from dnachunker_cli import COMMANDS, main
+from dnachunker_cli.bench import BENCHES
 
 from .conftest import ROOT, shared_file
 
@@ -60,12 +61,12 @@ def test_the_console_script_is_installed_and_unknown_commands_are_named():
 
 
 def test_outputs_default_outside_results():
-    text = "\n".join((ROOT / p).read_text() for p in ("evaluation/__main__.py", "dnachunker/__main__.py"))
+    text = "\n".join((ROOT / p).read_text() for p in ("evaluation/__main__.py", "dnachunker_cli/use.py"))
     assert 'default="results/' not in text
 
 
 def test_a_run_directory_given_as_model_says_which_export_to_use(tmp_path, capsys):
-    from dnachunker.__main__ import main as use
+    from dnachunker_cli.use import main as use
     run = tmp_path / "run"
     (run / "checkpoints" / "step_00000002").mkdir(parents=True)
     (run / "checkpoints" / "step_00000002" / "trainer_state.json").write_text("{}")
@@ -91,7 +92,7 @@ def test_every_command_checks_where_it_writes_before_it_computes(tmp_path, pretr
     folders are made before the work (and a file where a folder should go is said at once too)."""
     import time
 
-    from dnachunker.__main__ import main as use
+    from dnachunker_cli.use import main as use
     from evaluation.__main__ import main as eval_cli
     fasta = tmp_path / "x.fa"
     fasta.write_text(">a\nACGTACGTAC\n")
@@ -120,7 +121,7 @@ def test_a_folder_named_dnachunker_beside_a_script_does_not_shadow_the_package(t
 
 
 def test_an_all_n_record_is_embedded_with_a_warning_naming_it(tmp_path, pretrained, capsys):
-    from dnachunker.__main__ import main as use
+    from dnachunker_cli.use import main as use
     fasta = tmp_path / "x.fa"
     fasta.write_text(">real\nACGTACGTAC\n>gap\nNNNNNNNNNN\n")
     assert use(["embed", "--model", str(pretrained), "--fasta", str(fasta), "--out", str(tmp_path / "e.npz")]) == 0
@@ -139,3 +140,9 @@ def test_a_one_seed_suite_table_shows_one_number_under_the_runs_name(tmp_path, p
     row = next(x for x in text.splitlines() if x.startswith("| my_run |"))
     assert "±" not in row and "one seed" in text
     assert row_label(run / "exports" / "step000060") == "my_run, step 60"
+
+
+@pytest.mark.parametrize("old,new", [("slurm.sweep", "studies.sweep"), ("slurm.publish", "studies.publish")])
+def test_the_moved_study_commands_still_run_under_their_old_names_with_a_note(old, new):
+    r = subprocess.run([sys.executable, "-m", old, "--help"], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0 and f"{old} moved to {new}" in r.stderr and f"python -m {old}" in r.stdout

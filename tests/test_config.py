@@ -6,8 +6,9 @@ import pytest
 
 from data_pipeline.config import PipelineConfig
 from data_pipeline.errors import DataError
-from dnachunker.config import ConfigError, DNAChunkerConfig, load_structured, to_yaml
-from slurm.sweep import SweepConfig, load_sweep
+from dnachunker.config import DNAChunkerConfig
+from dnachunker.configlib import ConfigError, load_structured, to_yaml
+from studies.config import SweepConfig, load_sweep
 from train.config import load_config, training_changes
 
 from .conftest import ROOT
@@ -104,9 +105,9 @@ def test_the_scaling_sweep_resolves_budgets_seeds_and_one_schedule(monkeypatch, 
     """Every row runs once per pretraining seed (its initialisation and data order), each stopping
     at the largest budget on one schedule and exported at the smaller ones; the control has a seed
     each; baselines are rows."""
-    from slurm.sweep import _points
+    from studies.points import resolve
     monkeypatch.chdir(ROOT)
-    points = _points(load_sweep(ROOT / "configs/sweep/scaling.yaml", []), tmp_path, "sqlite:///x", "e", "parent")
+    points = resolve(load_sweep(ROOT / "configs/sweep/scaling.yaml", []), tmp_path, [])
     got = {p.name: (p.label, p.kind, p.seed, p.cfg and (p.cfg.max_steps, p.cfg.export_steps, p.cfg.optim.decay_steps))
            for p in points}
     for seed in (0, 1, 2):
@@ -120,10 +121,10 @@ def test_the_scaling_sweep_resolves_budgets_seeds_and_one_schedule(monkeypatch, 
 
 
 def test_the_paper_scale_scaling_sweep_resolves_to_2b_tokens_per_row(monkeypatch, tmp_path):
-    from slurm.sweep import _points
-    from train.pretrain import _grad_accum
+    from studies.points import resolve
+    from train.optim import grad_accum as _grad_accum
     monkeypatch.chdir(ROOT)
-    points = _points(load_sweep(ROOT / "configs/sweep/scaling_hg38.yaml", []), tmp_path, "sqlite:///x", "e", "p")
+    points = resolve(load_sweep(ROOT / "configs/sweep/scaling_hg38.yaml", []), tmp_path, [])
     runs = [p for p in points if p.kind == "pretrain"]
     assert len(runs) == 9 and {p.seed for p in runs} == {0, 1, 2}
     cfg = runs[0].cfg

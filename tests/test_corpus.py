@@ -226,17 +226,17 @@ def test_pretraining_on_a_corpus_reports_each_genome_and_learns_a_species_embedd
     fasta.write_text(">q\n" + "ACGTTGCAAT" * 30 + "\n")
     outs = {}
     for species in ("yeast", "fly"):
-        r = subprocess.run([sys.executable, "-m", "dnachunker", "embed", "--model", str(out / "export"), "--fasta",
+        r = subprocess.run([sys.executable, "-m", "dnachunker_cli", "embed", "--model", str(out / "export"), "--fasta",
                             str(fasta), "--out", str(tmp_path / f"{species}.npz"), "--species", species], cwd=ROOT,
                            capture_output=True, text=True)
         assert r.returncode == 0, r.stderr
         outs[species] = np.load(tmp_path / f"{species}.npz")["embeddings"]
     assert not np.allclose(outs["yeast"], outs["fly"])
-    r = subprocess.run([sys.executable, "-m", "dnachunker", "embed", "--model", str(out / "export"), "--fasta",
+    r = subprocess.run([sys.executable, "-m", "dnachunker_cli", "embed", "--model", str(out / "export"), "--fasta",
                         str(fasta), "--out", str(tmp_path / "x.npz"), "--species", "human"], cwd=ROOT,
                        capture_output=True, text=True)
     assert r.returncode != 0 and "species 'human': this model knows ['yeast', 'fly', 'yeast_heldout']" in r.stderr
-    r = subprocess.run([sys.executable, "-m", "dnachunker", "embed", "--model", str(out / "export"), "--fasta",
+    r = subprocess.run([sys.executable, "-m", "dnachunker_cli", "embed", "--model", str(out / "export"), "--fasta",
                         str(fasta), "--out", str(tmp_path / "x.npz")], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode != 0 and "name one (--species)" in r.stderr and "Traceback" not in r.stderr
     with pytest.raises(ValueError, match="this model embeds the species"):

@@ -175,8 +175,8 @@ def test_a_secret_interpolated_from_the_environment_is_recorded_nowhere(tmp_path
     client = MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
     run = client.search_runs([client.get_experiment_by_name("dnachunker-pretrain").experiment_id])[0]
     assert run.info.run_name == "run-***" and token not in json.dumps(run.data.params) + r.stderr
-    from dnachunker.config import redact, to_yaml
-    from slurm.sweep import load_sweep
+    from dnachunker.configlib import redact, to_yaml
+    from studies.config import load_sweep
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text("tracking_uri: http://me:${oc.env:MY_API_TOKEN}@mlflow.example:5000\npoints: [{label: a}]\n")
     os.environ["MY_API_TOKEN"] = token
@@ -261,7 +261,7 @@ def test_an_exports_config_is_bounded_and_checked_against_its_weights_before_any
         with pytest.raises(ValueError, match="tensor head.weight holds NaN or infinite values \\(1 of"):
             DNAChunker.from_pretrained(export)
     (tmp_path / "s.fa").write_text(">s\nACGTACGTAC\n")
-    r = cli("dnachunker", "embed", "--model", str(export), "--fasta", str(tmp_path / "s.fa"), "--out",
+    r = cli("dnachunker_cli", "embed", "--model", str(export), "--fasta", str(tmp_path / "s.fa"), "--out",
             str(tmp_path / "e.npz"))
     assert r.returncode == 2 and r.stderr.strip().splitlines() == [
         f"error: {export / 'model.safetensors'}: tensor head.weight holds NaN or infinite values (1 of 224): refusing "
@@ -298,7 +298,7 @@ def test_save_pretrained_replaces_only_its_own_files_readable_by_the_umask(tmp_p
         assert {oct(p.stat().st_mode & 0o777) for p in (tmp_path / "group").iterdir()} == {"0o664"}
     finally:
         os.umask(old)
-    from dnachunker import hf_export
+    from dnachunker.export import hf as hf_export
 
     def broken(*a):
         raise OSError(28, "No space left on device")
@@ -368,11 +368,11 @@ def test_embed_on_a_full_disk_leaves_the_previous_output_whole(tmp_path, pretrai
     fasta = tmp_path / "x.fa"
     fasta.write_text(">a\nACGTACGTAC\n>b\nTTGACCATGA\n")
     out = disk / "e.npz"
-    assert cli("dnachunker", "embed", "--model", pretrained, "--fasta", fasta, "--out", out).returncode == 0
+    assert cli("dnachunker_cli", "embed", "--model", pretrained, "--fasta", fasta, "--out", out).returncode == 0
     before = out.read_bytes()
     fasta.write_text(">c\n" + "ACGT" * 3000 + "\n")
     filler = _fill(disk)
-    r = cli("dnachunker", "embed", "--model", pretrained, "--fasta", fasta, "--out", out)
+    r = cli("dnachunker_cli", "embed", "--model", pretrained, "--fasta", fasta, "--out", out)
     assert r.returncode == 2 and "No space left on device (the disk is full" in r.stderr, r.stderr[-2000:]
     assert "Traceback" not in r.stderr and out.read_bytes() == before
     assert np.load(out)["names"].tolist() == ["a", "b"] and sorted(p.name for p in disk.iterdir()) == ["e.npz", "filler"]
@@ -455,14 +455,14 @@ def test_embed_and_score_variants_take_windows_files_and_say_which_naming_matche
     seqs = [chr20_prefix[1_000_000 + 300 * i:1_000_000 + 300 * i + 300] for i in range(3)]
     (tmp_path / "seqs.csv").write_bytes(b"\xef\xbb\xbf" + ("name,sequence\r\n" + "".join(
         f"s{i},{s}\r\n" for i, s in enumerate(seqs))).encode())
-    r = cli("dnachunker", "embed", "--model", pretrained, "--csv", tmp_path / "seqs.csv", "--name-column", "name",
+    r = cli("dnachunker_cli", "embed", "--model", pretrained, "--csv", tmp_path / "seqs.csv", "--name-column", "name",
             "--out", tmp_path / "csv.npz")
     assert r.returncode == 0, r.stderr[-2000:]
     ref = tmp_path / "ref.fa"
     ref.write_text(">chr20\n" + chr20_prefix[1_000_000:1_010_000] + "\n")
     (tmp_path / "crlf.bed").write_bytes(b"".join(f"chr20\t{300 * i}\t{300 * i + 300}\tb{i}\t0\t-\r\n".encode()
                                                  for i in range(3)))
-    r = cli("dnachunker", "embed", "--model", pretrained, "--bed", tmp_path / "crlf.bed", "--fasta", ref,
+    r = cli("dnachunker_cli", "embed", "--model", pretrained, "--bed", tmp_path / "crlf.bed", "--fasta", ref,
             "--out", tmp_path / "bed.npz")
     assert r.returncode == 0, r.stderr[-2000:]
     shapes = [np.load(tmp_path / f"{name}.npz")["embeddings"].shape for name in ("csv", "bed")]
@@ -470,7 +470,7 @@ def test_embed_and_score_variants_take_windows_files_and_say_which_naming_matche
     vcf = tmp_path / "ensembl.vcf"
     vcf.write_text("##fileformat=VCFv4.2\n#CHROM\tPOS\tID\tREF\tALT\n" + "".join(
         f"20\t{p}\tv{p}\t{chr20_prefix[1_000_000 + p - 1].upper()}\tA\n" for p in (1000, 2000)))
-    r = cli("dnachunker", "score-variants", "--model", pretrained, "--vcf", vcf, "--fasta", ref, "--out",
+    r = cli("dnachunker_cli", "score-variants", "--model", pretrained, "--vcf", vcf, "--fasta", ref, "--out",
             tmp_path / "scores.tsv")
     assert r.returncode == 2 and "none of its chromosomes (20" in r.stderr
     assert "would match with 'chr' added (e.g. 20 -> chr20)" in r.stderr and not (tmp_path / "scores.tsv").exists()
@@ -513,7 +513,7 @@ def test_a_sweep_logs_to_a_tracking_server_in_parallel_with_credentials_redacted
     secret_uri = uri.replace("http://", "http://alice:s3cret-token@")
     out = tmp_path / "sweep"
     train = tiny_run(out / "unused", train_shards)[1:] + ["max_steps=3", "checkpoint.every=100", "val_every=0"]
-    r = cli("slurm.sweep", "--sweep", "configs/sweep/ablation.yaml", f"out_dir={out}", "evaluation=null",
+    r = cli("studies.sweep", "--sweep", "configs/sweep/ablation.yaml", f"out_dir={out}", "evaluation=null",
             "name=server", "parallel=2", f"tracking_uri={secret_uri}", f"overrides={json.dumps(train)}",
             "points=[{label: a}, {label: b, model.ratio_loss: false}]")
     assert r.returncode == 0, r.stderr[-3000:]

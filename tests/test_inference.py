@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def _cli(*args, ok=True):
-    r = subprocess.run([sys.executable, "-m", "dnachunker", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
+    r = subprocess.run([sys.executable, "-m", "dnachunker_cli", *map(str, args)], cwd=ROOT, capture_output=True, text=True,
                        env={"PATH": "/usr/bin:/bin", "TQDM_DISABLE": "1", "HOME": "/tmp"})
     assert (r.returncode == 0) == ok, r.stderr[-3000:]
     return r
@@ -70,7 +70,7 @@ def test_an_export_given_python_files_and_an_auto_map_runs_none_of_them(tmp_path
     import shutil
 
     import dnachunker.hf  # noqa: F401
-    from dnachunker.hf_export import AUTO_MAP, REMOTE_CODE
+    from dnachunker.export.hf import AUTO_MAP, REMOTE_CODE
     from transformers import AutoModelForMaskedLM, AutoTokenizer
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_MODULES_CACHE", str(tmp_path / "hf_modules"))

@@ -246,7 +246,7 @@ def test_a_resume_that_would_train_differently_is_refused_or_recorded_and_applie
     assert runs[0].data.tags["dnachunker.changed_at_step_6"] == "optim.lr: 0.003 -> 0.006"
     lrs = {m.step: m.value for m in client.get_metric_history(runs[0].info.run_id, "train/lr")}
     from train.config import load_config
-    from train.pretrain import lr_lambda
+    from train.optim import lr_lambda
     cfg = load_config("configs/pretrain/tiny_chr20.yaml", tiny_run(out, train_shards)[1:] + ["max_steps=8"])
     # train/lr at step k is the rate after k scheduler steps, base x f(k): step 6 ended the 6-step
     # run's cosine at 3e-3 x min_lr_ratio; step 7 is on the 8-step cosine from the new base

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from slurm.readme import BLOCK, prose, stale
+from studies.readme import BLOCK, prose, stale
 
 from .conftest import ROOT
 
@@ -35,7 +35,7 @@ def test_no_hand_written_decimal_numbers(study):
 
 
 def test_a_stale_block_is_found():
-    from slurm.readme import render
+    from studies.readme import render
     text = "a\n<!-- begin: t -->\nold\n<!-- end: t -->\nb\n"
     assert stale(text, {"t": "new"}) == ["t"] and stale(render(text, {"t": "new"}), {"t": "new"}) == []
     with pytest.raises(ValueError, match="differ"):

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from slurm.local import cpu_count
-from slurm.sweep import main as sweep
+from studies.runners.local import cpu_count
+from studies.sweep import main as sweep
 from train import checkpoint
 
 from .conftest import ROOT, shared_file

@@ -24,7 +24,7 @@ def test_study_end_to_end_with_control_row_failure_row_and_resume_after_a_kill(t
     out = tmp_path / "study"
     train = tiny_run(out / "unused", train_shards)[1:] + [f"model={ROOT / 'configs/model/tiny.yaml'}", "max_steps=3",
                                                           "checkpoint.every=100", "val_every=0"]
-    args = [sys.executable, "-m", "slurm.sweep", "--sweep", "configs/sweep/ablation.yaml", f"out_dir={out}",
+    args = [sys.executable, "-m", "studies.sweep", "--sweep", "configs/sweep/ablation.yaml", f"out_dir={out}",
             f"evaluation={tiny_suite(tmp_path)}", "name=tiny_ablation",
             f"overrides={json.dumps(train)}",
             "points=[{label: w/o ratio loss, model.ratio_loss: false}, {label: DNAChunker}, "
@@ -67,7 +67,7 @@ def test_study_end_to_end_with_control_row_failure_row_and_resume_after_a_kill(t
     # the control's weights are the untrained model: the same initialisation as every pretraining run
     from dnachunker import DNAChunker
     from train.config import load_config
-    from train.pretrain import init_model
+    from train.build import init_model
     control = DNAChunker.from_pretrained(out / "control" / "export")
     fresh = init_model(load_config(out / "control" / "config.yaml", []))
     assert all((a == b).all() for a, b in zip(control.state_dict().values(), fresh.state_dict().values()))
@@ -87,7 +87,7 @@ def test_scaling_study_two_seeds_baseline_rows_and_a_rerun_that_redoes_nothing(t
     out = tmp_path / "scaling"
     train = tiny_run(out / "unused", train_shards)[1:] + [f"model={ROOT / 'configs/model/tiny.yaml'}",
                                                           "checkpoint.every=100", "val_every=0"]
-    args = [sys.executable, "-m", "slurm.sweep", "--sweep", "configs/sweep/ablation.yaml", f"out_dir={out}",
+    args = [sys.executable, "-m", "studies.sweep", "--sweep", "configs/sweep/ablation.yaml", f"out_dir={out}",
             f"evaluation={tiny_suite(tmp_path)}", "name=tiny_scaling", f"overrides={json.dumps(train)}",
             "points=[{label: DNAChunker}]", "seeds=[0,1]", "budgets=[2,4]", "baselines=[kmer_lr]", "control=false"]
     env = {**os.environ, "TQDM_DISABLE": "1"}
@@ -115,7 +115,8 @@ def test_scaling_study_two_seeds_baseline_rows_and_a_rerun_that_redoes_nothing(t
     assert line[header.index("valid MLM loss")] == f"{np.mean(losses):.4f} ± {np.std(losses, ddof=1):.4f}"
     assert "| k-mer LR (baseline) |" in study and "| – (no pretraining) |" in study
     assert "Against the best baseline of each column" in study and "seed-level t interval" in study
-    assert "No arrow for DNAChunker: fewer than 3 pretraining seeds" in study and "↑" not in study
+    assert "No arrow for DNAChunker: fewer than 3 pretraining seeds" in study
+    assert "↑" not in study.replace("↑ / ↓:", "") and "↓" not in study.replace("↑ / ↓:", "")  # the legend only
     scaling = (out / "scaling.md").read_text()
     assert scaling.count("| DNAChunker |") == 2  # two budgets; nothing extrapolated
     assert (out / "scaling.png").stat().st_size > 5000
@@ -140,7 +141,7 @@ def test_scaling_study_two_seeds_baseline_rows_and_a_rerun_that_redoes_nothing(t
     now = evaluated()
     assert now.keys() == kept.keys() and [f for f in now if now[f] != kept[f]] == [gone]
     # publishing: what describes the study, no weights
-    from slurm.publish import publish
+    from studies.publish import publish
     published = {str(f.relative_to(tmp_path / "pub")) for f in publish(out, tmp_path / "pub")}
     assert {"study.md", "scaling.md", "scaling.png", "results.csv", "sweep.yaml", "jobs.json",
             "points/p00_base__seed-1/exports/step000002/summary.json",
@@ -166,7 +167,8 @@ def test_scaling_study_two_seeds_baseline_rows_and_a_rerun_that_redoes_nothing(t
 def test_match_flops_scales_each_rows_steps_to_the_reference_rows_compute(tmp_path, train_shards):
     """match_flops: the 6-mer row (fewer main-network positions per bp) gets more steps, as many as
     make its training FLOPs at initialisation equal DNAChunker's at each budget."""
-    from slurm.sweep import SweepConfig, _points
+    from studies.config import SweepConfig
+    from studies.points import resolve
     from train.config import load_config
     from train.flops import at_init
     train = tiny_run(tmp_path / "unused", train_shards)[1:] + [f"model={ROOT / 'configs/model/tiny.yaml'}"]
@@ -174,7 +176,7 @@ def test_match_flops_scales_each_rows_steps_to_the_reference_rows_compute(tmp_pa
                       points=[{"label": "DNAChunker"}, {"label": "6-mer", "model.tokenization": "kmer",
                                                          "model.tokenization_args.k": 6}],
                       budgets=[10, 40], evaluation=None, match_flops="DNAChunker").validate()
-    points = {p.label: p for p in _points(cfg, tmp_path / "out", "sqlite:///x.db", "e", "parent")}
+    points = {p.label: p for p in resolve(cfg, tmp_path / "out", [])}
     record = json.loads((tmp_path / "out" / "flops_match.json").read_text())
     per_step = {r["label"]: r["flops_per_step_per_window_bp"] for r in record.values()}
     assert per_step["6-mer"] < per_step["DNAChunker"]  # 6-mer hands the main network 1 position in 6

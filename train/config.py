@@ -1,5 +1,5 @@
 """Pretraining configuration: one dataclass with the model as a section, loaded once (YAML plus
-key=value overrides, dnachunker.config.load_structured) and recorded whole: <out_dir>/config.yaml,
+key=value overrides, dnachunker.configlib.load_structured) and recorded whole: <out_dir>/config.yaml,
 every checkpoint, the MLflow params."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 from omegaconf import MISSING, OmegaConf
 
 from dnachunker import tokenization
-from dnachunker.config import (ConfigError, DNAChunkerConfig, flatten, invalid, load_structured, out_of_range,
-                               to_dict)
+from dnachunker.config import DNAChunkerConfig
+from dnachunker.configlib import ConfigError, flatten, invalid, load_structured, out_of_range, to_dict
 
 
 @dataclass
@@ -53,7 +53,7 @@ class TrackingConfig:
     tracking_uri: str | None = None  # default: sqlite:///<out_dir>/mlflow.db
     experiment: str = "dnachunker-pretrain"
     run_name: str | None = None
-    parent_run_id: str | None = None # set by slurm.sweep: this run becomes a child run
+    parent_run_id: str | None = None # set by studies.sweep: this run becomes a child run
     log_every: int = 10
     retries: int = 3                 # tries of each MLflow call before tracking is switched off for the run
     retry_backoff_s: float = 1.0     # wait before the second try; doubles each time
@@ -115,6 +115,7 @@ class TrainConfig:
         problems += self.model.problems(prefix="model.")
         if problems:
             raise invalid(problems, "pretraining config")
+        self.model.resolve()
         return self
 
 

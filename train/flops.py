@@ -51,7 +51,7 @@ def at_init(cfg) -> dict[str, float]:
     from data_pipeline.fitting import fit_tokenization
     from dnachunker import tokenization
 
-    from .pretrain import fitted_tokenization, init_model
+    from .build import fitted_tokenization, init_model
     if tokenization.build(cfg.model).file is not None and cfg.tokenization_from is None:
         out = Path(cfg.out_dir)
         out.mkdir(parents=True, exist_ok=True)

@@ -108,7 +108,7 @@ def check_resume(cfg, read: bool = True) -> list[Finding]:
 
 
 def check_tracking(cfg) -> list[Finding]:
-    from dnachunker.config import redact
+    from dnachunker.configlib import redact
     uri = cfg.tracking.tracking_uri or f"sqlite:///{Path(cfg.out_dir).resolve() / 'mlflow.db'}"
     if uri.startswith("sqlite:///"):
         d = Path(uri[len("sqlite:///"):]).parent
@@ -171,7 +171,7 @@ def projected_flops_per_bp(cfg, length: int) -> tuple[float, float]:
     from dnachunker.masking import bert_mask
 
     from .flops import training_flops
-    from .pretrain import fitted_tokenization, init_model
+    from .build import fitted_tokenization, init_model
     model = init_model(cfg)
     model.tokenization = fitted_tokenization(cfg)
     sample = next(iter(PretrainLoader(cfg.data.root, "valid", 1, train=False)))

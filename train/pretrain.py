@@ -18,10 +18,8 @@ if __name__ == "__main__":
     early_stop_flag()
 
 import argparse  # noqa: E402
-import contextlib  # noqa: E402
 import functools  # noqa: E402
 import json  # noqa: E402
-import math  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -31,16 +29,14 @@ import dnachunker  # noqa: E402,F401  (before torch: it sets how OpenMP threads 
 import torch  # noqa: E402
 
 from data_pipeline.errors import DataError  # noqa: E402
-from data_pipeline.fitting import fit_tokenization  # noqa: E402
 from data_pipeline.loader import PretrainLoader  # noqa: E402
-from data_pipeline.per_genome import genome_metrics, genome_sums  # noqa: E402
-from dnachunker import DNAChunker, tokenization  # noqa: E402
+from data_pipeline.validation import Averager, step_metrics, validation_means  # noqa: E402
+from dnachunker.configlib import redact, to_yaml  # noqa: E402
 from dnachunker.errors import describe  # noqa: E402
 from dnachunker.fileio import write_text  # noqa: E402
 from dnachunker.ops import kernels  # noqa: E402
 
-from . import checkpoint, distributed, preflight, safe_load  # noqa: E402
-from dnachunker.config import redact, to_yaml  # noqa: E402
+from . import build, checkpoint, distributed, optim, preflight, safe_load  # noqa: E402
 
 from .config import TrainConfig, load_config, training_changes  # noqa: E402
 from .distributed import SetupError  # noqa: E402
@@ -54,49 +50,6 @@ EXIT_BAD_INPUT = 2
 RESTARTS = "restarts.json"
 
 
-def lr_lambda(cfg: TrainConfig):
-    o = cfg.optim
-
-    def f(step: int) -> float:
-        if step < o.warmup_steps:
-            return (step + 1) / o.warmup_steps
-        progress = min(1.0, (step - o.warmup_steps) / max(1, (o.decay_steps or cfg.max_steps) - o.warmup_steps))
-        return o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
-    return f
-
-
-def param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
-    """AdamW groups: decay matrices; no decay on norms, biases and other vectors (A_log, D, dt_bias)."""
-    decay = [p for p in model.parameters() if p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.ndim < 2]
-    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-
-
-def deepspeed_config(cfg: TrainConfig, load_universal: bool) -> dict:
-    o = cfg.optim
-    return {
-        "train_micro_batch_size_per_gpu": cfg.data.micro_batch_size,
-        "gradient_accumulation_steps": cfg.grad_accum,
-        "gradient_clipping": o.grad_clip,
-        "zero_optimization": {"stage": cfg.zero_stage},
-        # bf16: the module keeps fp32 parameters (the SSM's A_log, dt_bias and D, the norms and the
-        # routers' upcast projections stay fp32) and DeepSpeed runs its forward under bf16
-        # autocast, reducing Linear and Conv gradients in bf16. bf16-weights: DeepSpeed's bf16 mode,
-        # every parameter in bf16 and fp32 master copies in the optimizer: 2 bytes less per
-        # parameter (0.35 GB at 173 M), the SSM parameters rounded to 8 bits of mantissa.
-        # Either way fp32 gradient accumulation; the ZeRO optimizers skip a step whose gradient
-        # norm is not finite (tested for stages 2 and 3).
-        "torch_autocast": {"enabled": cfg.precision == "bf16", "dtype": "bfloat16"},
-        "bf16": {"enabled": cfg.precision == "bf16-weights", "check_grad_overflow": True},
-        "data_types": {"grad_accum_dtype": "fp32"},
-        "optimizer": {"type": "AdamW", "params": {"lr": o.lr, "betas": list(o.betas), "eps": o.eps,
-                                                  "weight_decay": o.weight_decay, "torch_adam": True}},
-        "checkpoint": {"load_universal": load_universal},
-        "steps_per_print": 10**9,
-        "wall_clock_breakdown": False,
-    }
-
-
 def _to(batch: dict, device) -> dict:
     return {k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}
 
@@ -108,96 +61,14 @@ def _forward(engine, b: dict):
                   b["species"])
 
 
-class Averager:
-    """Running means of metrics, floats or device tensors. Tensors stay on the device until the
-    means are popped, and are then read in one transfer: one host sync per pop, not per value."""
-
-    def __init__(self):
-        self.sums, self.n = {}, 0
-
-    def add(self, metrics: dict):
-        for k, v in metrics.items():
-            v = v.detach() if torch.is_tensor(v) else v
-            self.sums[k] = self.sums[k] + v if k in self.sums else v
-        self.n += 1
-
-    def mean(self) -> dict:
-        return {k: v / max(self.n, 1) for k, v in self.sums.items()}
-
-    def pop(self) -> dict[str, float]:
-        out = self.mean()
-        self.sums, self.n = {}, 0
-        if tensors := [k for k, v in out.items() if torch.is_tensor(v)]:
-            out.update(zip(tensors, torch.stack([out[k].double().reshape(()) for k in tensors]).tolist()))
-        return out
-
-
-def step_metrics(out) -> dict[str, torch.Tensor]:
-    """A forward pass's metrics as device tensors (read nowhere here)."""
-    return {"loss": out.loss, "mlm_loss": out.mlm_loss, "mlm_accuracy": out.mlm_accuracy,
-            **{f"ratio_loss_{s}": r for s, r in enumerate(out.ratio_losses)},
-            **{f"compression_{s}": st.compression for s, st in enumerate(out.stages)},
-            **{f"router_compression_{s}": st.router_compression for s, st in enumerate(out.stages)}}
-
-
-@torch.no_grad()
 def validate(engine, loader: PretrainLoader, batches: int, d: distributed.Dist) -> dict[str, float]:
-    """Means over `batches` valid batches; on a multi-genome corpus also each genome's own
-    (the loader interleaves the genomes' valid samples)."""
-    genomes = getattr(loader.split, "names", None)
+    """valid/ means over `batches` batches, over every rank (data_pipeline.validation)."""
     engine.eval()
-    sums = Averager()
-    for batch in loader:
-        batch = _to(batch, d.device)
-        out = _forward(engine, batch)
-        sums.add({f"valid/{k}": v for k, v in step_metrics(out).items()
-                  if k == "mlm_loss" or k == "mlm_accuracy" or "compression" in k}
-                 | (genome_sums(out, batch, genomes) if genomes else {}))
-        if sums.n >= batches:
-            break
-    engine.train()
-    values = distributed.means(sums.pop(), d.device)
-    return genome_metrics(values, genomes, len(out.stages)) if genomes else values
-
-
-def init_model(cfg: TrainConfig) -> DNAChunker:
-    """The model at step 0: seeded by `seed`, the same on every rank and in every restart (also
-    what a study's random-initialisation control row is made of)."""
-    torch.manual_seed(cfg.seed)
-    return DNAChunker(cfg.model)
-
-
-def export(cfg: TrainConfig, ckpt: Path, out: Path, training: dict | None = None) -> Path:
-    """fp32 master weights of a checkpoint -> save_pretrained directory with its model card (rank 0)."""
-    from deepspeed.utils.zero_to_fp32 import get_fp32_state_dict_from_zero_checkpoint
-    with contextlib.redirect_stderr(sys.stdout):  # its progress bar: with its other output
-        state = get_fp32_state_dict_from_zero_checkpoint(str(ckpt.parent), tag=ckpt.name)
-    model = DNAChunker(cfg.model)
-    model.load_state_dict(state, strict=True)
-    model.tokenization = fitted_tokenization(cfg)  # the cuts travel with the weights
-    return model.save_pretrained(out, training, name=Path(cfg.out_dir).name)
-
-
-def fitted_tokenization(cfg: TrainConfig):
-    """The model's tokenization, fitted: read from `tokenization_from` (resolved at start-up)."""
-    if cfg.tokenization_from is None:
-        return tokenization.build(cfg.model)
-    return tokenization.load(cfg.model, cfg.tokenization_from)
-
-
-def _resolve_tokenization(cfg: TrainConfig, d: distributed.Dist) -> None:
-    """A tokenization to fit (bpe) with no `tokenization_from`: rank 0 fits it on the train split
-    into out_dir at the first start (a restart finds it there); every rank then loads it."""
-    if tokenization.build(cfg.model).file is None or cfg.tokenization_from is not None:
-        return
-    cfg.tokenization_from = str(Path(cfg.out_dir))
-    error = None
-    if d.main and not (Path(cfg.out_dir) / tokenization.build(cfg.model).file).is_file():
-        try:
-            fit_tokenization(cfg.model, cfg.data.root, cfg.out_dir)
-        except (DataError, ValueError) as e:
-            error = str(e)
-    distributed.raise_if_any(error)
+    try:
+        return validation_means(functools.partial(_forward, engine), loader, batches, d.device,
+                                lambda values: distributed.means(values, d.device))
+    finally:
+        engine.train()
 
 
 def main(argv: list[str] | None = None, prog: str = "python -m train.pretrain") -> int:
@@ -349,8 +220,8 @@ class Trainer:
         distributed.raise_if_any(error)
         resume, rollback, changes = distributed.broadcast((resume, bool(set_aside), changes if d.main else None))
         self.changes = changes or []
-        cfg.grad_accum = _grad_accum(cfg, d.world_size)
-        _resolve_tokenization(cfg, d)
+        cfg.grad_accum = optim.grad_accum(cfg, d.world_size)
+        build.resolve_tokenization(cfg, d)
         if d.main:
             write_text(self.out / "config.yaml", to_yaml(cfg) + _changes_note(self.changes, resume))
         state, universal = {}, False
@@ -369,7 +240,7 @@ class Trainer:
         # the data first: a wrong data.root fails before the model and DeepSpeed are set up
         dc = cfg.data
         try:
-            cuts = fitted_tokenization(cfg)
+            cuts = build.fitted_tokenization(cfg)
         except (FileNotFoundError, ValueError) as e:
             raise SetupError(f"tokenization_from: {e}") from None
         loader = functools.partial(PretrainLoader, dc.root, micro_batch_size=dc.micro_batch_size, rank=d.rank,
@@ -382,11 +253,11 @@ class Trainer:
                              f"score-variants to use windows the model never saw. Set model.max_len >= "
                              f"{self.train_loader.split.length}, or shard with a shorter window.length")
         self.val_loader = loader("valid", num_workers=0, train=False)
-        genomes = getattr(self.train_loader.split, "names", None)
+        genomes = self.train_loader.split.genomes
         if cfg.model.species and cfg.model.species != genomes:
             raise SetupError(f"model.species {cfg.model.species} must be the genomes of {dc.root} in its corpus.json "
                              f"order: {genomes or 'it is a single shard set, not a corpus'}")
-        model = init_model(cfg)
+        model = build.init_model(cfg)
         model.tokenization = cuts
         if resume is None and cfg.init_from:  # warm start: the export's weights, a fresh optimizer
             try:
@@ -397,16 +268,16 @@ class Trainer:
                 print(f"weights from {cfg.init_from} (init_from); optimizer, schedule and data order start afresh",
                       file=sys.stderr)
         self.engine, _, _, _ = deepspeed.initialize(
-            model=model, model_parameters=param_groups(model, cfg.optim.weight_decay),
-            config=deepspeed_config(cfg, universal),
-            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(cfg)))
+            model=model, model_parameters=optim.param_groups(model, cfg.optim.weight_decay),
+            config=optim.deepspeed_config(cfg, universal),
+            lr_scheduler=lambda opt: torch.optim.lr_scheduler.LambdaLR(opt, optim.lr_lambda(cfg)))
 
         self.engine.checkpoint_engine = safe_load.checkpoint_engine(self.engine._config)  # loads run no code
         self.step = self.last_saved = 0  # step 0 needs no checkpoint: it is the seeded initialisation
         self.counters = {"nonfinite_total": 0, "nonfinite_in_a_row": 0, "tokens_seen": 0}
         if resume is not None:
             self.engine.load_checkpoint(str(load_dir), tag=tag, load_module_strict=True)
-            _apply_optim(self.engine, cfg)
+            optim.apply_optim(self.engine, cfg)
             self.train_loader.load_state_dict(state["data"])
             self.step = self.last_saved = state["step"]
             self.counters = state["counters"]
@@ -534,7 +405,7 @@ class Trainer:
         summary = {"step": self.step, **valid, **(extra or {}), "tokens_seen": c["tokens_seen"],
                    "nonfinite_steps": c["nonfinite_total"], "mlflow_run_id": self.tracker.run_id}
         card = {**summary, **self.train_loader.split.provenance(), "repeat_weight": self.cfg.data.repeat_weight}
-        export(self.cfg, ckpt, dest, card)
+        build.export(self.cfg, ckpt, dest, card)
         return summary
 
     def export_step(self) -> None:
@@ -570,17 +441,6 @@ class Trainer:
         return EXIT_REQUEUE
 
 
-def _apply_optim(engine, cfg: TrainConfig) -> None:
-    """The config's optimizer settings over those a checkpoint restored: the same values, unless
-    checkpoint.allow_changes let them differ, and then the new ones are what trains (the learning
-    rate's base through the schedule, AdamW's betas, eps and weight decay)."""
-    o, sched = cfg.optim, engine.lr_scheduler
-    sched.base_lrs = [o.lr] * len(sched.base_lrs)
-    for i, group in enumerate(engine.optimizer.param_groups):  # param_groups: decay first, then the rest
-        group.update(betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay if i == 0 else 0.0,
-                     lr=o.lr * sched.lr_lambdas[0](sched.last_epoch))
-
-
 def _summary_line(step: int, summary: dict, out: Path, tracker) -> str:
     """The run's last words: how far it went, how good it is, where everything is."""
     loss = summary.get("valid/mlm_loss")
@@ -596,18 +456,6 @@ def _changes_note(changes: list[str], resume: Path | None) -> str:
     if not changes:
         return ""
     return f"# changed on resume from {resume} (checkpoint.allow_changes):\n" + "".join(f"#   {c}\n" for c in changes)
-
-
-def _grad_accum(cfg: TrainConfig, world: int) -> int:
-    """Micro-batches per optimizer step: `grad_accum`, or derived from `global_batch_size` so that
-    the global batch stays the same whatever the number of nodes and ranks."""
-    if cfg.global_batch_size is None:
-        return cfg.grad_accum
-    per_pass = world * cfg.data.micro_batch_size
-    if cfg.global_batch_size % per_pass:
-        raise SetupError(f"global_batch_size={cfg.global_batch_size} is not a multiple of ranks x "
-                         f"data.micro_batch_size = {world} x {cfg.data.micro_batch_size} = {per_pass}")
-    return cfg.global_batch_size // per_pass
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import sys
 import time
 from pathlib import Path
 
-from dnachunker.config import flatten, redact, to_dict
+from dnachunker.configlib import flatten, redact, to_dict
 
 
 class Tracker:

@@ -9,7 +9,7 @@ sections; without it (a model saved by hand) they say so.
 """
 from __future__ import annotations
 
-from .config import redact
+from ..configlib import redact
 
 LICENSE = "apache-2.0"
 

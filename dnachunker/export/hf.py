@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .config import DNAChunkerConfig, to_dict
-from .tokenizer import MASK, PAD, VOCAB
+from ..config import DNAChunkerConfig
+from ..configlib import to_dict
+from ..tokenizer import MASK, PAD, VOCAB
 
 AUTO_MAP = {"AutoConfig": "configuration_dnachunker.DNAChunkerHFConfig",
             "AutoModel": "modeling_dnachunker.DNAChunkerModel",

@@ -12,8 +12,8 @@ import yaml
 
 from dnachunker.fileio import write_text
 from evaluation.stats import MIN_UNITS, mean_std
-from slurm.compare import Columns, comparisons, final, gather, table
-from slurm.readme import main, published_rows
+from studies.compare import Columns, comparisons, final, gather, table
+from studies.readme import main, published_rows
 
 HERE = Path(__file__).resolve().parent
 SCALING = HERE.parent / "scaling"

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 from evaluation.stats import Row, compare, mean_std, overall
-from slurm.compare import fmt
-from slurm.readme import main
+from studies.compare import fmt
+from studies.readme import main
 
 HERE = Path(__file__).resolve().parent
 GENOMES = ["human", "arabidopsis", "fly", "yeast"]

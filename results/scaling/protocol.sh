@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The protocol measurements of results/scaling/, made on the study's final exports after
-#   python -m slurm.sweep --sweep configs/sweep/scaling.yaml
+#   python -m studies.sweep --sweep configs/sweep/scaling.yaml
 # Each writes a suite's JSONs and per-example predictions under runs/protocol/; published as
 # results/scaling/protocol/ (cp -r runs/protocol/. results/scaling/protocol/).
 #   valid_random/       the probe with a plain random valid split instead of a stratified one:

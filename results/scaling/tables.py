@@ -6,18 +6,20 @@
 Files: the published study (results.csv, points/), and the protocol measurements made on its
 exports (protocol/: each a suite's per-task JSONs and per-example predictions).
 """
+import json
 import statistics
 import sys
 from pathlib import Path
 
 from evaluation.stats import MIN_UNITS, Row, compare, mean_std
-from slurm.compare import Columns, comparisons, difference, fmt, gather, final, pretraining_difference, table
-from slurm.readme import main, published_rows
+from studies.compare import Columns, comparisons, difference, fmt, gather, final, pretraining_difference, table
+from studies.readme import main, published_rows
 
 HERE = Path(__file__).resolve().parent
 TASKS = ("histone", "enhancers", "promoters", "splice")
 COLS = Columns({c: "mcc" for c in (*TASKS, "splice_site")}, list(TASKS))
 ROWS = ("DNAChunker", "BPE", "6-mer")
+KMER, CNN, ONE_HOT, CONTROL = "k-mer LR (baseline)", "CNN (baseline)", "one-hot bases (baseline)", "random init (control)"
 
 
 def study():
@@ -26,16 +28,25 @@ def study():
     return configs, {c.label: c for c in final(configs)}
 
 
-def _samples(eval_dirs: dict, column: str):
-    """{pretraining seed: {probe seed: MCC}} and {seed: Predictions} from per-seed eval directories."""
-    import json
-
+def measured(dirs: dict, column: str) -> Row | None:
+    """A protocol measurement's Row on one column from {pretraining seed or None: suite directory},
+    or None where a directory lacks the column."""
     from evaluation.predictions import Predictions
+    from evaluation.suite import PREDICTIONS
+    if not all((d / f"{column}.json").is_file() for d in dirs.values()):
+        return None
     scores = {s: {r["seed"]: r["mcc"] for r in json.loads((d / f"{column}.json").read_text())["rows"]}
-              for s, d in eval_dirs.items()}
-    preds = {s: Predictions.load(d / f"{column}.preds.npz") for s, d in eval_dirs.items()
-             if (d / f"{column}.preds.npz").is_file()}
+              for s, d in dirs.items()}
+    preds = {s: Predictions.load(d / f"{column}{PREDICTIONS}") for s, d in dirs.items()
+             if (d / f"{column}{PREDICTIONS}").is_file()}
     return Row(scores, preds if len(preds) == len(scores) else None)
+
+
+def protocol_dirs(name: str) -> dict:
+    """{pretraining seed or None: directory} of one protocol measurement (protocol/<name>/[seed-N])."""
+    root = HERE / "protocol" / name
+    seeds = sorted(root.glob("seed-*"), key=lambda p: int(p.name.split("-")[1]))
+    return {int(p.name.split("-")[1]): p for p in seeds} if seeds else ({None: root} if root.is_dir() else {})
 
 
 def verdict(d, noun: str = "") -> str:
@@ -59,6 +70,68 @@ def ordering(last: dict) -> str:
     return "\n".join(lines)
 
 
+def mean(row) -> str:
+    return f"{mean_std(row.scores if isinstance(row, Row) else row)[0]:.3f}"
+
+
+def position(last: dict) -> str:
+    """The splice task read at the site (centre ± 10 bp) against read by a mean: what the
+    pretrained states add beyond the bases there, beyond random states, and against the CNN."""
+    dc = last["DNAChunker"]
+    lines = ["| row | splice, mean-pooled | splice_site, centre ± 10 bp |", "|---|---|---|"]
+    for label in (*ROWS, CONTROL, ONE_HOT, CNN, KMER):
+        c = last[label]
+        lines.append(f"| {label} | {mean(c.samples['splice'])} | {mean(c.samples['splice_site'])} |")
+    pairs = [(ONE_HOT, "the one-hot bases at the same positions, read by the same probe: what pretraining adds "
+                       "beyond the bases"),
+             (CONTROL, "the same architecture untrained (random states at the same positions)"),
+             (CNN, "the Genomic Benchmarks CNN, trained on the task from scratch")]
+    lines.append("\nDNAChunker on `splice_site` against:\n")
+    lines += [f"* {what}: {verdict(difference(dc, last[b], 'splice_site', COLS))}" for b, what in pairs]
+    lines.append(f"* itself read by the mean (`splice`): "
+                 f"{verdict(compare(dc.row('splice_site', 'mcc'), dc.row('splice', 'mcc')))}")
+    return "\n".join(lines)
+
+
+def protocol(last: dict) -> str:
+    """How far the protocol's choices move a column, beside the noise between pretraining runs."""
+    dc, bpe, kmer = last["DNAChunker"], last["BPE"], last[KMER]
+    cols = list(COLS.metrics)
+    seed_std = {col: mean_std(dc.samples[col])[1] for col in cols}
+    head = "| measurement | " + " | ".join(cols) + " |\n|---|" + "---|" * len(cols)
+    lines = [head, "| DNAChunker: std across its 3 pretraining seeds | "
+             + " | ".join(f"{seed_std[c]:.3f}" for c in cols) + " |"]
+    cases = [("k-mer LR: random − stratified valid split", "valid_random", kmer),
+             ("DNAChunker: random − stratified valid split", "valid_random/DNAChunker", dc),
+             ("BPE: training-time − inference cuts", "bpe_training_cuts", bpe)]
+    for what, name, ref in cases:
+        dirs = protocol_dirs(name if name != "valid_random" else "valid_random/kmer_lr")
+        cells = []
+        for col in cols:
+            row = measured(dirs, col) if dirs else None
+            cells.append(verdict(compare(row, ref.row(col, "mcc"))) if row else "not measured")
+        lines.append(f"| {what} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def finetune(last: dict) -> str:
+    """DNAChunker fine-tuned end to end (learning rate and epochs chosen on valid) against its
+    probe and the baselines, on the fine-tuning suite's columns."""
+    dirs = protocol_dirs("finetune/DNAChunker")
+    dc = last["DNAChunker"]
+    lines = ["| column | fine-tuned | probe | fine-tuned − probe | fine-tuned − k-mer LR | fine-tuned − CNN | "
+             "fine-tuned − one-hot |", "|---|---|---|---|---|---|---|"]
+    for col in ("promoters", "splice_site"):
+        ft = measured(dirs, col) if dirs else None
+        if ft is None:
+            lines.append(f"| {col} | not measured | | | | | |")
+            continue
+        lines.append(f"| {col} | {mean(ft)} | {mean(dc.samples[col])} | "
+                     + " | ".join(verdict(compare(ft, c.row(col, "mcc")))
+                                  for c in (dc, last[KMER], last[CNN], last[ONE_HOT])) + " |")
+    return "\n".join(lines)
+
+
 def blocks() -> dict[str, str]:
     configs, last = study()
     pre = [last[r] for r in ROWS]
@@ -73,6 +146,9 @@ def blocks() -> dict[str, str]:
               "table": table(list(last.values()), COLS),
               "comparisons": comparisons(list(last.values()), COLS, "DNAChunker"),
               "ordering": ordering(last),
+              "position": position(last),
+              "protocol": protocol(last),
+              "finetune": finetune(last),
               "scaling": (HERE / "scaling.md").read_text().split("\n\n", 2)[2].strip()}
     return blocks
 

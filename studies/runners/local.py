@@ -1,5 +1,5 @@
-"""Run a sweep's jobs as local processes: at most `parallel` at once, each with its share of the
-cores, in dependency order, with a progress line while they run.
+"""Run a sweep's jobs as local processes (`cluster=local`): at most `parallel` at once, each with
+its share of the cores, in dependency order, with a progress line while they run.
 
 A job is a command with a log file and, optionally, the job it must wait for (`after`): it starts
 once that one exits 0, and is skipped (with the reason) when it fails. Every job's start and end
@@ -7,6 +7,7 @@ times, exit code and thread budget are returned (the sweep records them in jobs.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -84,3 +85,35 @@ def run(jobs: list[LocalJob], parallel: int, describe: Callable[[LocalJob], str]
             print(f"[sweep] {done}/{len(jobs)} done, {sum(j.status == 'queued' for j in jobs)} queued; "
                   f"running: {now}", file=sys.stderr, flush=True)
         time.sleep(0.5)
+
+
+class LocalRunner:
+    """Each point's pretraining and evaluations as local jobs; records every job in jobs.json.
+    Rows without pretraining (baselines, control) go first: minutes each, and a partial study
+    shows them."""
+
+    def __call__(self, cfg, points: list, out: Path) -> dict[str, dict[str, str]]:
+        from dnachunker.fileio import write_text
+        parallel = cfg.parallel or default_parallel()
+        env = thread_env(parallel)
+        share = int(env["OMP_NUM_THREADS"])
+        jobs, by_point = [], {}
+        for p in sorted(points, key=lambda p: p.pretrain):
+            names = {}
+            if p.pretrain and not p.finished():
+                workers = min(p.cfg.data.num_workers, share - 1)  # the rest of the share feeds the model
+                jobs.append(LocalJob(f"{p.name}/pretrain", [sys.executable, "-m", "train.pretrain", *p.argv,
+                                     f"data.num_workers={max(workers, 0)}"], p.out / "pretrain.log", env=env))
+                names["pretrain"] = jobs[-1]
+            for kind, argv in p.eval_jobs(cfg.evaluation) if cfg.evaluation else []:
+                jobs.append(LocalJob(f"{p.name}/{kind}", [sys.executable, "-m", "evaluation", "suite", *argv],
+                                     p.out / f"{kind.replace(' ', '_')}.log",
+                                     after=names["pretrain"].name if "pretrain" in names else None, env=env))
+                names[kind] = jobs[-1]
+            by_point[p.name] = names
+        points_by_job = {j.name: p for p in points for j in by_point[p.name].values()}
+        print(f"[sweep] {cfg.name}: {len(jobs)} local jobs, {parallel} at a time, {share} thread(s) each",
+              file=sys.stderr)
+        run(jobs, parallel, describe=lambda j: points_by_job[j.name].progress() if j.name.endswith("pretrain") else "")
+        write_text(out / "jobs.json", json.dumps([j.record() for j in jobs], indent=1))
+        return {p: {k: j.status for k, j in names.items()} for p, names in by_point.items()}
