@@ -62,8 +62,8 @@ def load_model(a, require_species: bool = True, **kwargs):
         model = DNAChunker.from_pretrained(a.model, **kwargs).set_species(a.species)
     except (ValueError, FileNotFoundError) as e:  # a bad config, bad weights, or no export there
         raise InputError(str(e) if str(e).startswith(str(a.model)) else f"{a.model}: {e}") from None
-    if require_species and model.cfg.species and model.species is None:
-        raise InputError(f"{a.model}: this model embeds the species {model.cfg.species}: name one (--species)")
+    if require_species and (why := model.needs_species()):
+        raise InputError(f"{a.model}: {why} (--species)")
     return model
 
 

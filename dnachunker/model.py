@@ -266,11 +266,17 @@ class DNAChunker(nn.Module):
         if self.species_embed is None:
             return x
         if species is None:
-            if self.species is None:
-                raise ValueError(f"this model embeds the species {self.cfg.species}: name one "
-                                 "(model.set_species(name); --species on the command line)")
+            if why := self.needs_species():
+                raise ValueError(f"{why} (model.set_species(name); --species on the command line)")
             species = torch.full(input_ids.shape[:1], self.species, device=input_ids.device)
         return x + self.species_embed(species)[:, None, :]
+
+    def needs_species(self) -> str | None:
+        """Why this model cannot read a sequence as it stands: it embeds species and none is set
+        (None: it can). Every command that loads a model asks this, with its own way to name one."""
+        if self.species_embed is not None and self.species is None:
+            return f"this model embeds the species {self.cfg.species}: name one"
+        return None
 
     def set_species(self, name: str | None) -> "DNAChunker":
         """The species whose embedding inference adds (models pretrained with model.species)."""

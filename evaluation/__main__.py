@@ -239,7 +239,7 @@ def cmd_robustness(a) -> int:
 
     from tqdm import tqdm
 
-    from .analysis import robustness, robustness_plot
+    from .analysis import MUTATIONS, robustness, robustness_plot
     out = output_dir(a.out)
     seqs, *_ = _windows(a.fasta, a.length, a.count)
     fixed = {"single-nucleotide": Single(NoArgs()), "6-mer": Kmer(KmerArgs(6))}
@@ -248,7 +248,7 @@ def cmd_robustness(a) -> int:
     batch = {name: (lambda ss, t=t: [t.starts(s) for s in ss]) for name, t in fixed.items()}
     if a.model:
         batch = {"DNAChunker (stage 0)": _model_segmenter(a.model), **batch}
-    kinds = ("snv", "insertion", "deletion")
+    kinds = list(MUTATIONS)
     rows = []
     with tqdm(total=len(batch) * len(kinds), desc="robustness", unit="tokenization x mutation",
               dynamic_ncols=True) as bar:

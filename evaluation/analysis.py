@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,29 +14,49 @@ from dnachunker.fileio import atomic_file
 Segmenter = Callable[[str], np.ndarray]  # sequence -> chunk start positions (bp), sorted, starts at 0
 
 
+@dataclass(frozen=True)
+class Mutation:
+    """One kind of point mutation at position i: what it does to a sequence, and where a mutant's
+    chunk start lies in reference coordinates."""
+    apply: Callable[[str, int, str], str]               # (seq, i, a random base) -> mutant
+    to_reference: Callable[[np.ndarray, int], np.ndarray]  # (mutant's starts, i) -> reference's
+
+
+def _snv(seq: str, i: int, base: str) -> str:
+    base = next(b for b in "ACGT" if b != seq[i].upper()) if base == seq[i].upper() else base
+    return seq[:i] + base + seq[i + 1:]
+
+
+def _inserted_to_reference(starts: np.ndarray, i: int) -> np.ndarray:
+    starts = starts[starts != i]  # the inserted base has no reference position
+    return np.where(starts > i, starts - 1, starts)
+
+
+MUTATIONS = {
+    "snv": Mutation(_snv, lambda starts, i: starts),
+    "insertion": Mutation(lambda seq, i, base: seq[:i] + base + seq[i:], _inserted_to_reference),
+    "deletion": Mutation(lambda seq, i, base: seq[:i] + seq[i + 1:],
+                         lambda starts, i: np.where(starts >= i, starts + 1, starts)),
+}
+
+
+def _kind(kind: str) -> Mutation:
+    if kind not in MUTATIONS:
+        raise ValueError(f"unknown mutation {kind!r} (known: {', '.join(MUTATIONS)})")
+    return MUTATIONS[kind]
+
+
 def mutate(seq: str, kind: str, rng: np.random.Generator, margin: int = 10) -> tuple[str, int]:
-    """A random SNV, 1-bp insertion or deletion away from the ends -> (mutant, position)."""
+    """A random mutation of `kind` (MUTATIONS: an SNV, a 1-bp insertion or deletion) away from the
+    ends -> (mutant, position)."""
+    m = _kind(kind)
     i = int(rng.integers(margin, len(seq) - margin))
-    base = "ACGT"[int(rng.integers(4))]
-    if kind == "snv":
-        base = next(b for b in "ACGT" if b != seq[i].upper()) if base == seq[i].upper() else base
-        return seq[:i] + base + seq[i + 1:], i
-    if kind == "insertion":
-        return seq[:i] + base + seq[i:], i
-    if kind == "deletion":
-        return seq[:i] + seq[i + 1:], i
-    raise ValueError(f"unknown mutation {kind!r}")
+    return m.apply(seq, i, "ACGT"[int(rng.integers(4))]), i
 
 
 def to_reference(starts: np.ndarray, kind: str, pos: int) -> np.ndarray:
     """Map a mutant's boundary positions back to reference coordinates."""
-    starts = np.asarray(starts)
-    if kind == "insertion":
-        starts = starts[starts != pos]  # the inserted base has no reference position
-        return np.where(starts > pos, starts - 1, starts)
-    if kind == "deletion":
-        return np.where(starts >= pos, starts + 1, starts)
-    return starts
+    return _kind(kind).to_reference(np.asarray(starts), pos)
 
 
 def boundary_agreement(ref: np.ndarray, mutant: np.ndarray, kind: str, pos: int) -> float:
@@ -159,7 +180,7 @@ def robustness_plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    kinds = ["snv", "insertion", "deletion"]
+    kinds = list(MUTATIONS)
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.8 / len(rows)
     for i, r in enumerate(rows):

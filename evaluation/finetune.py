@@ -67,13 +67,13 @@ class FinetuneConfig:
 def load_backbone(model_dir: str | Path, species: str | None, device="cpu") -> DNAChunker:
     """The export, reading sequences as `species` where it embeds species (it must be one of them)."""
     model = DNAChunker.from_pretrained(model_dir, map_location=device)
-    if model.cfg.species and species is None:
-        raise EvalDataError(f"{model_dir}: this model embeds the species {model.cfg.species}: name the task's "
-                            "(--species; species: in a suite)")
     try:
-        return model.set_species(species)
+        model.set_species(species)
     except ValueError as e:
         raise EvalDataError(f"{model_dir}: {e}") from None
+    if why := model.needs_species():
+        raise EvalDataError(f"{model_dir}: {why}, the task's (--species; species: in a suite)")
+    return model
 
 
 CUTS = ("plain", "training")

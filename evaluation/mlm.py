@@ -45,9 +45,8 @@ def _species_index(model, genomes: list[str] | None, root: str) -> torch.Tensor 
     if not model.cfg.species:
         return None
     if genomes is None:
-        if model.species is None:
-            raise EvalDataError(f"{root}: one genome, and the model embeds the species {model.cfg.species}: "
-                                "name the genome's (--species)")
+        if why := model.needs_species():
+            raise EvalDataError(f"{root}: one genome, and {why}, the genome's (--species)")
         return None
     if missing := [g for g in genomes if g not in model.cfg.species]:
         raise EvalDataError(f"{root}: genome(s) {missing} are not among the model's species {model.cfg.species}")

@@ -286,10 +286,13 @@ def load_janggu(path: str | Path) -> Task:
 
 @dataclass
 class Format:
-    """One task format: its loader, what it expects to find, and a check that `path` has that."""
+    """One task format: its loader, what it expects to find, a check that `path` has that, and what
+    else it needs from the user. load(path, type=..., **needs) -> Task."""
     load: Callable
     expects: str
     found: Callable[[Path], bool]
+    needs: dict[str, str] = field(default_factory=dict)  # load's argument -> how the user gives it
+    classes_only: bool = False  # one file per class: classification tasks only
 
 
 def _split_dir(d: Path) -> bool:
@@ -302,36 +305,34 @@ FORMATS = {
     "csv": Format(load_csv, "a CSV/TSV with sequence, label and split columns, or a directory laid out like gue",
                   lambda p: p.is_file() or _split_dir(p)),
     "nt": Format(load_nt, "a TSV (.gz accepted) with sequence, name, label and task columns (choose --nt-task)",
-                 lambda p: p.is_file()),
-    "gb": Format(load_genomic_benchmark, "a Genomic Benchmarks directory with metadata.yaml and "
-                 "{train,test}/<class>.csv.gz coordinates (and --fasta, GRCh38)", lambda p: (p / "metadata.yaml").is_file()),
+                 lambda p: p.is_file(), needs={"task": "--nt-task"}),
+    "gb": Format(lambda path, type, fasta: load_genomic_benchmark(path, fasta),
+                 "a Genomic Benchmarks directory with metadata.yaml and {train,test}/<class>.csv.gz coordinates "
+                 "(and --fasta, GRCh38)", lambda p: (p / "metadata.yaml").is_file(),
+                 needs={"fasta": "--fasta (the GRCh38 reference)"}, classes_only=True),
     "gbseq": Format(load_gb_sequences, "a directory with train.tsv and/or test.tsv (.gz accepted), columns seq,label",
                     lambda p: p.is_dir() and (_find(p, "train") or _find(p, "test")) is not None
                     and not (p / "metadata.yaml").is_file()),
-    "janggu": Format(load_janggu, "janggu's sample data: sample.fa, sample2.fa and their *_test.fa",
-                     lambda p: (p / "sample.fa").is_file()),
+    "janggu": Format(lambda path, type: load_janggu(path),
+                     "janggu's sample data: sample.fa, sample2.fa and their *_test.fa",
+                     lambda p: (p / "sample.fa").is_file(), classes_only=True),
 }
 
 
 def load_task(kind: str, path: str, task: str | None = None, fasta: str | None = None,
               type: str = "classification") -> Task:
     """A task in one of FORMATS, its labels read for the task `type` (evaluation.task_types); the
-    path must hold what the format expects."""
+    path must hold what the format expects, and the format gets what it needs."""
     if kind not in FORMATS:
         raise EvalDataError(f"unknown task format {kind!r} ({', '.join(FORMATS)})")
-    if type != "classification" and kind in ("gb", "janggu"):
+    f, p = FORMATS[kind], Path(path)
+    if type != "classification" and f.classes_only:
         raise EvalDataError(f"{path}: the {kind} format holds classes (one file per class), not {type} labels")
-    p = Path(path)
-    if not FORMATS[kind].found(p):
-        fits = [k for k, f in FORMATS.items() if k != kind and f.found(p)]
-        raise EvalDataError(f"{path}: --format {kind} expects {FORMATS[kind].expects}; "
+    if not f.found(p):
+        fits = [k for k, other in FORMATS.items() if k != kind and other.found(p)]
+        raise EvalDataError(f"{path}: --format {kind} expects {f.expects}; "
                             + (f"it looks like --format {' or '.join(fits)}" if fits else "nothing like it is there"))
-    if kind == "nt":
-        if not task:
-            raise EvalDataError("--nt-task is required for the nt format")
-        return load_nt(path, task, type)
-    if kind == "gb":
-        if not fasta:
-            raise EvalDataError("the gb (coordinates) format needs --fasta (the GRCh38 reference)")
-        return load_genomic_benchmark(path, fasta)
-    return FORMATS[kind].load(path) if kind == "janggu" else FORMATS[kind].load(path, type)
+    given = {"task": task, "fasta": fasta}
+    if missing := [how for arg, how in f.needs.items() if not given[arg]]:
+        raise EvalDataError(f"{path}: the {kind} format needs {' and '.join(missing)}")
+    return f.load(path, type=type, **{arg: given[arg] for arg in f.needs})

@@ -337,14 +337,14 @@ def test_mlm_and_suites_read_each_genome_and_task_as_its_species(corpus, species
     with pytest.raises(EvalDataError, match=r"genome\(s\) \['yeast_heldout'\] are not among the model's species"):
         mlm_loss(model, str(corpus), batches=1, batch_size=4)
     yeast_only = str(corpus / "yeast")  # one genome's shard set: the species is the caller's to name
-    with pytest.raises(EvalDataError, match="name the genome's"):
+    with pytest.raises(EvalDataError, match="name one, the genome's"):
         mlm_loss(model, yeast_only, batches=1, batch_size=4)
     losses = {s: mlm_loss(model.set_species(s), yeast_only, batches=2, batch_size=4)["mlm_loss"] for s in ("yeast", "fly")}
     assert losses["yeast"] != losses["fly"]
 
     h3 = load_gue(shared_file("gue_from_DeepGene/EMP/H3"))
     task = Task(h3.name, h3.train[:60], h3.test[:40], h3.valid[:20])
-    with pytest.raises(EvalDataError, match=r"embeds the species \['yeast', 'fly'\]: name the task's"):
+    with pytest.raises(EvalDataError, match=r"embeds the species \['yeast', 'fly'\]: name one, the task's"):
         evaluate(str(species_export), task, FinetuneConfig(mode="probe", epochs=1, seeds=[0]))
 
     suite_yaml = tmp_path / "suite.yaml"

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from dnachunker.__main__ import main as dnachunker_cli
+from dnachunker_cli.use import main as dnachunker_cli
 from evaluation.__main__ import main as eval_cli
 
 pytestmark = pytest.mark.slow
