@@ -132,6 +132,66 @@ def finetune(last: dict) -> str:
     return "\n".join(lines)
 
 
+def _sides(a, b, cols) -> dict[str, list[str]]:
+    """The columns where a is claimed above b, claimed below, and not separated."""
+    out = {"above": [], "below": [], "level": []}
+    for col in cols:
+        d = difference(a, b, col, COLS)
+        if d is not None:
+            out["above" if d.direction > 0 else "below" if d.direction < 0 else "level"].append(col)
+    return out
+
+
+def _listed(cols: list[str]) -> str:
+    return ", ".join(cols) if cols else "none"
+
+
+def null_claim_rate() -> float:
+    """The comparison rule's claim rate between two equal pretrained rows, 3 x 3 (nullsim.md)."""
+    for line in (HERE / "nullsim.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        if cells[:2] == ["3 x 3", "0.0"]:
+            return float(cells[4])
+    raise ValueError(f"{HERE / 'nullsim.md'}: no 3 x 3 row at shift 0")
+
+
+def reading(last: dict) -> str:
+    """What the tables say, in sentences: each claim and each absence of one, from the comparisons."""
+    dc = last["DNAChunker"]
+    cols = [*COLS.shown]
+    lines = []
+    for label in (KMER, CNN, ONE_HOT, CONTROL):
+        s = _sides(dc, last[label], cols)
+        lines.append(f"* DNAChunker against {label}: claimed higher on {_listed(s['above'])}; claimed lower on "
+                     f"{_listed(s['below'])}; not separated on {_listed(s['level'])}.")
+    pairs = [("DNAChunker", "BPE"), ("BPE", "6-mer"), ("DNAChunker", "6-mer")]
+    for a, b in pairs:
+        s = _sides(last[a], last[b], cols)
+        loss = pretraining_difference(last[a], last[b], "valid/mlm_loss")
+        lines.append(f"* {a} against {b}: claimed higher on {_listed(s['above'])}; claimed lower on "
+                     f"{_listed(s['below'])}; not separated on {_listed(s['level'])}; validation MLM loss "
+                     f"{verdict(loss, 'loss')}.")
+    tests = [difference(last[a], last[b], col, COLS) for a, b in pairs for col in cols]
+    tests = [d for d in tests if d is not None]
+    claims = sum(d.direction != 0 for d in tests)
+    fpr = null_claim_rate()
+    lines.append(f"* Between the three tokenizations, {claims} of {len(tests)} MCC comparisons are claims. The rule's "
+                 f"simulated false-positive rate in this design is {fpr:.3f} per comparison (`nullsim.md`), so "
+                 f"about {fpr * len(tests):.1f} claims would be expected if the three rows were the same: "
+                 + ("no more than chance gives." if claims <= round(fpr * len(tests) + 2 * (fpr * len(tests)) ** 0.5)
+                    else "more than chance alone gives."))
+    held = all(_sides(last[a], last[b], ["overall"])["above"] == ["overall"] for a, b in pairs[:2])
+    lines.append("* The paper's ordering DNAChunker > BPE > 6-mer on the overall MCC: "
+                 + ("each step claimed." if held else "not claimed at this scale: at least one step is within "
+                                                       "the noise or reversed."))
+    site = _sides(dc, last[ONE_HOT], ["splice_site"])
+    lines.append("* Read at the splice site, DNAChunker's states against one-hot bases at the same positions: "
+                 + ("claimed higher, so pretraining adds something beyond the bases there." if site["above"] else
+                    "claimed lower: the probe does better on the bases themselves than on the pretrained states."
+                    if site["below"] else "not separated: no evidence that pretraining adds beyond the bases there."))
+    return "\n".join(lines)
+
+
 def blocks() -> dict[str, str]:
     configs, last = study()
     pre = [last[r] for r in ROWS]
@@ -146,10 +206,11 @@ def blocks() -> dict[str, str]:
               "table": table(list(last.values()), COLS),
               "comparisons": comparisons(list(last.values()), COLS, "DNAChunker"),
               "ordering": ordering(last),
+              "reading": reading(last),
               "position": position(last),
               "protocol": protocol(last),
               "finetune": finetune(last),
-              "scaling": (HERE / "scaling.md").read_text().split("\n\n", 2)[2].strip()}
+              "nullsim": (HERE / "nullsim.md").read_text().strip()}
     return blocks
 
 
