@@ -119,7 +119,7 @@ def test_a_node_local_out_dir_is_refused_at_start(tmp_path, train_shards):
     proc = submit(out, train_shards, 2, 1, "max_steps=4", log=log)
     assert proc.wait(timeout=600) != 0
     text = log.read_text()
-    # refused before any rank starts: tmpfs is never shared between nodes (test_preflight runs the collective
+    # refused before any rank starts: tmpfs is never shared between nodes (test_job_control runs the collective
     # check behind it, which catches a node-local disk of another type)
     assert f"{out} (tmpfs at /scratch): 2 nodes write checkpoints here; it must be a filesystem every node sees" in text
     assert "training exited with code 2" in text
