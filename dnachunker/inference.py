@@ -50,18 +50,25 @@ class Result:
     chunk_starts: list[np.ndarray]      # per stage: sorted base-pair starts (0 first)
 
 
-@torch.no_grad()
-def run(model, seqs: list[str], window: int | None = None, overlap: int | None = None, batch_size: int = 8,
-        device: str | torch.device | None = None, progress: bool = True, desc: str = "windows") -> list[Result]:
-    """Every sequence through `model` in windows (default: the model's max_len, overlapping by half).
+@dataclass
+class Piece:
+    """The kept part of one window: positions [lo, lo + len(hidden)) of sequence `seq`."""
+    seq: int
+    lo: int
+    hidden: np.ndarray                  # (hi - lo, d) float32 final states
+    chunk_starts: list[np.ndarray]      # per stage: the chunk starts (bp) that fall in [lo, hi)
 
-    Windows of all sequences are sorted by length and batched, so padding stays small."""
+
+@torch.no_grad()
+def stream(model, seqs: list[str], window: int | None = None, overlap: int | None = None, batch_size: int = 8,
+           device: str | torch.device | None = None, progress: bool = True, desc: str = "windows") -> Iterator[Piece]:
+    """Every sequence through `model` in windows (default: the model's max_len, overlapping by half),
+    yielded in input order, left to right within a sequence: memory is one batch's, however long
+    the sequences (a consumer that keeps only sums or writes pieces out stays bounded)."""
     window = model.cfg.max_len if window is None else window
     overlap = window // 2 if overlap is None else overlap
     device = device or next(model.parameters()).device
     jobs = [(i, t) for i, s in enumerate(seqs) for t in tiles(len(s), window, overlap)]
-    jobs.sort(key=lambda j: j[1][1] - j[1][0], reverse=True)
-    parts: dict[int, list] = {i: [] for i in range(len(seqs))}
     with evaluating(model), tqdm(total=len(jobs), desc=desc, unit="window", disable=not progress,
                                  dynamic_ncols=True) as bar:
         for k in range(0, len(jobs), batch_size):
@@ -71,18 +78,55 @@ def run(model, seqs: list[str], window: int | None = None, overlap: int | None =
             hidden = out.hidden.float().cpu().numpy()
             for j, (i, (s, e, lo, hi)) in enumerate(batch):
                 starts = [st.chunk_start[j][st.chunk_valid[j]].long().cpu().numpy() + s for st in out.stages]
-                kept = [b[(b >= lo) & (b < hi)] for b in starts]
-                parts[i].append((lo, hidden[j, lo - s:hi - s], kept))
+                yield Piece(i, lo, hidden[j, lo - s:hi - s], [b[(b >= lo) & (b < hi)] for b in starts])
             bar.update(len(batch))
+
+
+def run(model, seqs: list[str], window: int | None = None, overlap: int | None = None, batch_size: int = 8,
+        device: str | torch.device | None = None, progress: bool = True, desc: str = "windows") -> list[Result]:
+    """Every sequence's stitched outputs, held in memory (stream() for inputs that do not fit)."""
+    parts: dict[int, list[Piece]] = {i: [] for i in range(len(seqs))}
+    for piece in stream(model, seqs, window, overlap, batch_size, device, progress, desc):
+        parts[piece.seq].append(piece)
     results = []
     for i in range(len(seqs)):
-        pieces = sorted(parts[i], key=lambda p: p[0])
-        stages = [np.concatenate([p[2][s] for p in pieces]) for s in range(len(pieces[0][2]))]
+        pieces = parts[i]
+        stages = [np.concatenate([p.chunk_starts[s] for p in pieces]) for s in range(len(pieces[0].chunk_starts))]
         for s, b in enumerate(stages):  # a seam can fall inside a chunk: every stage still starts at 0
             if b.size == 0 or b[0] != 0:
                 stages[s] = np.concatenate([[0], b])
-        results.append(Result(np.concatenate([p[1] for p in pieces]), stages))
+        results.append(Result(np.concatenate([p.hidden for p in pieces]), stages))
     return results
+
+
+class ChunkMeans:
+    """The mean state of each chunk of one sequence, from its pieces in order (a chunk may span
+    pieces): what chunk_means gives on the stitched sequence, with memory for one chunk only."""
+
+    def __init__(self):
+        self.sum, self.n = None, 0  # the chunk still open
+
+    def add(self, hidden: np.ndarray, lo: int, starts: np.ndarray) -> np.ndarray:
+        """A piece's states (n, d) at [lo, lo + n) and the chunk starts in it -> (k, d) means of the
+        chunks it completes."""
+        cuts = [int(c) for c in np.asarray(starts) - lo]
+        done = []
+        if not cuts or cuts[0] != 0:  # the piece begins inside the open chunk (or the first, at 0)
+            self._extend(hidden[:cuts[0] if cuts else len(hidden)])
+        for a, b in zip(cuts, cuts[1:] + [len(hidden)]):
+            if self.n:
+                done.append(self.sum / self.n)
+            self.sum, self.n = hidden[a:b].sum(0, dtype=np.float64), b - a
+        return np.array(done, dtype=np.float32).reshape(len(done), hidden.shape[1])
+
+    def _extend(self, part: np.ndarray) -> None:
+        total = part.sum(0, dtype=np.float64)
+        self.sum = total if self.n == 0 else self.sum + total
+        self.n += len(part)
+
+    def close(self) -> np.ndarray:
+        """(1, d) the last chunk's mean (the sequence has ended)."""
+        return (self.sum / self.n).astype(np.float32)[None]
 
 
 def chunk_means(hidden: np.ndarray, starts: np.ndarray) -> np.ndarray:

@@ -117,7 +117,7 @@ def _check(seqs: list[str], names: list[str], source: str) -> None:
 
 
 def cmd_embed(a) -> int:
-    from dnachunker.inference import chunk_means, run
+    from dnachunker.inference import ChunkMeans, stream
     output_file(a.out)
     if a.csv:
         names, seqs = _from_csv(a.csv, a.column, a.name_column)
@@ -144,30 +144,69 @@ def cmd_embed(a) -> int:
     model = load_model(a, map_location=a.device)
     print(f"embedding {len(seqs)} sequences ({sum(map(len, seqs)):,} bp, longest {max(map(len, seqs)):,}) "
           f"from {source} with {a.model} on {a.device}", file=sys.stderr)
-    results = run(model, seqs, a.window, a.overlap, a.batch_size, a.device)
-    mean = np.stack([r.hidden.mean(0) for r in results]).astype(np.float32)
+    pieces = stream(model, seqs, a.window, a.overlap, a.batch_size, a.device)
     if out.suffix == ".npz":  # one file, written at once: the embeddings never without their names
+        means = Means(len(seqs))
+        for piece in pieces:
+            means.add(piece)
+        mean = means.result()
         with atomic_file(out) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, embeddings=mean, names=np.array(names, dtype=str))
         print(f"embeddings {mean.shape} and their names -> {out} (np.load(path)['embeddings'], ['names'])",
               file=sys.stderr)
         return 0
     import zarr
-    with atomic_directory(out) as tmp:
+    with atomic_directory(out) as tmp:  # written piece by piece: memory is one batch's, not the sequences'
         root = zarr.open_group(str(tmp), mode="w")
-        root.create_array("mean", data=mean)
-        for i, r in enumerate(results):
+        means, d = Means(len(seqs)), model.cfg.d_model[0]
+        chunks, seq = None, -1
+        for piece in pieces:
+            i = piece.seq
+            if i != seq:  # a new sequence: close the last one's open chunk, make this one's arrays
+                if chunks is not None:
+                    root[f"per_chunk/{seq}"].append(chunks.close())
+                seq, chunks = i, ChunkMeans() if a.chunks is not None else None
+                if a.per_base:
+                    root.create_array(f"per_base/{i}", shape=(len(seqs[i]), d), dtype="float32",
+                                      chunks=(min(len(seqs[i]), 1 << 16), d))
+                if a.chunks is not None:
+                    root.create_array(f"chunk_starts/{i}", shape=(0,), dtype="int64", chunks=(1 << 16,))
+                    root.create_array(f"per_chunk/{i}", shape=(0, d), dtype="float32", chunks=(1 << 14, d))
+            means.add(piece)
             if a.per_base:
-                root.create_array(f"per_base/{i}", data=r.hidden.astype(np.float32))
-            if a.chunks is not None:
-                starts = r.chunk_starts[a.chunks]
-                root.create_array(f"chunk_starts/{i}", data=starts.astype(np.int64))
-                root.create_array(f"per_chunk/{i}", data=chunk_means(r.hidden, starts).astype(np.float32))
+                root[f"per_base/{i}"][piece.lo:piece.lo + len(piece.hidden)] = piece.hidden
+            if chunks is not None:
+                starts = piece.chunk_starts[a.chunks]
+                if piece.lo == 0 and (starts.size == 0 or starts[0] != 0):
+                    starts = np.concatenate([[0], starts])  # every sequence's first chunk starts at 0
+                root[f"chunk_starts/{i}"].append(starts.astype(np.int64))
+                done = chunks.add(piece.hidden, piece.lo, starts)
+                if len(done):
+                    root[f"per_chunk/{i}"].append(done)
+        if chunks is not None:
+            root[f"per_chunk/{seq}"].append(chunks.close())
+        root.create_array("mean", data=means.result())
         root.attrs.update(names=names, lengths=[len(s) for s in seqs], model=str(a.model),
                           chunk_stage=a.chunks, window=a.window or model.cfg.max_len)
     print(f"embeddings of {len(seqs)} sequences -> {out} (mean{', per_base' if a.per_base else ''}"
           f"{', per_chunk / chunk_starts (stage %d)' % a.chunks if a.chunks is not None else ''})", file=sys.stderr)
     return 0
+
+
+class Means:
+    """Each sequence's mean state, summed piece by piece (inference.stream)."""
+
+    def __init__(self, count: int):
+        self.sums, self.lengths = [None] * count, [0] * count
+
+    def add(self, piece) -> None:
+        total = piece.hidden.sum(0, dtype=np.float64)
+        self.sums[piece.seq] = total if self.sums[piece.seq] is None else self.sums[piece.seq] + total
+        self.lengths[piece.seq] += len(piece.hidden)
+
+    def result(self) -> np.ndarray:
+        """(count, d) float32."""
+        return np.stack([t / n for t, n in zip(self.sums, self.lengths)]).astype(np.float32)
 
 
 def cmd_score_variants(a) -> int:

@@ -7,6 +7,8 @@ import sys
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from dnachunker import DNAChunker, DNAChunkerConfig
 from dnachunker.inference import run, tiles
@@ -102,6 +104,39 @@ def test_tiles_cover_once_and_keep_the_middle_of_each_overlap():
             assert 0 <= start <= lo < hi <= end <= length and end - start == min(window, length)
             if len(t) > 1:  # no kept base within overlap/2 of an inner window edge
                 assert (lo - start >= overlap // 2 or start == 0) and (end - hi >= overlap // 2 or end == length)
+
+
+@given(st.lists(st.integers(1, 99), unique=True, max_size=20), st.lists(st.integers(1, 99), unique=True, max_size=8))
+@settings(max_examples=60, deadline=None)
+def test_chunk_means_from_pieces_equal_chunk_means_of_the_whole(starts, cuts):
+    """Chunks cut anywhere by piece seams (a piece may begin inside a chunk, or exactly at one)."""
+    from dnachunker.inference import ChunkMeans, chunk_means
+    h = np.random.default_rng(len(starts)).normal(size=(100, 3)).astype(np.float32)
+    starts = np.array([0, *sorted(starts)])
+    edges = [0, *sorted(cuts), 100]
+    means = ChunkMeans()
+    got = [means.add(h[a:b], a, starts[(starts >= a) & (starts < b)]) for a, b in zip(edges, edges[1:])]
+    np.testing.assert_allclose(np.concatenate([*got, means.close()]), chunk_means(h, starts), rtol=1e-5, atol=1e-6)
+
+
+def test_embed_streams_a_long_sequence_into_zarr_as_run_stitches_it(tmp_path, pretrained, chr20_windows):
+    """Written piece by piece (windows of 512 overlapping by 128: many seams, chunks across them),
+    the zarr holds what the in-memory path gives: per-base states, chunk starts and chunk means."""
+    import zarr
+
+    from dnachunker.inference import chunk_means
+    seqs = [chr20_windows(5000, 1)[0], chr20_windows(300, 1)[0]]
+    (tmp_path / "s.fa").write_text("".join(f">s{i}\n{s}\n" for i, s in enumerate(seqs)))
+    _cli("embed", "--model", pretrained, "--fasta", tmp_path / "s.fa", "--out", tmp_path / "e.zarr", "--per-base",
+         "--chunks", "1", "--window", "512", "--overlap", "128", "--batch-size", "3")
+    z = zarr.open_group(str(tmp_path / "e.zarr"), mode="r")
+    ref = run(DNAChunker.from_pretrained(pretrained), seqs, window=512, overlap=128, batch_size=3, progress=False)
+    for i, r in enumerate(ref):
+        np.testing.assert_array_equal(z[f"per_base/{i}"][:], r.hidden)
+        np.testing.assert_array_equal(z[f"chunk_starts/{i}"][:], r.chunk_starts[1])
+        np.testing.assert_allclose(z[f"per_chunk/{i}"][:], chunk_means(r.hidden, r.chunk_starts[1]), rtol=1e-5,
+                                   atol=1e-6)
+        np.testing.assert_allclose(z["mean"][i], r.hidden.mean(0), rtol=1e-5, atol=1e-6)
 
 
 def test_long_inputs_interior_does_not_depend_on_where_windows_start(pretrained, chr20_windows):
