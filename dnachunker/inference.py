@@ -17,7 +17,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .cpu import release_freed_memory
 from .tokenizer import batch_encode
+
+TRIM_EVERY = 16  # batches between handing freed memory back (cpu.release_freed_memory)
 
 
 def tiles(length: int, window: int, overlap: int) -> list[tuple[int, int, int, int]]:
@@ -80,6 +83,8 @@ def stream(model, seqs: list[str], window: int | None = None, overlap: int | Non
                 starts = [st.chunk_start[j][st.chunk_valid[j]].long().cpu().numpy() + s for st in out.stages]
                 yield Piece(i, lo, hidden[j, lo - s:hi - s], [b[(b >= lo) & (b < hi)] for b in starts])
             bar.update(len(batch))
+            if (k // batch_size) % TRIM_EVERY == TRIM_EVERY - 1:
+                release_freed_memory()
 
 
 def run(model, seqs: list[str], window: int | None = None, overlap: int | None = None, batch_size: int = 8,
