@@ -8,8 +8,9 @@ import sys
 import tomllib
 
 from .conftest import ROOT
+from .test_layering import ALLOWED
 
-FIRST_PARTY = {"dnachunker", "data_pipeline", "train", "evaluation", "slurm", "bench", "dnachunker_cli", "tests"}
+FIRST_PARTY = set(ALLOWED) | {"tests"}  # the project's packages, as the layering test knows them
 # modules of the CUDA extra, which cannot be installed without CUDA: their distributions by name
 NOT_INSTALLABLE_HERE = {"causal_conv1d": "causal-conv1d", "flash_attn": "flash-attn", "mamba_ssm": "mamba-ssm",
                         "selective_scan_cuda": "mamba-ssm", "triton": "triton"}
