@@ -81,7 +81,10 @@ def stream(model, seqs: list[str], window: int | None = None, overlap: int | Non
             hidden = out.hidden.float().cpu().numpy()
             for j, (i, (s, e, lo, hi)) in enumerate(batch):
                 starts = [st.chunk_start[j][st.chunk_valid[j]].long().cpu().numpy() + s for st in out.stages]
-                yield Piece(i, lo, hidden[j, lo - s:hi - s], [b[(b >= lo) & (b < hi)] for b in starts])
+                kept = [b[(b >= lo) & (b < hi)] for b in starts]
+                if lo == 0:  # a seam can fall inside a chunk: every stage still starts at 0
+                    kept = [b if b.size and b[0] == 0 else np.concatenate([[0], b]).astype(b.dtype) for b in kept]
+                yield Piece(i, lo, hidden[j, lo - s:hi - s], kept)
             bar.update(len(batch))
             if (k // batch_size) % TRIM_EVERY == TRIM_EVERY - 1:
                 release_freed_memory()
@@ -97,9 +100,6 @@ def run(model, seqs: list[str], window: int | None = None, overlap: int | None =
     for i in range(len(seqs)):
         pieces = parts[i]
         stages = [np.concatenate([p.chunk_starts[s] for p in pieces]) for s in range(len(pieces[0].chunk_starts))]
-        for s, b in enumerate(stages):  # a seam can fall inside a chunk: every stage still starts at 0
-            if b.size == 0 or b[0] != 0:
-                stages[s] = np.concatenate([[0], b])
         results.append(Result(np.concatenate([p.hidden for p in pieces]), stages))
     return results
 

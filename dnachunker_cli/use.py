@@ -177,8 +177,6 @@ def cmd_embed(a) -> int:
                 root[f"per_base/{i}"][piece.lo:piece.lo + len(piece.hidden)] = piece.hidden
             if chunks is not None:
                 starts = piece.chunk_starts[a.chunks]
-                if piece.lo == 0 and (starts.size == 0 or starts[0] != 0):
-                    starts = np.concatenate([[0], starts])  # every sequence's first chunk starts at 0
                 root[f"chunk_starts/{i}"].append(starts.astype(np.int64))
                 done = chunks.add(piece.hidden, piece.lo, starts)
                 if len(done):

@@ -113,10 +113,7 @@ def plot(rows: list[dict], keys: list[str], cols: Columns, out: Path, configs: l
             axes[0][0].legend(fontsize=7)
         fig.tight_layout()
         path = out / f"metrics_vs_{key.split('.')[-1]}.png"
-        with atomic_file(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, path))
     configs = [c for c in configs if c.samples]  # an unfinished row has no bar, rather than a bar at 0
     if columns and not numeric and configs:  # an ablation: one bar per configuration, per task and overall
         shown = cols.shown
@@ -132,8 +129,14 @@ def plot(rows: list[dict], keys: list[str], cols: Columns, out: Path, configs: l
         ax.legend(fontsize=7, ncol=2)
         fig.tight_layout()
         path = out / f"{total.removeprefix('overall_') if total else 'score'}_by_configuration.png"
-        with atomic_file(path) as tmp:
-            fig.savefig(tmp, dpi=110, format="png")
-        plt.close(fig)
-        written.append(path)
+        written.append(_save(fig, path))
     return written
+
+
+def _save(fig, path: Path) -> Path:
+    """The figure as a PNG, written whole or not at all; closed."""
+    import matplotlib.pyplot as plt
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    return path
