@@ -38,203 +38,15 @@ bf16, and the micro-batch that fits 80 and 141 GB.
 """
 from __future__ import annotations
 
-import time
-import types
-
 import numpy as np
-import torch
 
 from dnachunker.cli import parser
 from dnachunker.fileio import markdown_table
 
 from .common import in_fresh_process
-from .model import ROOT, real_window
+from .paper_models import count, depth, forward_parts, infer, paper_config, parameters, peak
 
 H100_BF16, MFU, TARGET = 989e12, 0.40, 8192
-PAPER = ROOT / "configs" / "model" / "paper.yaml"
-
-
-def _cfg(**overrides):
-    from dnachunker import DNAChunkerConfig
-    return DNAChunkerConfig.load(PAPER, *[f"{k}={v}" for k, v in overrides.items()])
-
-
-def _every_second(router, x, valid):
-    """The router's own computation, then cuts at every 2nd position (alpha = 0.5 exactly)."""
-    from dnachunker.modules.routing import Router
-    p, _ = Router.forward(router, x, valid)
-    return p, (torch.arange(x.size(1), device=x.device) % 2 == 0)[None, :] & valid
-
-
-def _ntv2(layers: int):
-    from transformers import EsmConfig, EsmForMaskedLM
-    return EsmForMaskedLM(EsmConfig(vocab_size=4107, hidden_size=672, num_hidden_layers=layers, num_attention_heads=12,
-                                    intermediate_size=4 * 672, position_embedding_type="rotary",
-                                    max_position_embeddings=2050, pad_token_id=1, mask_token_id=2,
-                                    token_dropout=False, attn_implementation="sdpa"))
-
-
-def _params(m) -> int:
-    return sum(p.numel() for p in m.parameters())
-
-
-def _matching(build, target: int) -> int:
-    """The depth whose parameter count is closest to target."""
-    one, two = _params(build(1)), _params(build(2))
-    return max(1, round((target - (2 * one - two)) / (two - one)))
-
-
-def depth(name: str) -> int:
-    """The model's full depth: the paper's 30 main layers, or the depth matching its parameters."""
-    from dnachunker import DNAChunker
-
-    from .baselines import SingleNucleotideMLM
-    base = name.partition("+")[0]
-    if base == "bimamba":
-        return _matching(lambda n: SingleNucleotideMLM(_cfg(main_layers=n), "bimamba"), _params(DNAChunker(_cfg())))
-    if base == "nt-v2":
-        return _matching(_ntv2, _params(DNAChunker(_cfg())))
-    return _cfg().main_layers
-
-
-def build(name: str, layers: int | None = None):
-    """name: a model, optionally '+<bench.model variant>'; layers: its depth (None: full) ->
-    (model, step(seq, masked) -> (loss, attention tokens, attention width, attention layers))."""
-    from dnachunker import DNAChunker
-    from dnachunker.masking import bert_mask
-    from dnachunker.tokenizer import batch_encode
-
-    from .baselines import SingleNucleotideMLM
-    from .model import VARIANTS
-    torch.manual_seed(0)
-    name, _, variant = name.partition("+")
-    layers = layers or depth(name)
-    settings = dict([VARIANTS[variant].split("=", 1)]) if variant else {}
-    cfg = _cfg(max_len=TARGET, main_layers=layers, **settings)
-    if name == "dnachunker":
-        model = DNAChunker(cfg)
-        for stage in model.stages:
-            stage.router.forward = types.MethodType(_every_second, stage.router)
-    elif name in ("transformer", "bimamba"):
-        model = SingleNucleotideMLM(cfg, name)
-    else:
-        model = _ntv2(layers)
-
-    def step(seq: str, masked: bool = True):
-        b = batch_encode([seq])
-        ids, labels = bert_mask(b.input_ids, b.valid, torch.Generator().manual_seed(0))
-        if not masked:
-            ids = b.input_ids
-        if name == "nt-v2":  # non-overlapping 6-mers (ids 5...), [MASK] where any base is masked
-            codes = (b.input_ids[0, :len(seq) // 6 * 6] - 2).clamp(0, 3).view(-1, 6)
-            tokens = 5 + (codes * 4 ** torch.arange(5, -1, -1)).sum(1)
-            hit = (labels[0, :len(seq) // 6 * 6] != -100).view(-1, 6).any(1) if masked else torch.zeros_like(tokens, dtype=torch.bool)
-            out = model(input_ids=torch.where(hit, 2, tokens)[None], labels=torch.where(hit, tokens, -100)[None])
-            return out.loss, len(tokens), 672, model.config.num_hidden_layers
-        if name == "dnachunker":
-            out = model(ids, None, labels)
-            return out.loss, int(out.stages[-1].boundary.sum()), cfg.d_model[-1], cfg.main_layers
-        loss = model(ids, b.valid, labels)
-        return loss, (len(seq) if name == "transformer" else 0), cfg.d_model[-1], cfg.main_layers
-    return model, step
-
-
-def count(name: str, lengths: list[int]) -> dict:
-    """Training FLOPs (non-attention counted, attention by hand) and main tokens at each length."""
-    from torch.utils.flop_counter import FlopCounterMode
-    model, step = build(name)
-    rows = []
-    for T in lengths:
-        for masked in ((True, False) if name == "dnachunker" else (True,)):
-            with FlopCounterMode(display=False) as fc:
-                loss, tokens, d, layers = step(real_window(T), masked)
-                loss.backward()
-            model.zero_grad(set_to_none=True)
-            rows.append({"T": T, "masked": masked, "counted": fc.get_total_flops(), "tokens": tokens,
-                         "attention": 12 * tokens ** 2 * d * layers})
-    return {"params": _params(model), "rows": rows}
-
-
-def peak(name: str, T: int, layers: int) -> dict:
-    """MB of live tensors at the peak of one bf16-autocast training step (bench.memory's replay) of
-    the model at `layers` depth, and its parameters."""
-    from .memory import replay_peak
-    model, step = build(name, layers)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, foreach=False)
-    seq = real_window(T)
-
-    def train():
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss = step(seq)[0]
-        opt.zero_grad(set_to_none=False)  # gradients persist: what the step adds is the sample's
-        loss.backward()
-        opt.step()
-    train()  # gradients and optimizer state exist before the measured step
-    return {"MB": replay_peak(train, stacks=False)[0] / 2**20, "params": _params(model)}
-
-
-def infer(names: list[str], T: int, rounds: int) -> dict[str, list[float]]:
-    """Forward bp/s of each model, batch 8, alternating rounds."""
-    built = {n: build(n) for n in names}
-    seqs = [real_window(T * 8)[i * T:(i + 1) * T] for i in range(8)]
-    speeds = {n: [] for n in names}
-    for _ in range(rounds + 1):
-        for n, (model, step) in built.items():
-            model.eval()
-            t = time.perf_counter()
-            with torch.no_grad():
-                for s in seqs:
-                    step(s, masked=False)
-            speeds[n].append(T * 8 / (time.perf_counter() - t))
-    return {n: v[1:] for n, v in speeds.items()}  # the first round warms up
-
-
-def forward_parts(T: int, batch: int, rounds: int) -> dict[str, float]:
-    """Seconds of DNAChunker's forward (no masking, no gradients) by part, fastest of `rounds`:
-    each stage's encoder, router, chunking (the rest of `down`), dechunking (`up` less its
-    decoder: the upsampling and the p-gated scans), decoder; the main network; the rest
-    (embedding, head)."""
-    import functools
-    model, _ = build("dnachunker")
-    model.eval()
-    spent: dict[str, float] = {}
-
-    def timed(name, fn):
-        @functools.wraps(fn)
-        def run(*args, **kwargs):
-            t = time.perf_counter()
-            out = fn(*args, **kwargs)
-            spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
-            return out
-        return run
-    for s, stage in enumerate(model.stages):
-        for part in ("encoder", "router", "decoder"):
-            getattr(stage, part).forward = timed(f"stage {s} {part}", getattr(stage, part).forward)
-        stage.down, stage.up = timed(f"stage {s} down", stage.down), timed(f"stage {s} up", stage.up)
-    model.main.forward = timed("main network", model.main.forward)
-    from dnachunker.tokenizer import batch_encode
-    seq = real_window(T * batch)
-    ids = batch_encode([seq[i * T:(i + 1) * T] for i in range(batch)]).input_ids
-    best: dict[str, float] = {}
-    for _ in range(rounds + 1):  # the first warms up
-        spent.clear()
-        t = time.perf_counter()
-        with torch.no_grad():
-            model(ids)
-        spent["total"] = time.perf_counter() - t
-        if not best or spent["total"] < best["total"]:
-            best = dict(spent)
-    out = {}
-    for s in range(len(model.stages)):
-        out[f"stage {s} encoder"] = best[f"stage {s} encoder"]
-        out[f"stage {s} router"] = best[f"stage {s} router"]
-        out[f"stage {s} chunking"] = best[f"stage {s} down"] - best[f"stage {s} encoder"] - best[f"stage {s} router"]
-        out[f"stage {s} dechunking"] = best[f"stage {s} up"] - best[f"stage {s} decoder"]
-        out[f"stage {s} decoder"] = best[f"stage {s} decoder"]
-    out["main network"] = best["main network"]
-    out["embedding, head"] = best["total"] - sum(best[f"stage {s} {w}"] for s in range(len(model.stages))
-                                                 for w in ("down", "up")) - best["main network"]
-    return {**out, "total": best["total"]}
 
 
 def _answer(out, what: str):
@@ -277,9 +89,8 @@ def _flops(a) -> dict[str, float]:
             b, a0 = np.polyfit(T, rest, 1)
             residual = float(np.max(np.abs(a0 + b * T - rest) / rest))
             ratio = float(np.mean([r["tokens"] / r["T"] for r in pts]))
-            d_layers = pts[0]["attention"] / max(pts[0]["tokens"], 1) ** 2 / 12 if pts[0]["tokens"] else 0
-            at8k = (a0 + b * TARGET + 12 * (ratio * TARGET) ** 2 * d_layers) / TARGET
-            label = name if name != "dnachunker" else f"dnachunker ({'training' if masked else 'inference'} ratio)"
+            at8k = (a0 + b * TARGET + pts[0]["attention_coef"] * (ratio * TARGET) ** 2) / TARGET
+            label = name if not name.startswith("dnachunker") else f"{name} ({'training' if masked else 'inference'} ratio)"
             per_bp[label] = at8k
             rows.append({"model": label, "params (M)": c["params"] / 1e6, "attention tokens / bp": ratio,
                          "training GFLOP / bp at 8 kbp": at8k / 1e9, "linear fit residual": residual})
@@ -353,7 +164,7 @@ def _goals(per_bp: dict, mem: dict, speeds: dict) -> None:
               f"8192 bp = 2.1e11 bp) {2.1e11 * ref / (H100_BF16 * MFU) / 86400:.1f}.")
     if "dnachunker" in mem:
         from dnachunker import DNAChunker
-        states = 16 * _params(DNAChunker(_cfg())) / 2**30  # mixed-precision Adam, unsharded (ZeRO's 16 bytes/param)
+        states = 16 * parameters(DNAChunker(paper_config())) / 2**30  # mixed-precision Adam, unsharded (ZeRO's 16 bytes/param)
         per_sample, fixed = mem["dnachunker"]["sample"] / 1024, mem["dnachunker"]["fixed"] / 1024
         fits = {gb: int((gb - states - fixed) / per_sample) for gb in (80, 141)}
         print(f"Projection: largest micro-batch from the CPU live-tensor peak ({per_sample:.2f} GB per 8 kbp sample + "

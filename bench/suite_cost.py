@@ -33,7 +33,7 @@ H100_BF16, MFU = 989e12, 0.40
 def suite_bp(suite) -> dict:
     """{'sequences', 'forward_bp', 'train_bp'} of one run of `suite` on one model."""
     from evaluation.finetune import folds
-    from evaluation.tasks import load_task
+    from evaluation.formats import load_task
     seqs = fwd = train = 0
     for t in suite.tasks:
         task = load_task(t.format, t.path, task=t.nt_task, fasta=t.fasta or suite.fasta, type=t.type)

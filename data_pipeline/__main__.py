@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m data_pipeline") -
             print(f"{out}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
             return 1 if problems else 0
         if args.config and "genomes" in (yaml.safe_load(Path(args.config).read_text()) or {}):
-            from .corpus import CorpusConfig, build_corpus, merge
+            from .corpus_build import build_corpus, merge
+            from .corpus_config import CorpusConfig
             corpus = CorpusConfig.load(args.config, args.overrides)
             if args.stage not in ("all", "merge"):
                 parser.error(f"{args.config} is a corpus: run 'all' (or 'merge')")

@@ -17,171 +17,23 @@ Weights: uniform (p_g = 1/G), by_bp (p_g ∝ train bp), explicit (each genome's 
 temperature (p_g ∝ bp_g^τ: τ = 1 is by_bp, τ = 0 uniform). A genome held out whole has no train
 samples and weight 0. Sequence names are prefixed with their genome's name (`human/chr1`): names
 repeat across genomes (chr1 of human and of Arabidopsis).
+
+Here: reading a built corpus and its sample order. Its config: corpus_config.py; building and
+merging: corpus_build.py.
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import yaml
-from omegaconf import MISSING
 
-from dnachunker.fileio import write_text
-
-from .config import PipelineConfig, SplitConfig, WindowConfig, digest
+from .config import digest
 from .errors import DataError
 from .reader import ShardSplit, provenance
 from .shards import load_manifest
 
-CORPUS = "corpus.json"
-STRATEGIES = ("uniform", "by_bp", "explicit", "temperature")
-
-
-@dataclass
-class GenomeConfig:
-    name: str = MISSING
-    fasta: str = MISSING
-    repeats: str | None = None       # RepeatMasker .out or BED; default: soft-masking (lowercase)
-    include: str = ".*"
-    exclude: str = r"_random|_alt|_fix|_decoy|^chrUn|^chrM$|^chrEBV$|^MT$"
-    splits: SplitConfig = field(default_factory=SplitConfig)
-    hold_out: str | None = None      # valid | test: the whole genome goes to that split (cross-species transfer)
-    weight: float | None = None      # sampling.strategy = explicit
-
-
-@dataclass
-class SamplingConfig:
-    strategy: str = "by_bp"          # uniform | by_bp | explicit | temperature
-    temperature: float = 0.5         # p ∝ bp^temperature (strategy temperature)
-
-
-@dataclass
-class CorpusConfig:
-    out: str = MISSING
-    genomes: list[GenomeConfig] = field(default_factory=list)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
-    window: WindowConfig = field(default_factory=WindowConfig)
-    samples_per_shard: int = 1024
-    workers: int = 0
-    only: str | None = None          # build this genome only (name or index: a Slurm array element); no merge
-    source: str | None = None        # the YAML file it came from (set by load; for error messages)
-
-    @classmethod
-    def load(cls, path: str, overrides: list[str] = ()) -> "CorpusConfig":
-        from dnachunker.configlib import ConfigError, load_structured
-        try:
-            cfg = load_structured(cls, path, overrides, what="corpus config")
-        except ConfigError as e:
-            raise DataError(str(e)) from None
-        cfg.source = str(path)
-        return cfg.check()
-
-    def where(self, i: int) -> str:
-        """'<file>:<line>: genome <name>' of genomes[i]."""
-        line = ""
-        if self.source and Path(self.source).is_file():
-            root = yaml.compose(Path(self.source).read_text())
-            node = next((v for k, v in root.value if k.value == "genomes"), None) if root else None
-            if node is not None and i < len(node.value):
-                line = f":{node.value[i].start_mark.line + 1}"
-        return f"{self.source or 'corpus config'}{line}: genome '{self.genomes[i].name}'"
-
-    def check(self) -> "CorpusConfig":
-        if not self.genomes:
-            raise DataError(f"{self.source}: no genomes listed")
-        if self.sampling.strategy not in STRATEGIES:
-            raise DataError(f"{self.source}: sampling.strategy '{self.sampling.strategy}' is not one of {STRATEGIES}")
-        seen = {}
-        for i, g in enumerate(self.genomes):
-            if g.name in seen:
-                raise DataError(f"{self.where(i)}: the name is used twice (also genomes[{seen[g.name]}])")
-            if not g.name or "/" in g.name:
-                raise DataError(f"{self.where(i)}: a name must be non-empty and hold no '/'")
-            seen[g.name] = i
-            if g.hold_out not in (None, "valid", "test"):
-                raise DataError(f"{self.where(i)}: hold_out is '{g.hold_out}', not valid or test")
-            if g.weight is not None and (g.weight < 0 or not np.isfinite(g.weight)):
-                raise DataError(f"{self.where(i)}: weight {g.weight} is negative")
-            if self.sampling.strategy == "explicit" and g.weight is None and g.hold_out is None:
-                raise DataError(f"{self.where(i)}: sampling.strategy is explicit but the genome has no weight")
-        if self.sampling.strategy == "explicit" and not any(g.weight for g in self.genomes if g.hold_out is None):
-            raise DataError(f"{self.source}: every explicit weight is zero")
-        if self.only is not None and self.only not in seen and self.only.isdigit() and int(self.only) < len(self.genomes):
-            self.only = self.genomes[int(self.only)].name  # a Slurm array index
-        if self.only is not None and self.only not in seen:
-            raise DataError(f"{self.source}: only={self.only}: no such genome (has {list(seen)})")
-        return self
-
-    def pipeline(self, g: GenomeConfig) -> PipelineConfig:
-        """The single-genome pipeline config of one genome, its shard set at <out>/<name>."""
-        splits = g.splits
-        if g.hold_out:  # the whole genome in one split
-            splits = SplitConfig(**{s: (["*"] if s == g.hold_out else []) for s in ("train", "valid", "test")})
-        return PipelineConfig(fasta=g.fasta, out=str(Path(self.out) / g.name), repeats=g.repeats, include=g.include,
-                              exclude=g.exclude, window=self.window, splits=splits, samples_per_shard=self.samples_per_shard,
-                              allow_empty_splits=True, workers=self.workers).validate()
-
-
-def weights(strategy: str, bp: list[int], explicit: list[float | None], temperature: float) -> np.ndarray:
-    """Sampling probability of each genome from its train bp (0 bp: weight 0)."""
-    bp_ = np.asarray(bp, dtype=float)
-    raw = {"uniform": (bp_ > 0).astype(float), "by_bp": bp_,
-           "explicit": np.array([w or 0.0 for w in explicit]) * (bp_ > 0),
-           "temperature": np.where(bp_ > 0, np.maximum(bp_, 1) ** temperature, 0.0)}[strategy]
-    if raw.sum() <= 0:
-        raise DataError(f"sampling '{strategy}': every genome has weight 0 (no train samples, or zero weights)")
-    return raw / raw.sum()
-
-
-def build_corpus(cfg: CorpusConfig) -> Path:
-    """Each genome's shard set (reused when unchanged), then corpus.json, unless `only` is set."""
-    from .genome import build_genome
-    from .shards import build_shards
-    from .windows import build_windows
-    for i, g in enumerate(cfg.genomes):
-        if cfg.only not in (None, g.name):
-            continue
-        print(f"genome {g.name} ({i + 1}/{len(cfg.genomes)})")
-        pc = cfg.pipeline(g)
-        try:
-            for stage in (build_genome, build_windows, build_shards):
-                stage(pc)
-        except DataError as e:
-            raise DataError(f"{cfg.where(i)}: {e}") from None
-    if cfg.only is not None:
-        print(f"{Path(cfg.out) / cfg.only}: done; merge with: python -m data_pipeline merge --config {cfg.source}")
-        return Path(cfg.out) / cfg.only
-    return merge(cfg)
-
-
-def merge(cfg: CorpusConfig) -> Path:
-    """corpus.json from the finished per-genome shard sets."""
-    genomes, L = [], cfg.window.length
-    for i, g in enumerate(cfg.genomes):
-        root = Path(cfg.out) / g.name
-        try:
-            manifest = load_manifest(root)
-        except DataError as e:
-            raise DataError(f"{cfg.where(i)}: {e} (build it first: python -m data_pipeline all --config "
-                            f"{cfg.source} only={g.name})") from None
-        samples = provenance(manifest)["splits"]
-        if not sum(samples.values()):
-            raise DataError(f"{cfg.where(i)}: its splits leave it empty (no window of {L:,} bp in {g.fasta})")
-        genomes.append({"name": g.name, "root": g.name, "fasta": g.fasta, "samples": samples,
-                        "manifest_sha256": digest(manifest), "weight": g.weight})
-    p = weights(cfg.sampling.strategy, [g["samples"].get("train", 0) * L for g in genomes],
-                [g["weight"] for g in genomes], cfg.sampling.temperature)
-    for g, pg in zip(genomes, p):
-        g["p"] = float(pg)
-    corpus = {"format": "dnachunker-corpus/1", "window_length": L, "sampling": dict(vars(cfg.sampling)),
-              "genomes": genomes}
-    out = Path(cfg.out) / CORPUS
-    write_text(out, json.dumps(corpus, indent=1))
-    print("\n".join(f"  {g['name']}: {g['samples']} samples, p = {g['p']:.3f}" for g in genomes))
-    print(f"corpus manifest: {out}")
-    return out
+CORPUS = "corpus.json"  # the corpus manifest (written by corpus_build.merge)
 
 
 def is_corpus(root: str | Path) -> bool:

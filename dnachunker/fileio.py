@@ -81,11 +81,11 @@ def replace_files(final: str | Path, last: str) -> Iterator[Path]:
 
 
 @contextmanager
-def atomic_file(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside `final` (hidden, no extension of its own: give writers an
-    explicit format); renamed to `final` when the block succeeds, removed when it fails."""
+def atomic_file(final: str | Path, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path beside `final` (hidden, ending in `suffix`: give writers an explicit
+    format); renamed to `final` when the block succeeds, removed when it fails."""
     final = Path(final)
-    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}{suffix}")
     try:
         yield tmp
         _by_umask(tmp)

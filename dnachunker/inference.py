@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from .cpu import release_freed_memory
 from .tokenizer import batch_encode
+from .tracks import window_tracks
 
 TRIM_EVERY = 16  # batches between handing freed memory back (cpu.release_freed_memory)
 
@@ -60,14 +61,17 @@ class Piece:
     lo: int
     hidden: np.ndarray                  # (hi - lo, d) float32 final states
     chunk_starts: list[np.ndarray]      # per stage: the chunk starts (bp) that fall in [lo, hi)
+    tracks: dict[str, np.ndarray] | None = None  # with stream(tracks=True): dnachunker.tracks, (hi - lo,) each
 
 
 @torch.no_grad()
 def stream(model, seqs: list[str], window: int | None = None, overlap: int | None = None, batch_size: int = 8,
-           device: str | torch.device | None = None, progress: bool = True, desc: str = "windows") -> Iterator[Piece]:
+           device: str | torch.device | None = None, progress: bool = True, desc: str = "windows",
+           tracks: bool = False) -> Iterator[Piece]:
     """Every sequence through `model` in windows (default: the model's max_len, overlapping by half),
     yielded in input order, left to right within a sequence: memory is one batch's, however long
-    the sequences (a consumer that keeps only sums or writes pieces out stays bounded)."""
+    the sequences (a consumer that keeps only sums or writes pieces out stays bounded). With
+    `tracks`, each piece also carries the per-base tracks of dnachunker.tracks."""
     window = model.cfg.max_len if window is None else window
     overlap = window // 2 if overlap is None else overlap
     device = device or next(model.parameters()).device
@@ -84,7 +88,9 @@ def stream(model, seqs: list[str], window: int | None = None, overlap: int | Non
                 kept = [b[(b >= lo) & (b < hi)] for b in starts]
                 if lo == 0:  # a seam can fall inside a chunk: every stage still starts at 0
                     kept = [b if b.size and b[0] == 0 else np.concatenate([[0], b]).astype(b.dtype) for b in kept]
-                yield Piece(i, lo, hidden[j, lo - s:hi - s], kept)
+                per_base = ({k: v[lo - s:hi - s] for k, v in window_tracks(out, enc.input_ids, j, e - s).items()}
+                            if tracks else None)
+                yield Piece(i, lo, hidden[j, lo - s:hi - s], kept, per_base)
             bar.update(len(batch))
             if (k // batch_size) % TRIM_EVERY == TRIM_EVERY - 1:
                 release_freed_memory()

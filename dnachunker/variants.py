@@ -1,11 +1,26 @@
-"""Zero-shot variant-effect scores from the MLM, the BEND / GPN way.
+"""Zero-shot variant-effect scores from the MLM, streamed record by record.
 
-For each SNV of a VCF: take `context` bases of the reference around it (the variant as central
-as the chromosome's ends allow), replace the variant's base by [MASK], and score
-log P(alt) - log P(ref) under the model at that position (negative: the model prefers the
-reference). One row per VCF record (and per ALT allele), with an explicit status instead of a
-crash for what cannot be scored: ok, ref_mismatch (REF is not the FASTA's base), multiallelic,
-indel, unknown_chrom, out_of_range, not_acgt (REF or ALT is not A/C/G/T).
+For each variant of a VCF (SNV, MNV, insertion, deletion or complex, one ALT allele): a window of
+`context` reference bases around the REF allele, and the same window with ALT in its place (the
+left flank kept, the right flank refilled from the reference). In each, the allele's bases are
+masked; the score is the mean log-probability of ALT's bases in the ALT window less the mean of
+REF's bases in the REF window:
+
+    score = mean_i log P(ALT_i | ALT window, ALT masked) - mean_j log P(REF_j | REF window, REF masked)
+
+Negative: the model prefers the reference. The mean per base is the length normalisation: a sum
+would grow with the allele's length (a long deletion would score low because REF has many bases to
+predict, not because the model rejects it). For an SNV or MNV both windows are the same once
+masked, so one forward pass gives both terms, and an SNV's score is log P(alt) - log P(ref) at the
+masked base (the BEND / GPN score). VCF alleles carry their anchor base, so no allele is empty.
+
+With `boundary_shift`, each variant also gets, per stage, how many of the learned chunk boundaries
+differ between the unmasked REF and ALT windows (in reference coordinates, outside the allele).
+
+One row per record, in the VCF's order, with a status instead of a crash for what cannot be scored:
+ok, ref_mismatch (REF is not the FASTA's bases), multiallelic, symbolic (<DEL>, *, breakends),
+not_acgt (an allele with other letters), too_long (an allele over a quarter of the context),
+unknown_chrom, out_of_range.
 """
 from __future__ import annotations
 
@@ -19,11 +34,13 @@ import torch
 from tqdm import tqdm
 
 from .errors import InputError
-from .fasta import open_maybe_gzip, read_fasta
+from .fasta import open_maybe_gzip
 from .inference import evaluating
+from .reference import Reference, open_reference
 from .tokenizer import MASK, PAD, VOCAB
 
-COLUMNS = ["chrom", "pos", "id", "ref", "alt", "fasta_ref", "score", "status"]
+COLUMNS = ["chrom", "pos", "id", "ref", "alt", "kind", "fasta_ref", "score", "ref_logp", "alt_logp", "shift_0",
+           "shift_1", "status"]
 _BASE_ID = {b: VOCAB.index(b) for b in "ACGT"}
 
 
@@ -35,13 +52,26 @@ class Variant:
     id: str
     ref: str
     alt: str
+    raw: bytes = b""  # the record as read (tab-separated fields, no newline)
     status: str = "ok"
     fasta_ref: str = ""
     score: float | None = None
+    ref_logp: float | None = None  # mean log P of REF's bases, REF masked in its window
+    alt_logp: float | None = None
+    shift: list[int] | None = None  # per stage: boundaries in one window and not the other
+
+    @property
+    def kind(self) -> str:
+        r, a = len(self.ref), len(self.alt)
+        if r == a:
+            return "snv" if r == 1 else "mnv"
+        if self.ref[0] == self.alt[0] and min(r, a) == 1:
+            return "ins" if a > r else "del"
+        return "complex"
 
 
 def read_vcf(path: str | Path) -> Iterator[Variant]:
-    """VCF records (plain or gzip). A malformed line is an InputError naming the line."""
+    """VCF records (plain, gzip or bgzip). A malformed line is an InputError naming the line."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: VCF file not found")
@@ -49,7 +79,8 @@ def read_vcf(path: str | Path) -> Iterator[Variant]:
         for line_no, raw in enumerate(fh, 1):
             if raw.startswith(b"#") or not raw.strip():
                 continue
-            fields = raw.rstrip(b"\r\n").split(b"\t")
+            raw = raw.rstrip(b"\r\n")
+            fields = raw.split(b"\t")
             if len(fields) < 5:
                 raise InputError(f"{path}:{line_no}: {len(fields)} tab-separated fields, a VCF record has at least 5")
             try:  # the five fields read here; the rest (QUAL, FILTER, INFO) may hold any bytes
@@ -61,14 +92,12 @@ def read_vcf(path: str | Path) -> Iterator[Variant]:
                 pos = int(f[1])
             except ValueError:
                 raise InputError(f"{path}:{line_no}: POS {f[1]!r} is not an integer") from None
-            ref, alts = f[3].upper(), f[4].upper().split(",")
-            if len(alts) > 1:
-                yield Variant(line_no, f[0], pos, f[2], ref, f[4].upper(), status="multiallelic")
-                continue
-            v = Variant(line_no, f[0], pos, f[2], ref, alts[0])
-            if len(ref) != 1 or len(v.alt) != 1:
-                v.status = "indel"
-            elif ref not in _BASE_ID or v.alt not in _BASE_ID:
+            v = Variant(line_no, f[0], pos, f[2], f[3].upper(), f[4].upper(), raw)
+            if "," in v.alt:
+                v.status = "multiallelic"
+            elif v.alt in ("*", ".", "") or any(c in v.alt for c in "<>[]"):
+                v.status = "symbolic"
+            elif not v.ref or set(v.ref + v.alt) - set(_BASE_ID):
                 v.status = "not_acgt"
             yield v
 
@@ -84,55 +113,123 @@ def naming_hint(unknown: set[str], fasta_names: set[str]) -> str | None:
     return None
 
 
-def score_variants(model, vcf: str | Path, fasta: str | Path, context: int | None = None,
-                   batch_size: int = 16, device=None) -> list[Variant]:
-    variants = list(read_vcf(vcf))
-    chroms, names = {v.chrom for v in variants}, set()
-    genome = {}
-    for name, codes, _ in read_fasta(fasta):
-        names.add(name)
-        if name in chroms:
-            genome[name] = codes
+def _check(v: Variant, ref: Reference, context: int) -> None:
+    """The record against the reference: its status, and the FASTA's bases under REF."""
+    if v.status != "ok":
+        return
+    n = ref.lengths.get(v.chrom)
+    if n is None:
+        v.status = "unknown_chrom"
+    elif not (1 <= v.pos and v.pos - 1 + len(v.ref) <= n):
+        v.status = "out_of_range"
+    else:
+        v.fasta_ref = "".join(VOCAB[c] for c in ref.fetch(v.chrom, v.pos - 1, v.pos - 1 + len(v.ref)))
+        if v.fasta_ref != v.ref:
+            v.status = "ref_mismatch"
+        elif max(len(v.ref), len(v.alt)) > context // 4:
+            v.status = "too_long"
+
+
+@dataclass
+class Windows:
+    """A variant's REF and ALT windows (token ids) and where each allele starts in its window."""
+    ref: np.ndarray
+    alt: np.ndarray
+    ref_at: int
+    alt_at: int
+
+
+def windows(v: Variant, ref: Reference, context: int) -> Windows:
+    p, r, a = v.pos - 1, len(v.ref), len(v.alt)
+    start = min(max(0, p + r // 2 - context // 2), max(0, ref.lengths[v.chrom] - context))
+    ref_ids = ref.fetch(v.chrom, start, start + context).astype(np.int64)
+    at = p - start
+    right = ref.fetch(v.chrom, p + r, p + r + max(0, context - at - a)).astype(np.int64)
+    alt_ids = np.concatenate([ref_ids[:at], [_BASE_ID[b] for b in v.alt], right])
+    cut = max(0, len(alt_ids) - context)  # an insertion near the chromosome's end: drop from the left
+    return Windows(ref_ids, alt_ids[cut:], at, at - cut)
+
+
+def boundary_shift(ref_cuts: np.ndarray, alt_cuts: np.ndarray, w: Windows, r: int, a: int) -> int:
+    """Chunk starts in one window and not the other, in REF-window coordinates (ALT's shifted past
+    the allele by the length change), outside the allele and both windows' first positions."""
+    offset = w.ref_at - w.alt_at  # ALT window position + offset = REF window position, left of the allele
+    mapped = np.where(alt_cuts < w.alt_at + a, alt_cuts + offset, alt_cuts + offset - a + r)
+    keep_alt = (alt_cuts <= w.alt_at) | (alt_cuts >= w.alt_at + a)
+    lo, hi = offset + 1, min(len(w.ref), len(w.alt) + offset - a + r)
+    in_ref = {int(c) for c in ref_cuts if lo <= c < hi and not w.ref_at < c < w.ref_at + r}
+    in_alt = {int(c) for c in mapped[keep_alt] if lo <= c < hi}
+    return len(in_ref ^ in_alt)
+
+
+def _score(model, ref: Reference, batch: list[Variant], context: int, device, shift: bool) -> None:
+    ws = [windows(v, ref, context) for v in batch]
+    jobs = []  # (ids, masked from, masked to): the REF window, then ALT's where it differs once masked
+    for v, w in zip(batch, ws):
+        r, a = len(v.ref), len(v.alt)
+        jobs.append((w.ref, w.ref_at, w.ref_at + r))
+        if r != a:
+            jobs.append((w.alt, w.alt_at, w.alt_at + a))
+    ids = torch.full((len(jobs), max(len(j[0]) for j in jobs)), PAD, dtype=torch.long)
+    for k, (x, lo, hi) in enumerate(jobs):
+        ids[k, :len(x)] = torch.from_numpy(x)
+        ids[k, lo:hi] = MASK
+    logp = torch.log_softmax(model(ids.to(device), ids.to(device) != PAD).logits.float(), -1).cpu()
+    k = 0
+    for v, w in zip(batch, ws):
+        r, a = len(v.ref), len(v.alt)
+        v.ref_logp = float(logp[k, torch.arange(w.ref_at, w.ref_at + r), torch.from_numpy(w.ref[w.ref_at:w.ref_at + r])].mean())
+        k += r != a
+        alt = torch.tensor([_BASE_ID[b] for b in v.alt])
+        v.alt_logp = float(logp[k, torch.arange(w.alt_at, w.alt_at + a), alt].mean())
+        v.score = v.alt_logp - v.ref_logp
+        k += 1
+    if shift:
+        seqs = ["".join(VOCAB[c] for c in x) for w in ws for x in (w.ref, w.alt)]
+        cuts = model.segment(seqs, batch_size=len(seqs), window=context)
+        for i, (v, w) in enumerate(zip(batch, ws)):
+            v.shift = [boundary_shift(cuts[2 * i][s], cuts[2 * i + 1][s], w, len(v.ref), len(v.alt))
+                       for s in range(len(cuts[2 * i]))]
+
+
+def score_variants(model, vcf: str | Path, fasta: str | Path | Reference, context: int | None = None,
+                   batch_size: int = 16, device=None, shift: bool = False) -> Iterator[Variant]:
+    """Every record of `vcf`, in order, scored where it can be (module docstring); memory bounded
+    by the batch (an indexed FASTA is read by region, dnachunker.reference)."""
     context = context or model.cfg.max_len
-    todo = []
-    for v in variants:
-        if v.status not in ("ok", "not_acgt"):
-            continue
-        seq = genome.get(v.chrom)
-        if seq is None:
-            v.status = "unknown_chrom"
-        elif not 1 <= v.pos <= len(seq):
-            v.status = "out_of_range"
-        else:
-            v.fasta_ref = VOCAB[int(seq[v.pos - 1])]
-            if v.status == "ok" and v.fasta_ref != v.ref:
-                v.status = "ref_mismatch"
-            elif v.status == "ok":
-                todo.append(v)
-    unknown = {v.chrom for v in variants if v.status == "unknown_chrom"}
-    hint = naming_hint(unknown, names)
-    if unknown and not genome:
-        raise InputError(f"{vcf}: none of its chromosomes ({', '.join(sorted(unknown)[:5])}...) is in {fasta} "
-                         f"(which has {', '.join(sorted(names)[:5])}...); " + (hint or "is it the right reference?"))
+    device = device or next(model.parameters()).device
+    reference = fasta if isinstance(fasta, Reference) else open_reference(fasta)
+    unknown, found = set(), False
+    pending, todo = [], []
+
+    def flush() -> Iterator[Variant]:
+        nonlocal pending, todo
+        if todo:
+            _score(model, reference, todo, context, device, shift)
+        bar.update(len(pending))
+        yield from pending
+        pending, todo = [], []
+
+    try:
+        with evaluating(model), torch.no_grad(), tqdm(desc="variants", unit="variant", dynamic_ncols=True) as bar:
+            for v in read_vcf(vcf):
+                if todo and v.chrom != todo[-1].chrom:  # a streamed reference keeps one chromosome
+                    yield from flush()
+                _check(v, reference, context)
+                unknown |= {v.chrom} if v.status == "unknown_chrom" else set()
+                found |= v.status not in ("unknown_chrom", "multiallelic", "symbolic", "not_acgt")
+                pending.append(v)
+                todo += [v] if v.status == "ok" else []
+                if len(todo) == batch_size:
+                    yield from flush()
+            yield from flush()
+    finally:
+        if reference is not fasta:
+            reference.close()
+    hint = naming_hint(unknown, set(reference.lengths))
+    if unknown and not found:
+        raise InputError(f"{vcf}: none of its chromosomes ({', '.join(sorted(unknown)[:5])}...) is in {reference.path} "
+                         f"(which has {', '.join(list(reference.lengths)[:5])}...); "
+                         + (hint or "is it the right reference?"))
     if hint:
         print(f"warning: {vcf}: {hint}", file=sys.stderr)
-    device = device or next(model.parameters()).device
-    with evaluating(model), torch.no_grad(), tqdm(total=len(todo), desc="variants", unit="snv",
-                                                  dynamic_ncols=True) as bar:
-        for k in range(0, len(todo), batch_size):
-            batch = todo[k:k + batch_size]
-            ids = torch.full((len(batch), context), PAD, dtype=torch.long)
-            where = []
-            for j, v in enumerate(batch):
-                seq = genome[v.chrom]
-                start = min(max(0, v.pos - 1 - context // 2), max(0, len(seq) - context))
-                window = seq[start:start + context]
-                ids[j, :len(window)] = torch.from_numpy(window.astype(np.int64))
-                ids[j, v.pos - 1 - start] = MASK
-                where.append(v.pos - 1 - start)
-            logp = torch.log_softmax(model(ids.to(device), ids.to(device) != PAD).logits.float(), -1)
-            for j, v in enumerate(batch):
-                row = logp[j, where[j]]
-                v.score = float(row[_BASE_ID[v.alt]] - row[_BASE_ID[v.ref]])
-            bar.update(len(batch))
-    return variants

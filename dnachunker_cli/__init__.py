@@ -7,7 +7,8 @@
     dnachunker eval COMMAND ...    finetune | suite | mlm | segment | robustness | bpe (python -m evaluation);
                                    suite --baseline kmer_lr|cnn|onehot: a classical baseline on a suite
     dnachunker embed ...           embeddings of sequences                    (dnachunker_cli.use)
-    dnachunker score-variants ...  zero-shot SNV scores                       (dnachunker_cli.use)
+    dnachunker score-variants ...  zero-shot variant scores (SNVs, indels)   (dnachunker_cli.use)
+    dnachunker tracks ...          bigWig / BED / picture of regions          (dnachunker_cli.tracks)
     dnachunker bench NAME ...      data | gpu_step | integrity | memory | model | nccl | paper_cost | paper_step | scans |
                                    suite_cost | threads | versus              (python -m bench.NAME)
 
@@ -37,7 +38,9 @@ COMMANDS = {
     "publish": Command("studies.publish", "copy a finished study's tables, plots and records into results/"),
     "eval": Command("evaluation.__main__", "finetune | suite | mlm | segment | robustness | bpe"),
     "embed": Command("dnachunker_cli.use", "embeddings of sequences from FASTA, BED or CSV", ("embed",)),
-    "score-variants": Command("dnachunker_cli.use", "zero-shot SNV effect scores from a VCF", ("score-variants",)),
+    "score-variants": Command("dnachunker_cli.use", "zero-shot variant effect scores (SNVs, MNVs, indels) from a VCF",
+                              ("score-variants",)),
+    "tracks": Command("dnachunker_cli.tracks", "genome-browser tracks of regions: bigWig, BED of chunks, a picture"),
     "bench": Command("dnachunker_cli.bench", "benchmarks: every bench/NAME.py with a main (dnachunker bench --help "
                                              "lists them)"),
 }

@@ -2,17 +2,21 @@
 
   embed           embeddings of sequences from FASTA, BED + FASTA or CSV -> .npz (mean-pooled) or
                   zarr (mean-pooled, per base, per chunk); any length (overlapping windows)
-  score-variants  zero-shot SNV scores log P(alt) - log P(ref) from a VCF + reference FASTA -> TSV
+  score-variants  zero-shot scores of SNVs, MNVs and indels from a VCF + reference FASTA (indexed:
+                  read by region) -> TSV, or a bgzipped, tabix-indexed VCF with DNAC_ INFO fields
 
 Examples:
   dnachunker embed --model runs/x/export --fasta genes.fa --out genes.npz
   dnachunker embed --model runs/x/export --bed peaks.bed --fasta hg38.fa --out peaks.zarr --per-base --chunks 0
   dnachunker score-variants --model runs/x/export --vcf clinvar.vcf.gz --fasta hg38.fa --out scores.tsv
+  dnachunker score-variants --model runs/x/export --vcf clinvar.vcf.gz --fasta hg38.fa.gz --out scored.vcf.gz \
+      --boundary-shift
 """
 from __future__ import annotations
 
 import csv
 import io
+import shlex
 import sys
 from collections import Counter
 from pathlib import Path
@@ -21,7 +25,7 @@ import numpy as np
 
 from dnachunker.cli import at_least, load_model
 from dnachunker.errors import InputError, describe
-from dnachunker.fileio import atomic_directory, atomic_file, output_file, write_csv
+from dnachunker.fileio import atomic_directory, atomic_file, output_file
 from dnachunker.tokenizer import TokenizerError, decode, decode_interval, encode
 from dnachunker.variants import COLUMNS
 
@@ -208,18 +212,26 @@ class Means:
 
 
 def cmd_score_variants(a) -> int:
+    from dnachunker.reference import open_reference
+    from dnachunker.variant_io import check_sorted, is_vcf, open_writer
     from dnachunker.variants import score_variants
     output_file(a.out)
+    if is_vcf(a.out):
+        check_sorted(a.vcf)  # before anything is computed: tabix needs it
     model = load_model(a, map_location=a.device)
     if a.context is not None and a.context > model.cfg.max_len:
         raise InputError(f"--context {a.context}: at most the model's window, max_len {model.cfg.max_len} bp")
-    variants = score_variants(model, a.vcf, a.fasta, a.context, a.batch_size, a.device)
-    rows = [{"chrom": v.chrom, "pos": v.pos, "id": v.id, "ref": v.ref, "alt": v.alt, "fasta_ref": v.fasta_ref,
-             "score": "" if v.score is None else f"{v.score:.6f}", "status": v.status} for v in variants]
-    write_csv(rows, a.out, COLUMNS, delimiter="\t")
-    counts = Counter(v.status for v in variants)
-    print(f"{len(variants)} records: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
-          + f" -> {a.out}", file=sys.stderr)
+    reference = open_reference(a.fasta)
+    counts = Counter()
+    try:
+        with open_writer(a.out, a.vcf, reference.lengths, shlex.join(sys.argv)) as add:
+            for v in score_variants(model, a.vcf, reference, a.context, a.batch_size, a.device, a.boundary_shift):
+                add(v)
+                counts[v.status] += 1
+    finally:
+        reference.close()
+    print(f"{sum(counts.values())} records: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+          + f" -> {a.out}" + (f" (index {a.out}.tbi)" if is_vcf(a.out) else ""), file=sys.stderr)
     return 0
 
 
@@ -242,14 +254,18 @@ def main(argv=None, prog: str = "dnachunker") -> int:
     e.add_argument("--overlap", type=at_least(0), default=None, help="overlap of windows, < --window (None: window/2)")
     e.add_argument("--batch-size", type=at_least(1), default=8, help="windows per forward pass")
     add_device(e)
-    s = subparser(sub, "score-variants", "zero-shot SNV effect scores log P(alt) - log P(ref)")
+    s = subparser(sub, "score-variants", "zero-shot variant effect scores (SNVs, MNVs, indels): mean log P(ALT) "
+                  "- mean log P(REF), each allele masked")
     add_model(s)
     add_species(s)
     s.add_argument("--vcf", required=True, help="VCF (.gz accepted) of the variants")
     s.add_argument("--fasta", required=True, help="the reference the VCF refers to")
-    s.add_argument("--out", required=True, help="the output file, a TSV: " + " ".join(COLUMNS))
+    s.add_argument("--out", required=True, help="the output: *.vcf.gz (the input's records with DNAC_ INFO fields, "
+                   "bgzipped, tabix-indexed; needs a sorted input) or a TSV with columns " + " ".join(COLUMNS))
     s.add_argument("--context", type=at_least(1), default=None, help="bases around each variant (None: max_len)")
     s.add_argument("--batch-size", type=at_least(1), default=16, help="variants per forward pass")
+    s.add_argument("--boundary-shift", action="store_true", help="also count, per stage, the learned chunk "
+                   "boundaries that move between the REF and ALT windows (two more forward passes per variant)")
     add_device(s)
     a = p.parse_args(argv)
     try:

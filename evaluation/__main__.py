@@ -30,27 +30,15 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 from dnachunker.fileio import markdown_table, output_dir, output_file, write_csv
 
+from .regions import data_windows, fasta_windows, parse_gtfs, region_masks
 from .tasks import EvalDataError
-
-
-def _windows(fasta: str, length: int, count: int, seed: int = 0):
-    """Real N-free windows of the first record of a FASTA: (sequences with case, record name, starts)."""
-    from dnachunker.fasta import read_fasta
-    from dnachunker.tokenizer import N, decode
-    name, codes, soft = next(iter(read_fasta(fasta)))
-    starts = np.arange(0, len(codes) - length, length)
-    ok = [s for s in starts if not (codes[s:s + length] == N).any()]
-    pick = sorted(np.random.default_rng(seed).permutation(ok)[:count])
-    return [decode(codes[s:s + length], soft[s:s + length]) for s in pick], name, pick, len(codes)
 
 
 def cmd_finetune(a) -> int:
     from .finetune import FinetuneConfig, evaluate
-    from .tasks import load_task
+    from .formats import load_task
     out = output_dir(a.out)
     task = load_task(a.format, a.path, task=a.nt_task, fasta=a.fasta)
     cfg = FinetuneConfig(mode=a.mode, epochs=a.epochs, lr=a.lr, batch_size=a.batch_size, max_len=a.max_len,
@@ -124,40 +112,6 @@ def _model_segmenter(model_dir):
     return lambda seqs: [s[0] for s in model.segment(seqs)]
 
 
-def _data_windows(root: str, split: str, count: int, seed: int = 0) -> dict[str, tuple[list[str], list[dict]]]:
-    """Up to `count` N-free windows of each genome of a corpus split (a shard set: one group,
-    named after its directory), drawn with a fixed seed -> genome -> (sequences with case, metas)."""
-    from data_pipeline.corpus import open_split
-    from dnachunker.tokenizer import N, decode
-    data = open_split(root, split)
-    names = data.genomes or [Path(root).name]
-    offset = data.offset if data.genomes else [0, len(data)]
-    groups = {}
-    for g, name in enumerate(names):
-        seqs, metas = [], []
-        for i in np.random.default_rng(seed).permutation(np.arange(offset[g], offset[g + 1])):
-            x = data[int(i)]
-            if not (x["bases"] == N).any():
-                seqs.append(decode(x["bases"], x["repeat"]))
-                metas.append(x["meta"])
-            if len(seqs) == count:
-                break
-        if seqs:
-            groups[name] = (seqs, metas)
-    return groups
-
-
-def _gtfs(values: list[str], corpus: bool) -> dict[str | None, str]:
-    """--gtf values -> {genome or None: GTF}: NAME=PATH for a corpus, one PATH for a FASTA."""
-    if not corpus:
-        if len(values) > 1:
-            raise EvalDataError("--gtf with --fasta: one GTF path (NAME=PATH pairs are for --data)")
-        return {None: v for v in values}
-    if bad := [v for v in values if "=" not in v]:
-        raise EvalDataError(f"--gtf with --data takes GENOME=PATH (which genome's annotation), got {bad[0]!r}")
-    return dict(v.split("=", 1) for v in values)
-
-
 def _species_for(model, genome: str, a) -> str | None:
     """The species a genome of a corpus is read as: its own name where the model embeds it, else
     --species (None: the model embeds no species)."""
@@ -169,18 +123,6 @@ def _species_for(model, genome: str, a) -> str | None:
     return genome if genome in model.cfg.species else a.species
 
 
-def _regions(seqs: list[str], metas: list[dict], gtf: str | None) -> dict[str, list[np.ndarray]]:
-    """Region masks per window: repeats (soft-masked bases), and exons where a GTF is given."""
-    from .analysis import exon_mask
-    regions = {"repeat": [np.array([c.islower() for c in s]) for s in seqs]}
-    if gtf:
-        chrom = [m["chrom"].split("/", 1)[-1] for m in metas]  # the bare name (a corpus prefixes '<genome>/')
-        end = max(m["end"] for m in metas)
-        masks = {c: exon_mask(gtf, c, end) for c in set(chrom)}
-        regions["exon"] = [masks[c][m["start"]:m["end"]] for c, m in zip(chrom, metas)]
-    return regions
-
-
 def cmd_segment(a) -> int:
     from .analysis import html_view, png_view, zoom_score
     from .chunk_lengths import group_rows, length_histogram, per_window_lengths, region_lengths
@@ -189,14 +131,14 @@ def cmd_segment(a) -> int:
     corpus = bool(a.data) and is_corpus(a.data)
     out = output_dir(a.out)
     model = load_model(a, require_species=not corpus)  # a corpus names its genomes; else --species
-    gtfs = _gtfs(a.gtf or [], corpus=bool(a.data))
+    gtfs = parse_gtfs(a.gtf or [], corpus=bool(a.data))
     if a.data:
-        groups = _data_windows(a.data, a.split, a.count)
+        groups = data_windows(a.data, a.split, a.count)
         if unknown := set(gtfs) - set(groups):
             raise EvalDataError(f"--gtf names {sorted(unknown)}: {a.data} has {sorted(groups)}")
         source = f"{a.data} ({a.split})"
     else:
-        seqs, chrom, starts, _ = _windows(a.fasta, a.length, a.count)
+        seqs, chrom, starts, _ = fasta_windows(a.fasta, a.length, a.count)
         groups = {chrom: (seqs, [{"chrom": chrom, "start": int(s), "end": int(s) + a.length} for s in starts])}
         gtfs = {chrom: g for g in gtfs.values()}
         source = Path(a.fasta).name
@@ -207,7 +149,7 @@ def cmd_segment(a) -> int:
             model.set_species(species[name])
         segs = model.segment(seqs)
         length = len(seqs[0])
-        regions = _regions(seqs, metas, gtfs.get(name))
+        regions = region_masks(seqs, metas, gtfs.get(name))
         per_window = per_window_lengths(segs, length)
         rows += group_rows(name, segs, per_window, regions, first)
         first = first or per_window
@@ -241,7 +183,7 @@ def cmd_robustness(a) -> int:
 
     from .analysis import MUTATIONS, robustness, robustness_plot
     out = output_dir(a.out)
-    seqs, *_ = _windows(a.fasta, a.length, a.count)
+    seqs, *_ = fasta_windows(a.fasta, a.length, a.count)
     fixed = {"single-nucleotide": Single(NoArgs()), "6-mer": Kmer(KmerArgs(6))}
     if a.bpe:
         fixed["BPE"] = tokenization.load(_bpe_config(), a.bpe)
@@ -275,7 +217,7 @@ def main(argv=None, prog: str = "python -m evaluation") -> int:
     from dnachunker.cli import add_device, add_model, add_species, at_least, parser, subparser
 
     from .baselines import BASELINES
-    from .tasks import FORMATS
+    from .formats import FORMATS
     p = parser(prog, __doc__)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
     f = subparser(sub, "finetune", "fine-tune or linear-probe a model on one classification task, several seeds")

@@ -35,13 +35,14 @@ PREDICTIONS = ".preds.npz"  # beside <column>.json
 from .probes import ProbeSpec, check as check_probe
 from .references import MEAN, Reference, reference_table
 from .task_types import TASK_TYPES
-from .tasks import VALID_SCHEMES, EvalDataError, load_task
+from .formats import load_task
+from .tasks import VALID_SCHEMES, EvalDataError
 
 
 @dataclass
 class SuiteTask:
     column: str                      # the results-table column this task fills
-    format: str                      # gue | csv | nt | gb | gbseq | janggu (evaluation.tasks); vcf (variant_effect)
+    format: str                      # gue | csv | nt | gb | gbseq | janggu (evaluation.formats); vcf (variant_effect)
     path: str | None                 # None only through an unset ${data}: an error naming it
     nt_task: str | None = None
     fasta: str | None = None         # gb coordinates and vcf: the reference (default: the suite's `fasta`)

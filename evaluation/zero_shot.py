@@ -55,7 +55,7 @@ def evaluate_variants(model_dir: str | Path, vcf: str, fasta: str, metric: str =
     labels = read_labels(vcf)
     model = load_backbone(model_dir, species, device)
     try:
-        variants = score_variants(model, vcf, fasta, context=context)
+        variants = list(score_variants(model, vcf, fasta, context=context))
     except InputError as e:
         raise EvalDataError(str(e)) from None
     ok = [v for v in variants if v.status == "ok"]

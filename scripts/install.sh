@@ -12,8 +12,9 @@ pip_install() {  # pip's notes on index locations a machine lacks are noise; its
 pip_install --upgrade pip
 pip_install torch==2.13.0
 # compat: the repository on sys.path (a .pth), so that a folder named dnachunker beside a user's
-# script (this clone, say) cannot shadow the package as an empty namespace package
-pip_install -e '.[dev]' --config-settings editable_mode=compat
+# script (this clone, say) cannot shadow the package as an empty namespace package; setuptools'
+# warning that this mode is transitional is silenced (PYTHONWARNINGS reaches its build process)
+PYTHONWARNINGS=ignore pip_install -e '.[dev]' --config-settings editable_mode=compat
 # The kernel tier of the tests (tests/test_kernels.py) runs mamba-ssm's real Triton kernels on the
 # CPU under the Triton interpreter: a machine without an NVIDIA GPU gets triton and mamba-ssm built
 # without its CUDA extension. A GPU machine gets the compiled kernels from the [cuda] extra
@@ -22,4 +23,4 @@ if ! nvidia-smi -L >/dev/null 2>&1; then
   pip_install triton==3.9.0 einops packaging
   MAMBA_FORCE_BUILD=TRUE MAMBA_SKIP_CUDA_BUILD=TRUE pip_install --no-build-isolation --no-deps mamba-ssm==2.3.2.post1
 fi
-.venv/bin/python -c "import torch, dnachunker; print('dnachunker ready, torch', torch.__version__)"
+.venv/bin/python -c "import dnachunker, torch; print('dnachunker ready, torch', torch.__version__)"

@@ -12,7 +12,7 @@ from evaluation.metrics import mcc
 from evaluation.nullsim import Design, claim_rate, trial
 from evaluation.predictions import Predictions
 from evaluation.stats import Row, compare, mean_std, overall, examples_term
-from evaluation.tasks import load_task
+from evaluation.formats import load_task
 
 from .conftest import shared_file
 

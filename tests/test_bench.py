@@ -46,7 +46,7 @@ def test_paper_cost_memory_grows_by_the_same_increment_per_main_layer():
     """What bench.paper_cost's memory part relies on to reach the paper's depth from a few
     measured layers: each main-network layer adds the same bytes at a given length (measured at
     512 bp here; the bench measures at 8192), and a recomputed main network adds less per layer."""
-    from bench.paper_cost import peak
+    from bench.paper_models import peak
     plain = [peak("dnachunker", 512, d)["MB"] for d in (1, 2, 3)]
     ckpt = [peak("dnachunker+mainckpt", 512, d)["MB"] for d in (1, 2, 3)]
     step = plain[1] - plain[0]
@@ -134,7 +134,7 @@ def test_versus_times_this_tree_against_a_commit_in_its_own_worktree(capsys):
 def test_forward_breakdown_parts_add_up_to_the_forward():
     """bench.paper_cost's breakdown: every part of the paper model's forward is timed, none is
     negative, and they add up to the whole forward."""
-    from bench.paper_cost import forward_parts
+    from bench.paper_models import forward_parts
     r = forward_parts(256, 1, 1)
     parts = {k: v for k, v in r.items() if k != "total"}
     assert len(parts) == 12 and all(v >= 0 for v in parts.values()), r

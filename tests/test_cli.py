@@ -80,7 +80,8 @@ def test_a_run_directory_given_as_model_says_which_export_to_use(tmp_path, capsy
 
 
 def test_task_format_and_nt_task_are_checked_against_what_is_there():
-    from evaluation.tasks import EvalDataError, load_task
+    from evaluation.formats import load_task
+    from evaluation.tasks import EvalDataError
     with pytest.raises(EvalDataError, match="--format gue expects a directory with train.csv.*looks like --format gbseq"):
         load_task("gue", shared_file("ai4h_hub_gb_nt/enhancers_cohn"))
     with pytest.raises(EvalDataError, match="no rows for task 'nope'; the tasks in it: H2AFZ, .*promoter_all"):

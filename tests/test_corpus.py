@@ -13,7 +13,9 @@ import pytest
 import torch
 
 from data_pipeline.__main__ import main as cli
-from data_pipeline.corpus import CorpusConfig, CorpusSplit, weights
+from data_pipeline.corpus import CorpusSplit
+from data_pipeline.corpus_build import weights
+from data_pipeline.corpus_config import CorpusConfig
 from data_pipeline.errors import DataError
 from data_pipeline.loader import PretrainLoader
 from data_pipeline.reader import ShardSplit
@@ -150,12 +152,14 @@ def test_a_checkpoint_of_other_sampling_weights_is_refused(corpus, tmp_path):
     ("negative", r"corpus.yaml:\d+: genome 'yeast': weight -1.0 is negative"),
     ("zero", "every explicit weight is zero"),
     ("empty", r"corpus.yaml:\d+: genome 'yeast': its splits leave it empty"),
+    ("both", r"genome 'yeast': weight -1.0 is negative; .*corpus.yaml:\d+: genome 'fly': the name is used twice"),
 ])
-def test_bad_corpus_configs_name_the_file_line_and_genome(tmp_path, capsys, case, match):
+def test_bad_corpus_configs_name_the_file_line_and_genome_of_every_problem(tmp_path, capsys, case, match):
     kw = {"dup": dict(extra=f"  - {{name: fly, fasta: {shared_file(FLY)}}}\n"),
           "negative": dict(yeast_weight="-1"),
           "zero": dict(sampling="{strategy: explicit}", yeast_weight="0", extra=""),
-          "empty": dict(window=250000)}[case]
+          "empty": dict(window=250000),
+          "both": dict(yeast_weight="-1", extra=f"  - {{name: fly, fasta: {shared_file(FLY)}}}\n")}[case]
     path = corpus_yaml(tmp_path, **kw)
     if case == "zero":
         path.write_text(path.read_text().replace("weight: 3", "weight: 0"))
@@ -331,7 +335,8 @@ def test_mlm_and_suites_read_each_genome_and_task_as_its_species(corpus, species
     from evaluation.finetune import FinetuneConfig, evaluate
     from evaluation.mlm import mlm_loss
     from evaluation.suite import SuiteConfig, run_suite
-    from evaluation.tasks import EvalDataError, Task, load_gue
+    from evaluation.formats import load_gue
+    from evaluation.tasks import EvalDataError, Task
     from dnachunker import DNAChunker
     model = DNAChunker.from_pretrained(species_export)
     with pytest.raises(EvalDataError, match=r"genome\(s\) \['yeast_heldout'\] are not among the model's species"):

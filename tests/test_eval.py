@@ -13,7 +13,8 @@ from evaluation.chunk_lengths import difference_ci, lengths_by_region, mean_leng
 from evaluation.finetune import FinetuneConfig, _probe, evaluate
 from evaluation.metrics import METRICS, accuracy, all_metrics, auroc, f1_macro, mcc
 from evaluation.task_types import TASK_TYPES
-from evaluation.tasks import EvalDataError, Task, load_genomic_benchmark, load_gue, load_janggu, load_nt
+from evaluation.formats import load_genomic_benchmark, load_gue, load_janggu, load_nt
+from evaluation.tasks import EvalDataError, Task
 
 from .conftest import shared_file
 from .test_model import CONFIGS
@@ -178,7 +179,7 @@ def test_user_csv_with_split_column(tmp_path, chr20_windows):
     rows = [f"{s},{i % 2},{split}" for i, (s, split) in enumerate(zip(seqs, ["train"] * 4 + ["test", "dev"]))]
     f = tmp_path / "mine.csv"
     f.write_text("sequence,label,split\n" + "\n".join(rows) + "\n")
-    from evaluation.tasks import load_csv
+    from evaluation.formats import load_csv
     task = load_csv(f)
     assert len(task.train) == 4 and len(task.test) == 1 and len(task.valid) == 1
     assert task.train[0] == (seqs[0], 0)

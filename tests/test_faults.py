@@ -443,7 +443,7 @@ def test_a_fasta_with_a_byte_order_mark_reads_as_without(tmp_path):
 
 
 def test_a_csv_task_with_a_byte_order_mark(tmp_path, chr20_windows):
-    from evaluation.tasks import load_task
+    from evaluation.formats import load_task
     rows = "".join(f"{s},{i % 2},{'test' if i < 4 else 'train'}\r\n" for i, s in enumerate(chr20_windows(100, 12)))
     (tmp_path / "task.csv").write_bytes(b"\xef\xbb\xbf" + ("sequence,label,split\r\n" + rows).encode())
     task = load_task("csv", tmp_path / "task.csv")

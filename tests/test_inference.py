@@ -225,13 +225,14 @@ def test_score_variants_on_real_chr20_with_broken_records(tmp_path, pretrained):
     lines += [f"chr20\t{pos + 1}\tbad_ref\tC\tG\t.\t.\t.", f"chr20\t{pos + 1}\tmulti\tA\tC,G\t.\t.\t.",
               f"chr20\t{pos + 1}\tindel\tA\tAT\t.\t.\t.", "chrZ\t100\tnochrom\tA\tC\t.\t.\t.",
               f"chr20\t{len(codes) + 10}\tpast\tA\tC\t.\t.\t.", f"chr20\t{pos + 1}\tiupac\tA\tR\t.\t.\t."]
-    expected += ["ref_mismatch", "multiallelic", "indel", "unknown_chrom", "out_of_range", "not_acgt"]
+    expected += ["ref_mismatch", "multiallelic", "ok", "unknown_chrom", "out_of_range", "not_acgt"]  # the indel scored
     vcf = tmp_path / "x.vcf"
     vcf.write_text("\n".join(lines) + "\n")
     r = _cli("score-variants", "--model", pretrained, "--vcf", vcf, "--fasta", chr20, "--out", tmp_path / "s.tsv")
     import csv
     rows = list(csv.DictReader(open(tmp_path / "s.tsv"), delimiter="\t"))
-    assert [row["status"] for row in rows] == expected and "ok 40" in r.stderr
+    assert [row["status"] for row in rows] == expected and "ok 41" in r.stderr
+    assert [row["kind"] for row in rows if row["id"] == "indel"] == ["ins"]
     scores = np.array([float(row["score"]) for row in rows if row["status"] == "ok"])
     assert scores.mean() < 0  # the trained model prefers the reference base at real positions
     # one score by hand: mask the base in its 1024-bp window and compare log-probabilities

@@ -25,7 +25,8 @@ def quick_tour() -> list[list[str]]:
 
 
 def test_the_quick_tour_has_every_command_it_shows():
-    assert [c[1] for c in quick_tour()] == ["pretrain", "embed", "score-variants", "eval", "eval", "eval", "eval"]
+    assert [c[1] for c in quick_tour()] == ["pretrain", "embed", "score-variants", "tracks", "eval", "eval", "eval",
+                                          "eval"]
 
 
 def _inputs(tmp_path, chr20_prefix):
@@ -38,7 +39,7 @@ def _inputs(tmp_path, chr20_prefix):
     return {"my.fa": tmp_path / "my.fa", "ref.fa": tmp_path / "ref.fa", "my.vcf.gz": tmp_path / "my.vcf.gz"}
 
 
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(8))
 def test_each_quick_tour_command_runs(index, tmp_path, pretrained, train_shards, chr20_prefix):
     cmd = quick_tour()[index]
     files = _inputs(tmp_path, chr20_prefix)
@@ -51,6 +52,8 @@ def test_each_quick_tour_command_runs(index, tmp_path, pretrained, train_shards,
             "max_steps=2", "checkpoint.every=2"]
     elif args[:2] == ["eval", "suite"]:
         args += SUITE_CAPS
+    elif args[0] == "tracks":  # ref.fa here is 10 kbp of chr20
+        args[args.index("--region") + 1] = "chr20:1-2,000"
     elif args[:2] == ["eval", "segment"]:
         args += ["--count", "2", "--out", str(tmp_path / "seg")]
     dnachunker = Path(sys.executable).parent / "dnachunker"  # the console script, as a user runs it

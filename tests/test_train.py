@@ -89,6 +89,9 @@ def test_sigterm_checkpoint_and_resume_reproduce_the_uninterrupted_losses(tmp_pa
     latest = (out / "checkpoints" / "latest").read_text()
     state = json.loads((out / "checkpoints" / latest / "trainer_state.json").read_text())
     assert 4 <= state["step"] < 12 and state["data"]["position"] == state["step"] * 8
+    per_step = json.loads((ref / "summary.json").read_text())["tokens_seen"] // 12
+    assert state["callbacks"]["throughput"] == {"tokens_seen": state["step"] * per_step}
+    assert state["callbacks"]["nonfinite"] == {"in_a_row": 0, "total": 0}
     _, runs = mlflow_runs(out)
     assert runs[0].info.status == "KILLED"
     assert train(out, train_shards, 2, *common) == [0, 0]
@@ -98,6 +101,7 @@ def test_sigterm_checkpoint_and_resume_reproduce_the_uninterrupted_losses(tmp_pa
     _, runs = mlflow_runs(out)
     assert runs[0].info.status == "FINISHED"
     assert "resumed from" in (out / "rank0.log").read_text()
+    assert json.loads((out / "summary.json").read_text())["tokens_seen"] == 12 * per_step  # the policies' state resumed
     from dnachunker import DNAChunker
     assert DNAChunker.from_pretrained(out / "export").num_parameters() > 0
     _check_model_card(out, train_shards)
@@ -200,6 +204,13 @@ def test_nonfinite_steps_are_skipped_counted_and_stop_after_k(tmp_path, train_sh
     out = tmp_path / "stop"
     assert train(out, all_bad, 1, "max_steps=6", "max_nonfinite=3") == [3]
     assert "3 non-finite steps in a row" in (out / "rank0.log").read_text()
+
+
+def test_a_checkpoint_from_before_the_callbacks_resumes_their_counters():
+    from train.resume import Resume
+    old = Resume(state={"step": 3, "counters": {"tokens_seen": 96, "nonfinite_in_a_row": 1, "nonfinite_total": 2}})
+    assert old.callback_states() == {"throughput": {"tokens_seen": 96}, "nonfinite": {"in_a_row": 1, "total": 2}}
+    assert Resume().callback_states() == {}
 
 
 def _fake_checkpoint(root, step, world=1, shards=None):
