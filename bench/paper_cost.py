@@ -44,9 +44,9 @@ from dnachunker.cli import parser
 from dnachunker.fileio import markdown_table
 
 from .common import in_fresh_process
-from .paper_models import count, depth, forward_parts, infer, paper_config, parameters, peak
+from .paper_models import TARGET, count, depth, forward_parts, infer, paper_config, parameters, peak
 
-H100_BF16, MFU, TARGET = 989e12, 0.40, 8192
+H100_BF16, MFU = 989e12, 0.40
 
 
 def _answer(out, what: str):

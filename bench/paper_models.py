@@ -14,6 +14,7 @@ from .common import in_fresh_process
 from .model import ROOT, real_window
 
 PAPER = ROOT / "configs" / "model" / "paper.yaml"
+TARGET = 8192  # the paper's window (bp)
 
 
 def paper_config(**overrides):

@@ -14,6 +14,13 @@ predict, not because the model rejects it). For an SNV or MNV both windows are t
 masked, so one forward pass gives both terms, and an SNV's score is log P(alt) - log P(ref) at the
 masked base (the BEND / GPN score). VCF alleles carry their anchor base, so no allele is empty.
 
+With `unmasked`, SNVs are read from unmasked windows instead, each window shared by the SNVs near
+one another (every SNV at least a quarter of the context from a window's right edge): score =
+log P(alt) - log P(ref) at the base, seen. One forward pass then scores every SNV of up to half a
+window (all three alternatives at every position, for saturation mutagenesis), where the masked
+score takes one pass per SNV; the MLM head was trained on masked positions, so the two differ
+(bench.variant_modes measures how much). Other kinds are scored masked either way.
+
 With `boundary_shift`, each variant also gets, per stage, how many of the learned chunk boundaries
 differ between the unmasked REF and ALT windows (in reference coordinates, outside the allele).
 
@@ -42,6 +49,7 @@ from .tokenizer import MASK, PAD, VOCAB
 COLUMNS = ["chrom", "pos", "id", "ref", "alt", "kind", "fasta_ref", "score", "ref_logp", "alt_logp", "shift_0",
            "shift_1", "status"]
 _BASE_ID = {b: VOCAB.index(b) for b in "ACGT"}
+UNMASKED_GROUP = 64  # with `unmasked`: records gathered per batch of windows, as many share a window
 
 
 @dataclass
@@ -162,7 +170,31 @@ def boundary_shift(ref_cuts: np.ndarray, alt_cuts: np.ndarray, w: Windows, r: in
     return len(in_ref ^ in_alt)
 
 
-def _score(model, ref: Reference, batch: list[Variant], context: int, device, shift: bool) -> None:
+def _score_unmasked(model, ref: Reference, snvs: list[Variant], context: int, device, batch_size: int) -> None:
+    """SNVs (in VCF order) from shared unmasked windows, `batch_size` windows per forward pass."""
+    groups: list[tuple[str, int, list[Variant]]] = []
+    for v in snvs:
+        p = v.pos - 1
+        if groups and groups[-1][0] == v.chrom and groups[-1][1] <= p < groups[-1][1] + context - context // 4:
+            groups[-1][2].append(v)
+        else:
+            groups.append((v.chrom, min(max(0, p - context // 4), max(0, ref.lengths[v.chrom] - context)), [v]))
+    for k in range(0, len(groups), batch_size):
+        part = groups[k:k + batch_size]
+        ids = torch.full((len(part), context), PAD, dtype=torch.long)
+        for j, (chrom, start, _) in enumerate(part):
+            x = ref.fetch(chrom, start, start + context).astype(np.int64)
+            ids[j, :len(x)] = torch.from_numpy(x)
+        logp = torch.log_softmax(model(ids.to(device), ids.to(device) != PAD).logits.float(), -1).cpu()
+        for j, (_, start, vs) in enumerate(part):
+            for v in vs:
+                row = logp[j, v.pos - 1 - start]
+                v.ref_logp, v.alt_logp = float(row[_BASE_ID[v.ref]]), float(row[_BASE_ID[v.alt]])
+                v.score = v.alt_logp - v.ref_logp
+
+
+def _score_masked(model, ref: Reference, batch: list[Variant], context: int, device) -> None:
+    """Each allele masked in its own window (module docstring): one forward pass for the batch."""
     ws = [windows(v, ref, context) for v in batch]
     jobs = []  # (ids, masked from, masked to): the REF window, then ALT's where it differs once masked
     for v, w in zip(batch, ws):
@@ -184,16 +216,32 @@ def _score(model, ref: Reference, batch: list[Variant], context: int, device, sh
         v.alt_logp = float(logp[k, torch.arange(w.alt_at, w.alt_at + a), alt].mean())
         v.score = v.alt_logp - v.ref_logp
         k += 1
-    if shift:
-        seqs = ["".join(VOCAB[c] for c in x) for w in ws for x in (w.ref, w.alt)]
-        cuts = model.segment(seqs, batch_size=len(seqs), window=context)
-        for i, (v, w) in enumerate(zip(batch, ws)):
-            v.shift = [boundary_shift(cuts[2 * i][s], cuts[2 * i + 1][s], w, len(v.ref), len(v.alt))
-                       for s in range(len(cuts[2 * i]))]
+
+
+def _shift(model, ref: Reference, batch: list[Variant], context: int) -> None:
+    """Each variant's boundary shift per stage, from its unmasked REF and ALT windows."""
+    ws = [windows(v, ref, context) for v in batch]
+    seqs = ["".join(VOCAB[c] for c in x) for w in ws for x in (w.ref, w.alt)]
+    cuts = model.segment(seqs, batch_size=len(seqs), window=context)
+    for i, (v, w) in enumerate(zip(batch, ws)):
+        v.shift = [boundary_shift(cuts[2 * i][s], cuts[2 * i + 1][s], w, len(v.ref), len(v.alt))
+                   for s in range(len(cuts[2 * i]))]
+
+
+def _score(model, ref: Reference, todo: list[Variant], context: int, device, shift: bool, unmasked: bool,
+           batch_size: int) -> None:
+    """Scores (and shifts) of `todo`, at most `batch_size` variants or windows per forward pass."""
+    if unmasked:
+        _score_unmasked(model, ref, [v for v in todo if v.kind == "snv"], context, device, batch_size)
+    masked = [v for v in todo if not (unmasked and v.kind == "snv")]
+    for k in range(0, len(masked), batch_size):
+        _score_masked(model, ref, masked[k:k + batch_size], context, device)
+    for k in range(0, len(todo) if shift else 0, batch_size):
+        _shift(model, ref, todo[k:k + batch_size], context)
 
 
 def score_variants(model, vcf: str | Path, fasta: str | Path | Reference, context: int | None = None,
-                   batch_size: int = 16, device=None, shift: bool = False) -> Iterator[Variant]:
+                   batch_size: int = 16, device=None, shift: bool = False, unmasked: bool = False) -> Iterator[Variant]:
     """Every record of `vcf`, in order, scored where it can be (module docstring); memory bounded
     by the batch (an indexed FASTA is read by region, dnachunker.reference)."""
     context = context or model.cfg.max_len
@@ -205,7 +253,7 @@ def score_variants(model, vcf: str | Path, fasta: str | Path | Reference, contex
     def flush() -> Iterator[Variant]:
         nonlocal pending, todo
         if todo:
-            _score(model, reference, todo, context, device, shift)
+            _score(model, reference, todo, context, device, shift, unmasked, batch_size)
         bar.update(len(pending))
         yield from pending
         pending, todo = [], []
@@ -220,7 +268,7 @@ def score_variants(model, vcf: str | Path, fasta: str | Path | Reference, contex
                 found |= v.status not in ("unknown_chrom", "multiallelic", "symbolic", "not_acgt")
                 pending.append(v)
                 todo += [v] if v.status == "ok" else []
-                if len(todo) == batch_size:
+                if len(todo) == batch_size * (UNMASKED_GROUP if unmasked else 1):
                     yield from flush()
             yield from flush()
     finally:

@@ -6,7 +6,7 @@ import importlib
 import sys
 
 BENCHES = ("data", "gpu_step", "integrity", "memory", "model", "nccl", "paper_cost", "paper_step", "scans", "suite_cost",
-           "threads", "versus")
+           "threads", "variant_modes", "versus")
 
 
 def main(argv: list[str], prog: str = "dnachunker bench") -> int:

@@ -225,7 +225,8 @@ def cmd_score_variants(a) -> int:
     counts = Counter()
     try:
         with open_writer(a.out, a.vcf, reference.lengths, shlex.join(sys.argv)) as add:
-            for v in score_variants(model, a.vcf, reference, a.context, a.batch_size, a.device, a.boundary_shift):
+            for v in score_variants(model, a.vcf, reference, a.context, a.batch_size, a.device, a.boundary_shift,
+                                    a.unmasked):
                 add(v)
                 counts[v.status] += 1
     finally:
@@ -264,6 +265,8 @@ def main(argv=None, prog: str = "dnachunker") -> int:
                    "bgzipped, tabix-indexed; needs a sorted input) or a TSV with columns " + " ".join(COLUMNS))
     s.add_argument("--context", type=at_least(1), default=None, help="bases around each variant (None: max_len)")
     s.add_argument("--batch-size", type=at_least(1), default=16, help="variants per forward pass")
+    s.add_argument("--unmasked", action="store_true", help="SNVs from unmasked windows that nearby SNVs share: one "
+                   "forward pass for many (saturation mutagenesis, catalogues); not the masked score (docs/inference.md)")
     s.add_argument("--boundary-shift", action="store_true", help="also count, per stage, the learned chunk "
                    "boundaries that move between the REF and ALT windows (two more forward passes per variant)")
     add_device(s)

@@ -38,7 +38,7 @@ def test_memory_bench_finds_the_peak_and_its_holders(capsys):
     assert "dnachunker/modules/bimamba.py" in out and "dnachunker/modules/transformer.py" in out
     memory.main(["--size", "tiny", "--length", "256", "--models", "dnachunker", "--by", "part"])
     parts = capsys.readouterr().out  # the encoders (down), the main network and the decoders (up)
-    for part in (r"model\.py\(\d+\): down", r"transformer\.py\(\d+\): forward", r"model\.py\(\d+\): up"):
+    for part in (r"stage\.py\(\d+\): down", r"transformer\.py\(\d+\): forward", r"stage\.py\(\d+\): up"):
         assert re.search(rf"\| F dnachunker/(modules/)?{part} \|", parts), part
 
 

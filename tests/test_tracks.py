@@ -56,4 +56,4 @@ def test_bad_regions_are_named_and_leave_no_output(tmp_path, pretrained, chr20):
     (tmp_path / "a_file").write_text("")
     r = _cli("tracks", "--model", pretrained, "--fasta", chr20["indexed"], "--region", "chr20:1-100", "--out",
              tmp_path / "a_file" / "t", ok=False)
-    assert f"{tmp_path / 'a_file'}: Not a directory" in r.stderr
+    assert f"{tmp_path / 'a_file'}: File exists, for the output folder" in r.stderr
