@@ -155,3 +155,22 @@ def test_scores_as_a_tabix_indexed_vcf_read_back_by_pysam(tmp_path, pretrained, 
              tmp_path / "u.vcf.gz", ok=False)
     assert "unsorted.vcf:5: position" in r.stderr and "bcftools sort" in r.stderr
     assert not list(tmp_path.glob("u.vcf.gz*")) and not list(tmp_path.glob(".u.vcf.gz*"))
+
+
+def test_unmasked_snvs_share_windows_and_read_the_base_unmasked(tmp_path, pretrained, chr20, monkeypatch):
+    text, start = chr20["text"], 150_000
+    rows = [(p + 1, text[p], b) for p in range(start, start + 40) if text[p] in "ACGT" for b in "ACGT" if b != text[p]]
+    rows.append((start + 5000, text[start + 4999], "A" if text[start + 4999] != "A" else "C"))  # a window of its own
+    model = DNAChunker.from_pretrained(pretrained).eval()
+    calls = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda ids, *a, **k: calls.append(ids.shape) or forward(ids, *a, **k))
+    scored = list(score_variants(model, _vcf(tmp_path / "v.vcf", rows), chr20["indexed"], CONTEXT, unmasked=True))
+    assert calls == [(2, CONTEXT)] and all(v.status == "ok" for v in scored)  # 121 SNVs, two windows, one pass
+    w0 = start - CONTEXT // 4  # the first SNV sits a quarter of the context from its window's left edge
+    ids = torch.tensor([[VOCAB.index(b) for b in text[w0:w0 + CONTEXT]]])
+    with torch.no_grad():
+        logp = torch.log_softmax(forward(ids).logits[0].float(), -1)
+    for v in scored[:-1]:
+        row = logp[v.pos - 1 - w0]
+        assert v.score == pytest.approx(float(row[VOCAB.index(v.alt)] - row[VOCAB.index(v.ref)]), abs=1e-5)
