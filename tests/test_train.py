@@ -298,3 +298,15 @@ def test_a_run_is_quiet_by_default_ends_with_a_summary_and_says_everything_with_
     assert "Setting accelerator to CPU" in log and "Reconstructed fp32 state dict" in log and "rank 0 (cpu)" in log
     loud = run(tmp_path / "v", "-v")
     assert "Setting accelerator to CPU" in loud.stdout + loud.stderr and not (tmp_path / "v" / "train.log").exists()
+
+
+def test_quiet_sends_library_warnings_to_the_log_and_keeps_ours_on_the_console(tmp_path):
+    code = (f"from pathlib import Path\nfrom train.pretrain import _quiet\n_quiet(Path({str(tmp_path)!r}))\n"
+            "exec(compile('import warnings; warnings.warn(\"deprecated thing\", FutureWarning)', "
+            "'/venv/lib/python3.11/site-packages/torch/distributed/c10d_logger.py', 'exec'))\n"
+            f"exec(compile('import warnings; warnings.warn(\"ours\")', {str(ROOT / 'dnachunker' / 'x.py')!r}, 'exec'))\n")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    log = (tmp_path / "train.log").read_text()
+    assert "deprecated thing" in log and "deprecated thing" not in r.stderr
+    assert "ours" in r.stderr and "ours" not in log

@@ -20,6 +20,7 @@ if __name__ == "__main__":
 import argparse  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
+import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import dnachunker  # noqa: E402,F401  (before torch: it sets how OpenMP threads wait)
@@ -101,12 +102,20 @@ class NoProgress(SetupError):
 def _quiet(out: Path) -> None:
     """The console keeps this project's lines (on stderr: progress, warnings, errors, the summary);
     standard output, where DeepSpeed, its op builds and zero_to_fp32 print, is appended to
-    <out_dir>/train.log, as are the details this project writes there; MLflow logs warnings only."""
+    <out_dir>/train.log, as are the details this project writes there and the Python warnings that
+    libraries raise (deprecations inside torch.distributed, say); MLflow logs warnings only."""
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # read when mlflow is imported, later
     sys.stdout.flush()
     fd = os.open(Path(out) / "train.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.close(fd)
+    ours, shown = str(Path(__file__).resolve().parent.parent), warnings.showwarning
+
+    def to_log(message, category, filename, lineno, file=None, line=None):
+        if str(Path(filename).resolve()).startswith(ours) and "site-packages" not in filename:
+            return shown(message, category, filename, lineno, file, line)
+        print(warnings.formatwarning(message, category, filename, lineno, line), end="", flush=True)
+    warnings.showwarning = to_log
 
 
 def check_kernels(d: distributed.Dist) -> None:
