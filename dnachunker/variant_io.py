@@ -3,8 +3,8 @@ fields, bgzip-compressed and tabix-indexed (what bcftools, VEP and IGV read). Ei
 beside its final name and appears only when complete."""
 from __future__ import annotations
 
-import csv
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,16 +87,39 @@ def vcf_record(v: Variant) -> bytes:
     return b"\t".join(fields) + b"\n"
 
 
+def tsv_line(v: Variant) -> bytes:
+    row = tsv_row(v)
+    return ("\t".join(str(row.get(c, "")) for c in COLUMNS) + "\n").encode()
+
+
+class Output:
+    """What open_writer yields: `add(variant)` writes one record; `copy(part)` appends a part's
+    records as they are (a part is written with header=False)."""
+
+    def __init__(self, fh, line):
+        self.fh, self.line = fh, line
+
+    def add(self, v: Variant) -> None:
+        self.fh.write(self.line(v))
+
+    def copy(self, part: Path) -> None:
+        with open(part, "rb") as src:
+            shutil.copyfileobj(src, self.fh)
+
+
 @contextmanager
-def open_writer(path: str | Path, vcf: str | Path, lengths: dict[str, int], command: str) -> Iterator:
-    """-> add(variant): rows of a TSV, or records of a bgzipped VCF indexed by tabix (`<path>.tbi`)
-    for *.vcf.gz / *.vcf.bgz. Nothing appears under `path` unless the block completes."""
+def open_writer(path: str | Path, vcf: str | Path, lengths: dict[str, int], command: str,
+                header: bool = True) -> Iterator[Output]:
+    """Records to a TSV, or to a bgzipped VCF indexed by tabix (`<path>.tbi`) for *.vcf.gz /
+    *.vcf.bgz. header=False: the records alone, uncompressed (a part of a job, merged later).
+    Nothing appears under `path` unless the block completes."""
     path = Path(path)
-    if not is_vcf(path):
-        with atomic_file(path) as tmp, open(tmp, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=COLUMNS, delimiter="\t")
-            w.writeheader()
-            yield lambda v: w.writerow(tsv_row(v))
+    line = vcf_record if is_vcf(path) else tsv_line
+    if not header or not is_vcf(path):
+        with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+            if header:
+                fh.write(("\t".join(COLUMNS) + "\n").encode())
+            yield Output(fh, line)
         return
     import pysam
     with atomic_file(path, suffix=".vcf.gz") as tmp:
@@ -104,7 +127,7 @@ def open_writer(path: str | Path, vcf: str | Path, lengths: dict[str, int], comm
         try:
             with open(plain, "wb") as fh:
                 fh.write(vcf_header(vcf, lengths, command))
-                yield lambda v: fh.write(vcf_record(v))
+                yield Output(fh, line)
             pysam.tabix_compress(str(plain), str(tmp), force=True)
             pysam.tabix_index(str(tmp), preset="vcf", force=True, keep_original=True)
             os.replace(f"{tmp}.tbi", f"{path}.tbi")  # the index first: a VCF without it would look unindexed

@@ -110,6 +110,11 @@ def read_vcf(path: str | Path) -> Iterator[Variant]:
             yield v
 
 
+def count_records(path: str | Path) -> int:
+    with open_maybe_gzip(Path(path)) as fh:
+        return sum(1 for raw in fh if raw.strip() and not raw.startswith(b"#"))
+
+
 def naming_hint(unknown: set[str], fasta_names: set[str]) -> str | None:
     """Which chromosome naming would have matched the FASTA (UCSC 'chr1' against Ensembl '1')."""
     for how, rename in (("with 'chr' added", lambda c: f"chr{c}"), ("without 'chr'", lambda c: c.removeprefix("chr"))):
@@ -241,9 +246,10 @@ def _score(model, ref: Reference, todo: list[Variant], context: int, device, shi
 
 
 def score_variants(model, vcf: str | Path, fasta: str | Path | Reference, context: int | None = None,
-                   batch_size: int = 16, device=None, shift: bool = False, unmasked: bool = False) -> Iterator[Variant]:
-    """Every record of `vcf`, in order, scored where it can be (module docstring); memory bounded
-    by the batch (an indexed FASTA is read by region, dnachunker.reference)."""
+                   batch_size: int = 16, device=None, shift: bool = False, unmasked: bool = False,
+                   select: range | None = None) -> Iterator[Variant]:
+    """Every record of `vcf` (or those whose ordinal is in `select`), in order, scored where it can
+    be (module docstring); memory bounded by the batch (an indexed FASTA is read by region)."""
     context = context or model.cfg.max_len
     device = device or next(model.parameters()).device
     reference = fasta if isinstance(fasta, Reference) else open_reference(fasta)
@@ -260,7 +266,11 @@ def score_variants(model, vcf: str | Path, fasta: str | Path | Reference, contex
 
     try:
         with evaluating(model), torch.no_grad(), tqdm(desc="variants", unit="variant", dynamic_ncols=True) as bar:
-            for v in read_vcf(vcf):
+            for i, v in enumerate(read_vcf(vcf)):
+                if select is not None and i not in select:
+                    if i >= select.stop:
+                        break
+                    continue
                 if todo and v.chrom != todo[-1].chrom:  # a streamed reference keeps one chromosome
                     yield from flush()
                 _check(v, reference, context)
@@ -275,7 +285,7 @@ def score_variants(model, vcf: str | Path, fasta: str | Path | Reference, contex
         if reference is not fasta:
             reference.close()
     hint = naming_hint(unknown, set(reference.lengths))
-    if unknown and not found:
+    if unknown and not found and select is None:  # a part may hold only such records; the whole input may not
         raise InputError(f"{vcf}: none of its chromosomes ({', '.join(sorted(unknown)[:5])}...) is in {reference.path} "
                          f"(which has {', '.join(list(reference.lengths)[:5])}...); "
                          + (hint or "is it the right reference?"))

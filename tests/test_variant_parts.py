@@ -1,0 +1,75 @@
+"""score-variants in parts: in one process and as a Slurm array on the two-node local cluster with an
+element requeued mid-way; the merge equals a single run (scores to 1e-5: the parts batch the
+variants differently, and CPU matrix products round differently with the batch's size); another
+job's parts and missing parts are refused, and nothing half-merged appears."""
+import os
+import subprocess
+import time
+
+import numpy as np
+import pytest
+
+from .conftest import ROOT
+from .test_inference import _cli
+from .test_slurm import _sacct, needs_slurm
+from .test_variants import _variants, _vcf, chr20  # noqa: F401  (the fixture)
+
+pytestmark = pytest.mark.slow
+
+
+def _table(path):
+    rows = [ln.split("\t") for ln in path.read_text().splitlines()]
+    return rows[0], rows[1:]
+
+
+def _same(a, b):
+    """Two score tables: identical but for the last digits of the log-probabilities."""
+    (head_a, rows_a), (head_b, rows_b) = _table(a), _table(b)
+    assert head_a == head_b and len(rows_a) == len(rows_b)
+    numeric = [head_a.index(c) for c in ("score", "ref_logp", "alt_logp")]
+    for x, y in zip(rows_a, rows_b):
+        assert [v for i, v in enumerate(x) if i not in numeric] == [v for i, v in enumerate(y) if i not in numeric]
+        np.testing.assert_allclose([float(x[i]) for i in numeric], [float(y[i]) for i in numeric], atol=1e-5)
+
+
+@pytest.fixture
+def job(tmp_path, pretrained, chr20):  # noqa: F811
+    vcf = _vcf(tmp_path / "v.vcf", _variants(chr20["text"], np.random.default_rng(3), 12))
+    args = ["score-variants", "--model", pretrained, "--vcf", vcf, "--fasta", chr20["indexed"], "--context", 512]
+    _cli(*args, "--out", tmp_path / "single.tsv")
+    return args
+
+
+def test_parts_in_one_process_merge_to_the_single_run_and_refuse_another_jobs_parts(tmp_path, job):
+    _cli(*job, "--out", tmp_path / "p.tsv", "--parts", 3)
+    _same(tmp_path / "single.tsv", tmp_path / "p.tsv")
+    r = _cli(*job, "--out", tmp_path / "p.tsv", "--parts", 3, "--unmasked", ok=False)
+    assert "p.tsv.parts: holds parts of another job (part_00000_of_00003.json differs in unmasked)" in r.stderr
+    (tmp_path / "q.tsv.parts").mkdir()
+    _cli(*job, "--out", tmp_path / "q.tsv", "--parts", 3, "--part", 1)
+    r = _cli(*job, "--out", tmp_path / "q.tsv", "--parts", 3, "--merge", ok=False)
+    assert "2 of 3 parts not done (0, 2)" in r.stderr and not (tmp_path / "q.tsv").exists()
+
+
+@needs_slurm
+def test_a_slurm_array_with_an_element_requeued_midway_merges_to_the_single_run(tmp_path, job):
+    out = tmp_path / "s.tsv"
+    env = {**os.environ, "CPUS": "1", "SBATCH_ARGS": "--gres=none --time=10:00", "VARIANT_LOGS": str(tmp_path / "logs")}
+    r = subprocess.run(["bash", "slurm/score_variants.sh", "3", *map(str, job[1:]), "--out", str(out), "--batch-size", "1"],
+                       cwd=ROOT, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    array, merge = r.stdout.split("array job ")[1].split()[0], r.stdout.split("merge: job ")[1].split()[0]
+    parts = tmp_path / "s.tsv.parts"
+    deadline = time.time() + 300
+    while not list(parts.glob(".part_00001_of_00003.tmp-*")) and time.time() < deadline:
+        assert _sacct(f"{array}_1", "State") not in ("FAILED", "COMPLETED"), list((tmp_path / "logs").glob("*"))
+        time.sleep(0.2)
+    assert not (parts / "part_00001_of_00003.json").exists(), "element 1 finished before it could be requeued"
+    subprocess.run(["scontrol", "requeue", f"{array}_1"], check=True)
+    while _sacct(merge, "State") not in ("COMPLETED", "FAILED", "CANCELLED") and time.time() < deadline:
+        time.sleep(1)
+    assert _sacct(merge, "State") == "COMPLETED", (tmp_path / "logs").glob("*")
+    states = subprocess.run(["sacct", "-D", "-X", "-n", "-P", "-j", f"{array}_1", "-o", "State"], capture_output=True,
+                            text=True).stdout.split()
+    assert "REQUEUED" in states and states[-1] == "COMPLETED", states
+    _same(tmp_path / "single.tsv", out)
