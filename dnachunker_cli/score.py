@@ -1,0 +1,100 @@
+"""dnachunker score-variants: its arguments and the command (dnachunker.variants scores,
+dnachunker.variant_io writes, dnachunker.parts splits a job into parts)."""
+from __future__ import annotations
+
+import shlex
+import sys
+from collections import Counter
+from pathlib import Path
+
+from dnachunker.cli import at_least, load_model
+from dnachunker.errors import InputError
+from dnachunker.fileio import output_file
+from dnachunker.variants import COLUMNS
+
+
+def add_arguments(s) -> None:
+    from dnachunker.cli import add_device, add_model, add_species
+    add_model(s)
+    add_species(s)
+    s.add_argument("--vcf", required=True, help="VCF (.gz accepted) of the variants")
+    s.add_argument("--fasta", required=True, help="the reference the VCF refers to")
+    s.add_argument("--out", required=True, help="the output: *.vcf.gz (the input's records with DNAC_ INFO fields, "
+                   "bgzipped, tabix-indexed; needs a sorted input) or a TSV with columns " + " ".join(COLUMNS))
+    s.add_argument("--context", type=at_least(1), default=None, help="bases around each variant (None: max_len)")
+    s.add_argument("--batch-size", type=at_least(1), default=16, help="variants per forward pass")
+    s.add_argument("--parts", type=at_least(1), default=None, help="split the VCF into this many parts, written "
+                   "to <out>.parts/ and merged into --out: with --part K only part K (a Slurm array element: "
+                   "slurm/score_variants.sh), with --merge only the merge, with neither every missing part here, "
+                   "then the merge")
+    s.add_argument("--part", type=at_least(0), default=None, help="with --parts: the part to run (0-based)")
+    s.add_argument("--merge", action="store_true", help="with --parts: merge the finished parts into --out")
+    s.add_argument("--unmasked", action="store_true", help="SNVs from unmasked windows that nearby SNVs share: one "
+                   "forward pass for many (saturation mutagenesis, catalogues); not the masked score (docs/inference.md)")
+    s.add_argument("--boundary-shift", action="store_true", help="also count, per stage, the learned chunk "
+                   "boundaries that move between the REF and ALT windows (two more forward passes per variant)")
+    add_device(s)
+
+
+def cmd_score_variants(a) -> int:
+    from dnachunker.parts import Parts, file_sha256, part_range
+    from dnachunker.reference import open_reference
+    from dnachunker.variant_io import check_sorted, is_vcf, open_writer
+    from dnachunker.variants import count_records
+    output_file(a.out)
+    if (a.part is not None or a.merge) and not a.parts:
+        raise InputError("--part and --merge go with --parts N")
+    if is_vcf(a.out):
+        check_sorted(a.vcf)  # before anything is computed: tabix needs it
+    model = load_model(a, map_location=a.device)
+    if a.context is not None and a.context > model.cfg.max_len:
+        raise InputError(f"--context {a.context}: at most the model's window, max_len {model.cfg.max_len} bp")
+    reference = open_reference(a.fasta)
+    command = shlex.join(sys.argv)
+    try:
+        if not a.parts:
+            with open_writer(a.out, a.vcf, reference.lengths, command) as out:
+                counts = _score_into(out, model, a, reference)
+        else:
+            key = {"vcf": file_sha256(a.vcf), "fasta": str(Path(a.fasta).resolve()), "model": _weights_id(a.model),
+                   "context": a.context, "unmasked": a.unmasked, "boundary_shift": a.boundary_shift,
+                   "format": "vcf" if is_vcf(a.out) else "tsv", "parts": a.parts}
+            parts = Parts(Path(a.out), a.parts, key)
+            parts.check_folder()
+            total = count_records(a.vcf)
+            todo = [] if a.merge else [a.part] if a.part is not None else parts.missing()
+            for k in todo:
+                if parts.done(k):
+                    print(f"part {k} of {a.parts} is done already ({parts.path(k)})", file=sys.stderr)
+                    continue
+                with open_writer(parts.path(k), a.vcf, reference.lengths, command, header=False) as out:
+                    counts = _score_into(out, model, a, reference, part_range(total, k, a.parts))
+                parts.mark_done(k, sum(counts.values()))
+                print(f"part {k} of {a.parts}: {sum(counts.values())} records -> {parts.path(k)}", file=sys.stderr)
+            if a.part is not None:
+                return 0
+            with open_writer(a.out, a.vcf, reference.lengths, command) as out:
+                for path in parts.require_all():
+                    out.copy(path)
+            counts = Counter({"records": total})
+    finally:
+        reference.close()
+    print(f"{sum(counts.values())} records: " + ", ".join(f"{k} {n}" for k, n in sorted(counts.items()))
+          + f" -> {a.out}" + (f" (index {a.out}.tbi)" if is_vcf(a.out) else ""), file=sys.stderr)
+    return 0
+
+
+def _score_into(out, model, a, reference, select: range | None = None) -> Counter:
+    from dnachunker.variants import score_variants
+    counts = Counter()
+    for v in score_variants(model, a.vcf, reference, a.context, a.batch_size, a.device, a.boundary_shift,
+                            a.unmasked, select):
+        out.add(v)
+        counts[v.status] += 1
+    return counts
+
+
+def _weights_id(model: str) -> str:
+    """The export's weights, by size and modification time (hashing a large model per part is slow)."""
+    st = (Path(model) / "model.safetensors").stat()
+    return f"{Path(model).resolve()}:{st.st_size}:{st.st_mtime_ns}"
