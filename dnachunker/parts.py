@@ -26,6 +26,12 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def export_id(model: str | Path) -> str:
+    """An export's weights by path, size and modification time (hashing a large model per part is slow)."""
+    st = (Path(model) / "model.safetensors").stat()
+    return f"{Path(model).resolve()}:{st.st_size}:{st.st_mtime_ns}"
+
+
 @dataclass
 class Parts:
     out: Path         # the merged output

@@ -106,3 +106,58 @@ class TrackWriter:
             bw.close()
         for fh in self.bed:
             fh.close()
+
+
+def split_regions(regions: list[Region], n: int) -> list[list[Region]]:
+    """Sorted regions -> n parts of consecutive whole regions, balanced by base pairs (a part may be
+    empty when there are fewer regions than parts: tile long ones with a BED to get more)."""
+    total = sum(e - s for _, s, e in regions)
+    parts: list[list[Region]] = [[] for _ in range(n)]
+    done = 0
+    for chrom, start, end in regions:
+        parts[min(n - 1, done * n // max(total, 1))].append((chrom, start, end))
+        done += end - start
+    return parts
+
+
+def merge_tracks(dest: Path, part_dirs: list[Path], lengths: dict[str, int], tracks: list[str], stages: int) -> None:
+    """The parts' bigWig intervals and BED lines, in part order, into one set of files in `dest`."""
+    import pyBigWig
+    writer = TrackWriter(dest, lengths, tracks, stages)
+    try:
+        for d in part_dirs:
+            for name in tracks:
+                src = pyBigWig.open(str(d / f"{name}.bw"))
+                for chrom in lengths:
+                    if not (iv := src.intervals(chrom)):
+                        continue
+                    starts = np.array([x[0] for x in iv])
+                    values = np.array([x[2] for x in iv])
+                    cuts = np.flatnonzero(np.diff(starts) != 1) + 1  # runs of consecutive bases
+                    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(iv)]):
+                        writer.bw[name].addEntries(chrom, int(starts[a]), values=values[a:b].tolist(), span=1, step=1)
+                src.close()
+            for s, fh in enumerate(writer.bed):
+                with open(d / f"chunks_{s}.bed") as src:
+                    next(src)  # the part's track line
+                    fh.writelines(src)
+    finally:
+        writer.close()
+
+
+def chunk_starts_in(bed: Path, chrom: str, start: int, end: int) -> np.ndarray:
+    """Chunk starts within [start, end) of chrom from a chunks BED (read until past the range)."""
+    out, seen = [], False
+    with open(bed) as fh:
+        for line in fh:
+            f = line.split("\t")
+            if f[0] != chrom or len(f) < 3:
+                if seen:
+                    break
+                continue
+            seen = True
+            if int(f[1]) >= end:
+                break
+            if int(f[1]) >= start:
+                out.append(int(f[1]) - start)
+    return np.array(out, dtype=np.int64)

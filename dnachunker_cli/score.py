@@ -25,7 +25,7 @@ def add_arguments(s) -> None:
     s.add_argument("--batch-size", type=at_least(1), default=16, help="variants per forward pass")
     s.add_argument("--parts", type=at_least(1), default=None, help="split the VCF into this many parts, written "
                    "to <out>.parts/ and merged into --out: with --part K only part K (a Slurm array element: "
-                   "slurm/score_variants.sh), with --merge only the merge, with neither every missing part here, "
+                   "slurm/parts.sh), with --merge only the merge, with neither every missing part here, "
                    "then the merge")
     s.add_argument("--part", type=at_least(0), default=None, help="with --parts: the part to run (0-based)")
     s.add_argument("--merge", action="store_true", help="with --parts: merge the finished parts into --out")
@@ -37,7 +37,7 @@ def add_arguments(s) -> None:
 
 
 def cmd_score_variants(a) -> int:
-    from dnachunker.parts import Parts, file_sha256, part_range
+    from dnachunker.parts import Parts, export_id, file_sha256, part_range
     from dnachunker.reference import open_reference
     from dnachunker.variant_io import check_sorted, is_vcf, open_writer
     from dnachunker.variants import count_records
@@ -56,7 +56,7 @@ def cmd_score_variants(a) -> int:
             with open_writer(a.out, a.vcf, reference.lengths, command) as out:
                 counts = _score_into(out, model, a, reference)
         else:
-            key = {"vcf": file_sha256(a.vcf), "fasta": str(Path(a.fasta).resolve()), "model": _weights_id(a.model),
+            key = {"vcf": file_sha256(a.vcf), "fasta": str(Path(a.fasta).resolve()), "model": export_id(a.model),
                    "context": a.context, "unmasked": a.unmasked, "boundary_shift": a.boundary_shift,
                    "format": "vcf" if is_vcf(a.out) else "tsv", "parts": a.parts}
             parts = Parts(Path(a.out), a.parts, key)
@@ -92,9 +92,3 @@ def _score_into(out, model, a, reference, select: range | None = None) -> Counte
         out.add(v)
         counts[v.status] += 1
     return counts
-
-
-def _weights_id(model: str) -> str:
-    """The export's weights, by size and modification time (hashing a large model per part is slow)."""
-    st = (Path(model) / "model.safetensors").stat()
-    return f"{Path(model).resolve()}:{st.st_size}:{st.st_mtime_ns}"

@@ -35,6 +35,11 @@ def main(argv=None, prog: str = "dnachunker tracks") -> int:
     p.add_argument("--plot-length", type=at_least(0), default=400, help="bases of the first region in browser.png "
                    "(0: no picture)")
     p.add_argument("--window", type=at_least(0), default=None, help="bases per forward pass (None: max_len)")
+    p.add_argument("--parts", type=at_least(1), default=None, help="split the regions into this many parts of whole "
+                   "regions (tile long ones with --bed for more), written to <out>.parts/ and merged into --out: "
+                   "with --part K only part K (slurm/parts.sh), with --merge only the merge, with neither all here")
+    p.add_argument("--part", type=at_least(0), default=None, help="with --parts: the part to run (0-based)")
+    p.add_argument("--merge", action="store_true", help="with --parts: merge the finished parts into --out")
     p.add_argument("--batch-size", type=at_least(1), default=8, help="windows per forward pass")
     add_device(p)
     a = p.parse_args(argv)
@@ -47,66 +52,94 @@ def main(argv=None, prog: str = "dnachunker tracks") -> int:
 
 def run(a) -> int:
     from dnachunker.cli import load_model
+    from dnachunker.errors import InputError
     from dnachunker.fileio import atomic_directory, output_dir
-    from dnachunker.inference import stream
+    from dnachunker.parts import Parts, export_id
     from dnachunker.reference import open_reference
-    from dnachunker.track_io import TrackWriter, parse_region, read_bed_regions, sorted_regions
+    from dnachunker.track_io import merge_tracks, parse_region, read_bed_regions, sorted_regions, split_regions
     from dnachunker.tracks import NAMES
 
     out = Path(a.out)
+    if (a.part is not None or a.merge) and not a.parts:
+        raise InputError("--part and --merge go with --parts N")
     output_dir(out.parent)  # made (parents too) and writable, or an error before any work
     reference = open_reference(a.fasta)
-    regions = [parse_region(r, reference.lengths) for r in a.region]
-    regions += read_bed_regions(a.bed, reference.lengths) if a.bed else []
-    regions = sorted_regions(regions or [(c, 0, n) for c, n in reference.lengths.items()], reference.lengths)
-    model = load_model(a, map_location=a.device)
-    stages = len(model.cfg.d_model) - 1
-    total = sum(e - s for _, s, e in regions)
-    print(f"{len(regions)} region(s), {total:,} bp", file=sys.stderr)
-    with atomic_directory(out) as tmp:
-        writer = TrackWriter(tmp, reference.lengths, list(NAMES[:stages]) + list(NAMES[2:]), stages)
-        try:
-            for k, (chrom, start, end) in enumerate(regions):
-                seq = reference.text(chrom, start, end)
-                shown = _Shown(min(a.plot_length, len(seq))) if k == 0 and a.plot_length else None
-                for piece in stream(model, [seq], a.window, None, a.batch_size, a.device, tracks=True,
-                                    desc=f"{chrom}:{start + 1:,}-{end:,}"):
-                    writer.add(chrom, start, piece)
-                    if shown:
-                        shown.add(piece)
-                writer.end_region(chrom, end)
-                if shown:
-                    _picture(tmp / "browser.png", a, chrom, start, seq[:shown.n], shown)
-        finally:
-            writer.close()
-            reference.close()
+    try:
+        regions = [parse_region(r, reference.lengths) for r in a.region]
+        regions += read_bed_regions(a.bed, reference.lengths) if a.bed else []
+        regions = sorted_regions(regions or [(c, 0, n) for c, n in reference.lengths.items()], reference.lengths)
+        model = load_model(a, map_location=a.device)
+        stages = len(model.cfg.d_model) - 1
+        names = list(NAMES[:stages]) + list(NAMES[2:])
+        print(f"{len(regions)} region(s), {sum(e - s for _, s, e in regions):,} bp", file=sys.stderr)
+        if not a.parts:
+            with atomic_directory(out) as tmp:
+                _write(tmp, model, a, reference, regions, names, stages)
+                _picture(tmp, a, reference, regions[0], names, stages)
+        else:
+            parts = Parts(out, a.parts, {"fasta": str(Path(a.fasta).resolve()), "regions": _digest(regions),
+                                         "model": export_id(a.model), "window": a.window, "parts": a.parts})
+            parts.check_folder()
+            groups = split_regions(regions, a.parts)
+            for k in [] if a.merge else [a.part] if a.part is not None else parts.missing():
+                if parts.done(k):
+                    print(f"part {k} of {a.parts} is done already ({parts.path(k)})", file=sys.stderr)
+                    continue
+                with atomic_directory(parts.path(k)) as tmp:
+                    _write(tmp, model, a, reference, groups[k], names, stages)
+                parts.mark_done(k, sum(e - s for _, s, e in groups[k]))
+            if a.part is not None:
+                return 0
+            with atomic_directory(out) as tmp:
+                merge_tracks(tmp, parts.require_all(), reference.lengths, names, stages)
+                _picture(tmp, a, reference, regions[0], names, stages)
+    finally:
+        reference.close()
     print(f"results: {out} (" + ", ".join(sorted(p.name for p in out.iterdir())) + ")", file=sys.stderr)
     return 0
 
 
-class _Shown:
-    """The first n bases' tracks and chunk starts, kept for the picture."""
+def _write(tmp: Path, model, a, reference, regions, names: list[str], stages: int) -> None:
+    """The regions' tracks and chunks into bigWig and BED files in `tmp`."""
+    from dnachunker.inference import stream
+    from dnachunker.track_io import TrackWriter
+    writer = TrackWriter(tmp, reference.lengths, names, stages)
+    try:
+        for chrom, start, end in regions:
+            for piece in stream(model, [reference.text(chrom, start, end)], a.window, None, a.batch_size, a.device,
+                                tracks=True, desc=f"{chrom}:{start + 1:,}-{end:,}"):
+                writer.add(chrom, start, piece)
+            writer.end_region(chrom, end)
+    finally:
+        writer.close()
 
-    def __init__(self, n: int):
-        self.n, self.tracks, self.starts = n, {}, None
 
-    def add(self, piece) -> None:
-        if piece.lo >= self.n:
-            return
-        keep = self.n - piece.lo
-        for k, v in piece.tracks.items():
-            self.tracks[k] = np.concatenate([self.tracks.get(k, np.zeros(0, np.float32)), v[:keep]])
-        starts = [s[s < self.n] for s in piece.chunk_starts]
-        self.starts = starts if self.starts is None else [np.concatenate([x, y]) for x, y in zip(self.starts, starts)]
+def _picture(tmp: Path, a, reference, region, names: list[str], stages: int) -> None:
+    """browser.png of the first region's first --plot-length bases, read back from the files."""
+    if not a.plot_length:
+        return
+    import pyBigWig
 
-
-def _picture(path: Path, a, chrom: str, start: int, seq: str, shown: _Shown) -> None:
+    from dnachunker.track_io import chunk_starts_in
     from evaluation.analysis import exon_mask
     from evaluation.browser import browser_png
-    exons = exon_mask(a.gtf, chrom, start + len(seq))[start:] if a.gtf else None
-    browser_png(path, chrom, start, seq, shown.tracks, shown.starts, exons,
-                f"{chrom}:{start + 1:,}-{start + len(seq):,}  ({Path(a.model).resolve().parent.name}/{Path(a.model).name}: one unmasked pass, windows of "
-                f"{a.window or 'max_len'} bp)")
+    chrom, start, end = region
+    end = min(end, start + a.plot_length)
+    tracks = {}
+    for name in names:
+        bw = pyBigWig.open(str(tmp / f"{name}.bw"))
+        tracks[name] = np.array(bw.values(chrom, start, end), dtype=np.float32)
+        bw.close()
+    starts = [chunk_starts_in(tmp / f"chunks_{s}.bed", chrom, start, end) for s in range(stages)]
+    exons = exon_mask(a.gtf, chrom, end)[start:] if a.gtf else None
+    browser_png(tmp / "browser.png", chrom, start, reference.text(chrom, start, end), tracks, starts, exons,
+                f"{chrom}:{start + 1:,}-{end:,}  ({Path(a.model).resolve().parent.name}/{Path(a.model).name}: one "
+                f"unmasked pass, windows of {a.window or 'max_len'} bp)")
+
+
+def _digest(regions) -> str:
+    import hashlib
+    return hashlib.sha256(repr(regions).encode()).hexdigest()
 
 
 if __name__ == "__main__":

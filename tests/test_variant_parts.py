@@ -54,8 +54,8 @@ def test_parts_in_one_process_merge_to_the_single_run_and_refuse_another_jobs_pa
 @needs_slurm
 def test_a_slurm_array_with_an_element_requeued_midway_merges_to_the_single_run(tmp_path, job):
     out = tmp_path / "s.tsv"
-    env = {**os.environ, "CPUS": "1", "SBATCH_ARGS": "--gres=none --time=10:00", "VARIANT_LOGS": str(tmp_path / "logs")}
-    r = subprocess.run(["bash", "slurm/score_variants.sh", "3", *map(str, job[1:]), "--out", str(out), "--batch-size", "1"],
+    env = {**os.environ, "CPUS": "1", "SBATCH_ARGS": "--gres=none --time=10:00", "PARTS_LOGS": str(tmp_path / "logs")}
+    r = subprocess.run(["bash", "slurm/parts.sh", "3", *map(str, job), "--out", str(out), "--batch-size", "1"],
                        cwd=ROOT, capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
     array, merge = r.stdout.split("array job ")[1].split()[0], r.stdout.split("merge: job ")[1].split()[0]
@@ -73,3 +73,17 @@ def test_a_slurm_array_with_an_element_requeued_midway_merges_to_the_single_run(
                             text=True).stdout.split()
     assert "REQUEUED" in states and states[-1] == "COMPLETED", states
     _same(tmp_path / "single.tsv", out)
+
+
+def test_tracks_in_parts_merge_to_the_same_files_as_one_run(tmp_path, pretrained, chr20):  # noqa: F811
+    import pyBigWig
+    (tmp_path / "r.bed").write_text("".join(f"chr20\t{s}\t{s + 700}\n" for s in (100_000, 150_000, 200_000, 260_000)))
+    args = ["tracks", "--model", pretrained, "--fasta", chr20["indexed"], "--bed", tmp_path / "r.bed", "--window", 512]
+    _cli(*args, "--out", tmp_path / "one")
+    _cli(*args, "--out", tmp_path / "three", "--parts", 3)
+    assert sorted(p.name for p in (tmp_path / "one").iterdir()) == sorted(p.name for p in (tmp_path / "three").iterdir())
+    for s in (0, 1):
+        assert (tmp_path / "one" / f"chunks_{s}.bed").read_bytes() == (tmp_path / "three" / f"chunks_{s}.bed").read_bytes()
+    for name in ("p_0", "p_1", "entropy", "logp_ref"):
+        a, b = (pyBigWig.open(str(tmp_path / d / f"{name}.bw")) for d in ("one", "three"))
+        assert a.intervals("chr20") == b.intervals("chr20")
