@@ -33,6 +33,20 @@ def cores_shared_by_nodes(monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def chr20_indexed(tmp_path_factory, chr20_prefix) -> dict:
+    """The first 400 kbp of chr20 (upper case) as plain FASTA and as its bgzipped, faidx-indexed
+    copy (what `samtools faidx` makes), and its text."""
+    import pysam
+    text = chr20_prefix[:400_000].upper()
+    d = tmp_path_factory.mktemp("ref")
+    plain = d / "chr20.fa"
+    plain.write_text(">chr20\n" + "\n".join(text[i:i + 60] for i in range(0, len(text), 60)) + "\n")
+    pysam.tabix_compress(str(plain), str(d / "chr20.fa.gz"))
+    pysam.faidx(str(d / "chr20.fa.gz"))
+    return {"plain": plain, "indexed": d / "chr20.fa.gz", "text": text}
+
+
+@pytest.fixture(scope="session")
 def chr20_prefix() -> str:
     """The first ~2.5 Mbp of soft-masked human chr20 (hg19), as written in the FASTA."""
     path = shared_file("hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz")

@@ -12,7 +12,7 @@ import pytest
 from .conftest import ROOT
 from .test_inference import _cli
 from .test_slurm import _sacct, needs_slurm
-from .test_variants import _variants, _vcf, chr20  # noqa: F401  (the fixture)
+from .test_variants import _variants, _vcf
 
 pytestmark = pytest.mark.slow
 
@@ -33,9 +33,9 @@ def _same(a, b):
 
 
 @pytest.fixture
-def job(tmp_path, pretrained, chr20):  # noqa: F811
-    vcf = _vcf(tmp_path / "v.vcf", _variants(chr20["text"], np.random.default_rng(3), 12))
-    args = ["score-variants", "--model", pretrained, "--vcf", vcf, "--fasta", chr20["indexed"], "--context", 512]
+def job(tmp_path, pretrained, chr20_indexed):
+    vcf = _vcf(tmp_path / "v.vcf", _variants(chr20_indexed["text"], np.random.default_rng(3), 12))
+    args = ["score-variants", "--model", pretrained, "--vcf", vcf, "--fasta", chr20_indexed["indexed"], "--context", 512]
     _cli(*args, "--out", tmp_path / "single.tsv")
     return args
 
@@ -75,10 +75,10 @@ def test_a_slurm_array_with_an_element_requeued_midway_merges_to_the_single_run(
     _same(tmp_path / "single.tsv", out)
 
 
-def test_tracks_in_parts_merge_to_the_same_files_as_one_run(tmp_path, pretrained, chr20):  # noqa: F811
+def test_tracks_in_parts_merge_to_the_same_files_as_one_run(tmp_path, pretrained, chr20_indexed):
     import pyBigWig
     (tmp_path / "r.bed").write_text("".join(f"chr20\t{s}\t{s + 700}\n" for s in (100_000, 150_000, 200_000, 260_000)))
-    args = ["tracks", "--model", pretrained, "--fasta", chr20["indexed"], "--bed", tmp_path / "r.bed", "--window", 512]
+    args = ["tracks", "--model", pretrained, "--fasta", chr20_indexed["indexed"], "--bed", tmp_path / "r.bed", "--window", 512]
     _cli(*args, "--out", tmp_path / "one")
     _cli(*args, "--out", tmp_path / "three", "--parts", 3)
     assert sorted(p.name for p in (tmp_path / "one").iterdir()) == sorted(p.name for p in (tmp_path / "three").iterdir())

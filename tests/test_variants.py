@@ -15,27 +15,11 @@ from dnachunker.reference import IndexedReference, StreamedReference, open_refer
 from dnachunker.tokenizer import MASK, VOCAB
 from dnachunker.variants import Windows, boundary_shift, score_variants
 
-from .conftest import shared_file
 from .test_inference import _cli
 
 pytestmark = pytest.mark.slow
 pysam = pytest.importorskip("pysam")
 CONTEXT = 512
-
-
-@pytest.fixture(scope="module")
-def chr20(tmp_path_factory):
-    """The first 400 kbp of real chr20 as plain FASTA, its bgzipped and faidx-indexed copy, and the bases."""
-    from dnachunker.fasta import read_fasta
-    _, codes, soft = next(iter(read_fasta(shared_file("hg19_chr20_softmasked/chr20.hg19.softmasked.fa.gz"))))
-    codes = codes[:400_000]
-    text = "".join(VOCAB[c] for c in codes)
-    d = tmp_path_factory.mktemp("ref")
-    plain = d / "chr20.fa"
-    plain.write_text(">chr20\n" + "\n".join(text[i:i + 60] for i in range(0, len(text), 60)) + "\n")
-    pysam.tabix_compress(str(plain), str(d / "chr20.fa.gz"))
-    pysam.faidx(str(d / "chr20.fa.gz"))
-    return {"plain": plain, "indexed": d / "chr20.fa.gz", "text": text}
 
 
 def _variants(text: str, rng, n: int) -> list[tuple[int, str, str]]:
@@ -59,20 +43,21 @@ def _variants(text: str, rng, n: int) -> list[tuple[int, str, str]]:
 
 
 def _vcf(path, rows):
-    path.write_text('##fileformat=VCFv4.2\n##INFO=<ID=DP,Number=1,Type=Integer,Description="depth">\n#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n'
+    path.write_text('##fileformat=VCFv4.2\n##INFO=<ID=DP,Number=1,Type=Integer,Description="depth">\n'
+                    "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\n"
                     + "".join(f"chr20\t{p}\tv{i}\t{r}\t{a}\t.\tPASS\tDP={i}\n" for i, (p, r, a) in enumerate(rows)))
     return path
 
 
-def test_indels_and_mnvs_are_scored_per_base_and_their_length_does_not_decide(tmp_path, pretrained, chr20):
-    rows = _variants(chr20["text"], np.random.default_rng(0), 30)
+def test_indels_and_mnvs_are_scored_per_base_and_their_length_does_not_decide(tmp_path, pretrained, chr20_indexed):
+    rows = _variants(chr20_indexed["text"], np.random.default_rng(0), 30)
     model = DNAChunker.from_pretrained(pretrained).eval()
-    scored = list(score_variants(model, _vcf(tmp_path / "v.vcf", rows), chr20["indexed"], CONTEXT))
+    scored = list(score_variants(model, _vcf(tmp_path / "v.vcf", rows), chr20_indexed["indexed"], CONTEXT))
     assert all(v.status == "ok" and np.isfinite(v.score) for v in scored)
     assert {v.kind for v in scored} == {"del", "ins", "mnv"}
     # one deletion by hand: REF masked in its window, ALT (the anchor) masked in the window without the deleted bases
     v = next(v for v in scored if v.kind == "del" and len(v.ref) > 5)
-    text, p, r = chr20["text"], v.pos - 1, len(v.ref)
+    text, p, r = chr20_indexed["text"], v.pos - 1, len(v.ref)
     start = p + r // 2 - CONTEXT // 2
     ids = lambda s: torch.tensor([VOCAB.index(b) for b in s])  # noqa: E731
     ref_win = ids(text[start:start + CONTEXT])
@@ -100,19 +85,19 @@ def test_boundary_shift_counts_moved_cuts_in_reference_coordinates():
     assert boundary_shift(ref_cuts, moved, w, r=1, a=3) == 3
 
 
-def test_boundary_shifts_on_real_chr20(tmp_path, pretrained, chr20):
-    rows = _variants(chr20["text"], np.random.default_rng(1), 6)
+def test_boundary_shifts_on_real_chr20(tmp_path, pretrained, chr20_indexed):
+    rows = _variants(chr20_indexed["text"], np.random.default_rng(1), 6)
     model = DNAChunker.from_pretrained(pretrained).eval()
     vcf = _vcf(tmp_path / "v.vcf", rows)
-    plain = list(score_variants(model, vcf, chr20["indexed"], CONTEXT))
-    shifted = list(score_variants(model, vcf, chr20["indexed"], CONTEXT, shift=True))
+    plain = list(score_variants(model, vcf, chr20_indexed["indexed"], CONTEXT))
+    shifted = list(score_variants(model, vcf, chr20_indexed["indexed"], CONTEXT, shift=True))
     assert [v.score for v in shifted] == [v.score for v in plain]
     assert all(len(v.shift) == 2 and min(v.shift) >= 0 for v in shifted)
     assert any(v.shift[0] > 0 for v in shifted)  # a trained router reacts to some variants near them
 
 
-def test_indexed_and_streamed_references_read_the_same_and_order_is_checked(tmp_path, chr20, capsys):
-    indexed, streamed = open_reference(chr20["indexed"]), open_reference(chr20["plain"])
+def test_indexed_and_streamed_references_read_the_same_and_order_is_checked(tmp_path, chr20_indexed, capsys):
+    indexed, streamed = open_reference(chr20_indexed["indexed"]), open_reference(chr20_indexed["plain"])
     assert isinstance(indexed, IndexedReference) and isinstance(streamed, StreamedReference)
     assert "samtools faidx" in capsys.readouterr().err
     for lo, hi in ((0, 10), (123_456, 124_000), (399_990, 400_100)):
@@ -125,15 +110,15 @@ def test_indexed_and_streamed_references_read_the_same_and_order_is_checked(tmp_
         ref.fetch("a", 0, 2)
 
 
-def test_scores_as_a_tabix_indexed_vcf_read_back_by_pysam(tmp_path, pretrained, chr20):
-    rows = _variants(chr20["text"], np.random.default_rng(2), 5)
-    vcf = _vcf(tmp_path / "in.vcf", sorted(rows + [(200_000, "A" if chr20["text"][199_999] != "A" else "C", "G")]))
+def test_scores_as_a_tabix_indexed_vcf_read_back_by_pysam(tmp_path, pretrained, chr20_indexed):
+    rows = _variants(chr20_indexed["text"], np.random.default_rng(2), 5)
+    vcf = _vcf(tmp_path / "in.vcf", sorted(rows + [(200_000, "A" if chr20_indexed["text"][199_999] != "A" else "C", "G")]))
     gz = tmp_path / "in.vcf.gz"
     with open(vcf, "rb") as src, gzip.open(gz, "wb") as dst:
         shutil.copyfileobj(src, dst)
-    _cli("score-variants", "--model", pretrained, "--vcf", gz, "--fasta", chr20["indexed"], "--out",
+    _cli("score-variants", "--model", pretrained, "--vcf", gz, "--fasta", chr20_indexed["indexed"], "--out",
          tmp_path / "s.tsv", "--context", CONTEXT, "--boundary-shift")
-    r = _cli("score-variants", "--model", pretrained, "--vcf", gz, "--fasta", chr20["indexed"], "--out",
+    r = _cli("score-variants", "--model", pretrained, "--vcf", gz, "--fasta", chr20_indexed["indexed"], "--out",
              tmp_path / "s.vcf.gz", "--context", CONTEXT, "--boundary-shift")
     assert f"(index {tmp_path / 's.vcf.gz'}.tbi)" in r.stderr
     table = list(csv.DictReader(open(tmp_path / "s.tsv"), delimiter="\t"))
@@ -151,21 +136,21 @@ def test_scores_as_a_tabix_indexed_vcf_read_back_by_pysam(tmp_path, pretrained, 
     region = list(out.fetch("chr20", 100_000, 200_000))  # through the .tbi
     assert [x.pos for x in region] == [x.pos for x in records if 100_000 < x.pos <= 200_000]
     unsorted = _vcf(tmp_path / "unsorted.vcf", rows[::-1])
-    r = _cli("score-variants", "--model", pretrained, "--vcf", unsorted, "--fasta", chr20["indexed"], "--out",
+    r = _cli("score-variants", "--model", pretrained, "--vcf", unsorted, "--fasta", chr20_indexed["indexed"], "--out",
              tmp_path / "u.vcf.gz", ok=False)
     assert "unsorted.vcf:5: position" in r.stderr and "bcftools sort" in r.stderr
     assert not list(tmp_path.glob("u.vcf.gz*")) and not list(tmp_path.glob(".u.vcf.gz*"))
 
 
-def test_unmasked_snvs_share_windows_and_read_the_base_unmasked(tmp_path, pretrained, chr20, monkeypatch):
-    text, start = chr20["text"], 150_000
+def test_unmasked_snvs_share_windows_and_read_the_base_unmasked(tmp_path, pretrained, chr20_indexed, monkeypatch):
+    text, start = chr20_indexed["text"], 150_000
     rows = [(p + 1, text[p], b) for p in range(start, start + 40) if text[p] in "ACGT" for b in "ACGT" if b != text[p]]
     rows.append((start + 5000, text[start + 4999], "A" if text[start + 4999] != "A" else "C"))  # a window of its own
     model = DNAChunker.from_pretrained(pretrained).eval()
     calls = []
     forward = model.forward
     monkeypatch.setattr(model, "forward", lambda ids, *a, **k: calls.append(ids.shape) or forward(ids, *a, **k))
-    scored = list(score_variants(model, _vcf(tmp_path / "v.vcf", rows), chr20["indexed"], CONTEXT, unmasked=True))
+    scored = list(score_variants(model, _vcf(tmp_path / "v.vcf", rows), chr20_indexed["indexed"], CONTEXT, unmasked=True))
     assert calls == [(2, CONTEXT)] and all(v.status == "ok" for v in scored)  # 121 SNVs, two windows, one pass
     w0 = start - CONTEXT // 4  # the first SNV sits a quarter of the context from its window's left edge
     ids = torch.tensor([[VOCAB.index(b) for b in text[w0:w0 + CONTEXT]]])
