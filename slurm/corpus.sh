@@ -16,7 +16,7 @@ LOGS=${CORPUS_LOGS:-slurm-logs}
 mkdir -p "$LOGS"
 # shellcheck disable=SC2206
 EXTRA=(${SBATCH_ARGS:-})
-count=$("$PYTHON" -c "import sys; from data_pipeline.corpus import CorpusConfig
+count=$("$PYTHON" -c "import sys; from data_pipeline.corpus_config import CorpusConfig
 print(len(CorpusConfig.load(sys.argv[1], sys.argv[2:]).genomes))" "$CONFIG" "$@")
 args=""
 [ $# -gt 0 ] && args=$(printf ' %q' "$@")
