@@ -34,7 +34,8 @@ def main(argv=None, prog: str | None = None):
     ap.add_argument("--window", type=int, default=8192, help="window length of the shards (bp)")
     ap.add_argument("--reads", type=int, default=3000, help="random sample reads timed")
     a = ap.parse_args(argv)
-    from data_pipeline.config import PipelineConfig, file_sha256
+    from data_pipeline.config import PipelineConfig
+    from dnachunker.fileio import file_sha256
     from data_pipeline.genome import build_genome
     from data_pipeline.reader import ShardSplit
     from data_pipeline.shards import build_shards

@@ -16,10 +16,10 @@ from tqdm import tqdm
 from zarr.codecs import BloscCodec
 
 from dnachunker.fasta import read_fasta
-from dnachunker.fileio import atomic_directory
+from dnachunker.fileio import atomic_directory, file_sha256
 
 from .annotations import check_against, read_repeats
-from .config import PipelineConfig, file_sha256
+from .config import PipelineConfig
 from .errors import DataError
 
 FORMAT = "dnachunker-genome/1"

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dnachunker.fileio import file_sha256
 from dnachunker.tokenizer import A, N
 
-from .config import file_sha256
 from .errors import DataError
 from .shards import load_manifest
 

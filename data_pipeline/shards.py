@@ -32,9 +32,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from dnachunker.fileio import atomic_file, write_text
+from dnachunker.fileio import atomic_file, file_sha256, write_text
 
-from .config import PipelineConfig, digest, file_sha256
+from .config import PipelineConfig, digest
 from .errors import DataError
 from .genome import GenomeStore
 

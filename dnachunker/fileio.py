@@ -4,6 +4,7 @@ tables every command prints and saves."""
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 import shutil
 import tempfile
@@ -120,6 +121,15 @@ def output_dir(path: str | Path) -> Path:
     if not os.access(path, os.W_OK | os.X_OK):
         raise InputError(f"{path}: not writable, for the output folder")
     return path
+
+
+def file_sha256(path: str | Path, block: int = 1 << 24) -> str:
+    """The SHA-256 of a file's bytes, read in blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(block):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def write_text(path: str | Path, text: str) -> None:

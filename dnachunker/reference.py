@@ -25,14 +25,18 @@ class Reference:
     path: Path
     lengths: dict[str, int]  # sequence name -> length, in the file's order
 
-    def text(self, chrom: str, start: int, end: int) -> str:
-        """chrom[start:end] as text, 0-based half-open, clipped to the sequence; soft-masked
-        (repeat) bases in lowercase, ambiguity codes as N."""
+    def slice(self, chrom: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """chrom[start:end], 0-based half-open, clipped to the sequence: (token ids uint8,
+        soft-masked bool)."""
         raise NotImplementedError
 
+    def text(self, chrom: str, start: int, end: int) -> str:
+        """As text: soft-masked (repeat) bases in lowercase, ambiguity codes as N."""
+        return decode(*self.slice(chrom, start, end))
+
     def fetch(self, chrom: str, start: int, end: int) -> np.ndarray:
-        """Token ids (uint8) of chrom[start:end]."""
-        return ENCODE_TABLE[np.frombuffer(self.text(chrom, start, end).encode("ascii"), dtype=np.uint8)]
+        """Token ids (uint8)."""
+        return self.slice(chrom, start, end)[0]
 
     def close(self) -> None:
         pass
@@ -48,13 +52,14 @@ class IndexedReference(Reference):
             raise InputError(f"{path}: its index cannot be read ({e}); " + INDEX_HINT.format(path)) from None
         self.lengths = dict(zip(self.fa.references, self.fa.lengths))
 
-    def text(self, chrom: str, start: int, end: int) -> str:
-        text = self.fa.fetch(chrom, max(0, start), min(end, self.lengths[chrom]))
-        codes = ENCODE_TABLE[np.frombuffer(text.encode("ascii", "replace"), dtype=np.uint8)]
+    def slice(self, chrom: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+        raw = np.frombuffer(self.fa.fetch(chrom, max(0, start), min(end, self.lengths[chrom])).encode("ascii", "replace"),
+                            dtype=np.uint8)
+        codes = ENCODE_TABLE[raw]
         if (bad := np.flatnonzero(codes == 255)).size:
-            raise InputError(f"{self.path}: {chrom}:{start + int(bad[0]) + 1}: {text[bad[0]]!r} is not a base "
-                             "(IUPAC code)")
-        return decode(codes, np.frombuffer(text.encode("ascii"), dtype=np.uint8) >= ord("a"))
+            raise InputError(f"{self.path}: {chrom}:{max(0, start) + int(bad[0]) + 1}: {chr(raw[bad[0]])!r} is not a "
+                             "base (IUPAC code)")
+        return codes, raw >= ord("a")
 
     def close(self) -> None:
         self.fa.close()
@@ -69,13 +74,7 @@ class StreamedReference(Reference):
         print(f"note: {path} has no index: reading it one sequence at a time in its own order; to read it in any "
               f"order, " + INDEX_HINT.format(path), file=sys.stderr)
 
-    def text(self, chrom: str, start: int, end: int) -> str:
-        return decode(*self._slice(chrom, start, end))
-
-    def fetch(self, chrom: str, start: int, end: int) -> np.ndarray:
-        return self._slice(chrom, start, end)[0]
-
-    def _slice(self, chrom: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
+    def slice(self, chrom: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         if chrom != self.name:
             self._advance(chrom)
         return self.codes[max(0, start):end], self.soft[max(0, start):end]

@@ -37,7 +37,8 @@ def add_arguments(s) -> None:
 
 
 def cmd_score_variants(a) -> int:
-    from dnachunker.parts import Parts, export_id, file_sha256, part_range
+    from dnachunker.fileio import file_sha256
+    from dnachunker.parts import Parts, export_id, part_range
     from dnachunker.reference import open_reference
     from dnachunker.variant_io import check_sorted, is_vcf, open_writer
     from dnachunker.variants import count_records

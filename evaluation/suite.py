@@ -25,10 +25,10 @@ import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from data_pipeline.config import digest, file_sha256
+from data_pipeline.config import digest
 from dnachunker.config import DNAChunkerConfig
 from dnachunker.configlib import ConfigError, invalid, load_structured, out_of_range
-from dnachunker.fileio import markdown_table, write_csv, write_text
+from dnachunker.fileio import file_sha256, markdown_table, write_csv, write_text
 
 from .finetune import CUTS, FinetuneConfig, evaluate
 PREDICTIONS = ".preds.npz"  # beside <column>.json

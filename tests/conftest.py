@@ -118,7 +118,7 @@ def format1_copy(root: Path, dest: Path, repeat_weight: float = 0.1) -> Path:
 
     import numpy as np
 
-    from data_pipeline.config import file_sha256
+    from dnachunker.fileio import file_sha256
     from data_pipeline.reader import ShardSplit
     shutil.copytree(root, dest, ignore=shutil.ignore_patterns("*.tar"))
     manifest = json.loads((root / "manifest.json").read_text())

@@ -172,7 +172,7 @@ def _poison(shards: Path, dest: Path, indices) -> Path:
     """A copy of the shard set whose samples `indices` have NaN loss weights (format 1 shards,
     which store a float16 weight per base, still read), written as a producer would: the manifest
     records the poisoned shards' SHA-256, so only the loss sees the NaN."""
-    from data_pipeline.config import file_sha256
+    from dnachunker.fileio import file_sha256
     format1_copy(shards, dest)
     manifest = json.loads((dest / "manifest.json").read_text())
     recs = manifest["splits"]["train"]["shards"]

@@ -29,7 +29,6 @@ it is no defence against forgery, which the safe load is). What this module writ
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import random
@@ -44,7 +43,7 @@ import torch
 import torch.distributed as dist
 
 from dnachunker.errors import describe
-from dnachunker.fileio import atomic_directory, write_text
+from dnachunker.fileio import atomic_directory, file_sha256, write_text
 
 from . import distributed, safe_load
 
@@ -182,18 +181,10 @@ def _rng_state() -> dict:
     return state
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 24):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _hashes(path: Path, files) -> dict[str, str]:
     """Collective: SHA-256 of `files` under path, each rank hashing its share."""
     rank, world = dist.get_rank(), dist.get_world_size()
-    mine = {f: _sha256(path / f) for f in sorted(files)[rank::world]}
+    mine = {f: file_sha256(path / f) for f in sorted(files)[rank::world]}
     return {f: h for part in distributed.gather(mine) for f, h in part.items()}
 
 
