@@ -1,4 +1,4 @@
-"""Inference on sequences of any length: overlapping windows, run in length-sorted batches and
+"""Inference on sequences of any length: overlapping windows, run in batches in input order and
 stitched, for per-base states (embeddings) and the learned segmentation.
 
 A sequence no longer than `window` is one forward pass. A longer one is cut into windows of
@@ -9,9 +9,11 @@ the missing context would show. `window=0` runs every sequence in one pass (memo
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from itertools import islice
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -22,6 +24,12 @@ from .tokenizer import batch_encode
 from .tracks import window_tracks
 
 TRIM_EVERY = 16  # batches between handing freed memory back (cpu.release_freed_memory)
+
+
+class SequenceLike(Protocol):
+    """A str, or anything with a length whose slices are text (reference.Region)."""
+    def __len__(self) -> int: ...
+    def __getitem__(self, s: slice) -> str: ...
 
 
 def tiles(length: int, window: int, overlap: int) -> list[tuple[int, int, int, int]]:
@@ -64,22 +72,43 @@ class Piece:
     tracks: dict[str, np.ndarray] | None = None  # with stream(tracks=True): dnachunker.tracks, (hi - lo,) each
 
 
+def tile_count(length: int, window: int, overlap: int) -> int:
+    """len(tiles(length, window, overlap)), without making them."""
+    if window <= 0 or length <= window:
+        return 1
+    return len(range(0, length - window, window - overlap)) + 1
+
+
 @torch.no_grad()
-def stream(model, seqs: list[str], window: int | None = None, overlap: int | None = None, batch_size: int = 8,
-           device: str | torch.device | None = None, progress: bool = True, desc: str = "windows",
-           tracks: bool = False) -> Iterator[Piece]:
+def stream(model, seqs: Sequence[SequenceLike], window: int | None = None, overlap: int | None = None,
+           batch_size: int = 8, device: str | torch.device | None = None, progress: bool = True,
+           desc: str = "windows", tracks: bool = False, select: range | None = None) -> Iterator[Piece]:
     """Every sequence through `model` in windows (default: the model's max_len, overlapping by half),
     yielded in input order, left to right within a sequence: memory is one batch's, however long
-    the sequences (a consumer that keeps only sums or writes pieces out stays bounded). With
-    `tracks`, each piece also carries the per-base tracks of dnachunker.tracks."""
+    the sequences (a consumer that keeps only sums or writes pieces out stays bounded; a sequence
+    may be a reference.Region, read window by window). `select`: only these windows, numbered
+    across all sequences in order (a part of a job: dnachunker.parts). With `tracks`, each piece
+    also carries the per-base tracks of dnachunker.tracks."""
     window = model.cfg.max_len if window is None else window
     overlap = window // 2 if overlap is None else overlap
     device = device or next(model.parameters()).device
-    jobs = [(i, t) for i, s in enumerate(seqs) for t in tiles(len(s), window, overlap)]
-    with evaluating(model), tqdm(total=len(jobs), desc=desc, unit="window", disable=not progress,
+    total = sum(tile_count(len(s), window, overlap) for s in seqs)
+    select = range(total) if select is None else select
+
+    def jobs() -> Iterator[tuple[int, tuple[int, int, int, int]]]:
+        first = 0
+        for i, seq in enumerate(seqs):
+            count = tile_count(len(seq), window, overlap)
+            if first < select.stop and first + count > select.start:
+                for j, t in enumerate(tiles(len(seq), window, overlap)):
+                    if first + j in select:
+                        yield i, t
+            first += count
+
+    with evaluating(model), tqdm(total=len(select), desc=desc, unit="window", disable=not progress,
                                  dynamic_ncols=True) as bar:
-        for k in range(0, len(jobs), batch_size):
-            batch = jobs[k:k + batch_size]
+        todo = jobs()
+        for n, batch in enumerate(iter(lambda: list(islice(todo, batch_size)), [])):
             enc = batch_encode([seqs[i][s:e] for i, (s, e, _, _) in batch])
             out = model(enc.input_ids.to(device), enc.valid.to(device))
             hidden = out.hidden.float().cpu().numpy()
@@ -92,7 +121,7 @@ def stream(model, seqs: list[str], window: int | None = None, overlap: int | Non
                             if tracks else None)
                 yield Piece(i, lo, hidden[j, lo - s:hi - s], kept, per_base)
             bar.update(len(batch))
-            if (k // batch_size) % TRIM_EVERY == TRIM_EVERY - 1:
+            if n % TRIM_EVERY == TRIM_EVERY - 1:
                 release_freed_memory()
 
 
@@ -110,38 +139,65 @@ def run(model, seqs: list[str], window: int | None = None, overlap: int | None =
     return results
 
 
-class ChunkMeans:
-    """The mean state of each chunk of one sequence, from its pieces in order (a chunk may span
-    pieces): what chunk_means gives on the stitched sequence, with memory for one chunk only."""
+@dataclass
+class Span:
+    """A stretch [lo, lo + n) of one sequence, summed by chunk: what a part keeps of its windows
+    (dnachunker.embed_io). `head` is the bases before the first chunk start in it (the end of a
+    chunk begun earlier), then one sum per chunk begun in it, over the bases in it."""
+    seq: int
+    lo: int
+    n: int
+    starts: np.ndarray      # (k,) int64 chunk starts in [lo, lo + n), bp
+    head_sum: np.ndarray    # (d,) float64
+    head_n: int
+    sums: np.ndarray        # (k, d) float64
+    counts: np.ndarray      # (k,) int64
+
+    @classmethod
+    def of(cls, piece: Piece, stage: int | None) -> Span:
+        """A piece's span, chunked by `stage`'s starts (None: no chunks, all of it is the head)."""
+        h, starts = piece.hidden, (piece.chunk_starts[stage] if stage is not None else np.zeros(0, np.int64))
+        cuts = np.asarray(starts, dtype=np.int64) - piece.lo
+        bounds = np.concatenate([[0], cuts, [len(h)]])
+        sums = np.add.reduceat(h.astype(np.float64), bounds[:-1], axis=0)
+        sums[np.diff(bounds) == 0] = 0  # reduceat gives h[i] for an empty [i, i)
+        counts = np.diff(bounds)
+        return cls(piece.seq, piece.lo, len(h), np.asarray(starts, dtype=np.int64), sums[0], int(counts[0]),
+                   sums[1:], counts[1:])
+
+    @property
+    def total(self) -> tuple[np.ndarray, int]:
+        """The sum of its states and their number."""
+        return self.head_sum + self.sums.sum(0), self.head_n + int(self.counts.sum())
+
+
+class ChunkSums:
+    """The chunks of one sequence from its spans in order (a chunk may run across spans and parts):
+    with memory for the open chunk only."""
 
     def __init__(self):
-        self.sum, self.n = None, 0  # the chunk still open
+        self.sum, self.n = None, 0  # the chunk still open (before any start: the bases before the first)
 
-    def add(self, hidden: np.ndarray, lo: int, starts: np.ndarray) -> np.ndarray:
-        """A piece's states (n, d) at [lo, lo + n) and the chunk starts in it -> (k, d) means of the
-        chunks it completes."""
-        cuts = [int(c) for c in np.asarray(starts) - lo]
+    def add(self, span: Span) -> list[tuple[np.ndarray, int]]:
+        """-> (sum, count) of the chunks the span closes, in order."""
+        if span.head_n:
+            self.sum = span.head_sum.copy() if self.n == 0 else self.sum + span.head_sum
+            self.n += span.head_n
         done = []
-        if not cuts or cuts[0] != 0:  # the piece begins inside the open chunk (or the first, at 0)
-            self._extend(hidden[:cuts[0] if cuts else len(hidden)])
-        for a, b in zip(cuts, cuts[1:] + [len(hidden)]):
+        for total, n in zip(span.sums, span.counts):
             if self.n:
-                done.append(self.sum / self.n)
-            self.sum, self.n = hidden[a:b].sum(0, dtype=np.float64), b - a
-        return np.array(done, dtype=np.float32).reshape(len(done), hidden.shape[1])
+                done.append((self.sum, self.n))
+            self.sum, self.n = total.copy(), int(n)
+        return done
 
-    def _extend(self, part: np.ndarray) -> None:
-        total = part.sum(0, dtype=np.float64)
-        self.sum = total if self.n == 0 else self.sum + total
-        self.n += len(part)
-
-    def close(self) -> np.ndarray:
-        """(1, d) the last chunk's mean (the sequence has ended)."""
-        return (self.sum / self.n).astype(np.float32)[None]
+    def close(self) -> list[tuple[np.ndarray, int]]:
+        """The open chunk, the sequence or part having ended ([] if nothing is open)."""
+        return [(self.sum, self.n)] if self.n else []
 
 
 def chunk_means(hidden: np.ndarray, starts: np.ndarray) -> np.ndarray:
-    """(L, d) per-base states, chunk starts (m,) -> (m, d) mean state of each chunk."""
+    """(L, d) per-base states, chunk starts (m,) -> (m, d) mean state of each chunk (the reference
+    for ChunkSums over pieces)."""
     sums = np.add.reduceat(hidden, starts, axis=0)
     lengths = np.diff(np.append(starts, len(hidden)))[:, None]
     return sums / lengths

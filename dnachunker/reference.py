@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import InputError
 from .fasta import read_fasta
-from .tokenizer import ENCODE_TABLE, decode
+from .tokenizer import ENCODE_TABLE, decode, reverse_complement
 
 INDEX_HINT = "index it: samtools faidx {0} (a .gz must be bgzip-compressed: zcat {0} | bgzip > x.fa.gz)"
 
@@ -104,3 +105,23 @@ def open_reference(fasta: str | Path) -> Reference:
     if fai.is_file() and (gzi.is_file() or not gz):
         return IndexedReference(path)
     return StreamedReference(path)
+
+
+@dataclass(frozen=True)
+class Region:
+    """chrom[start:end) of a reference on `strand`, read only where sliced: a sequence for
+    inference.stream that is never held whole (len() and [a:b] -> text, as a str)."""
+    reference: Reference
+    chrom: str
+    start: int
+    end: int
+    strand: str = "+"
+
+    def __len__(self) -> int:
+        return self.end - self.start
+
+    def __getitem__(self, s: slice) -> str:
+        a, b, _ = s.indices(len(self))
+        if self.strand == "-":
+            return reverse_complement(self.reference.text(self.chrom, self.end - b, self.end - a))
+        return self.reference.text(self.chrom, self.start + a, self.start + b)

@@ -55,7 +55,12 @@ def decode_interval(codes, repeat, start: int, end: int, strand: str = "+") -> s
     """Bases [start, end) of a sequence (token ids + repeat flags) as text, soft-masking kept;
     reverse-complemented when strand is '-'."""
     seq = decode(codes[start:end], repeat[start:end])
-    return seq.translate(_COMPLEMENT)[::-1] if strand == "-" else seq
+    return reverse_complement(seq) if strand == "-" else seq
+
+
+def reverse_complement(seq: str) -> str:
+    """The other strand's text, read 5' to 3' (case and N kept)."""
+    return seq.translate(_COMPLEMENT)[::-1]
 
 
 @dataclass

@@ -9,8 +9,8 @@
     dnachunker embed ...           embeddings of sequences                    (dnachunker_cli.use)
     dnachunker score-variants ...  zero-shot variant scores (SNVs, indels)   (dnachunker_cli.use)
     dnachunker tracks ...          bigWig / BED / picture of regions          (dnachunker_cli.tracks)
-    dnachunker bench NAME ...      data | gpu_step | integrity | memory | model | nccl | paper_cost | paper_step | scans |
-                                   suite_cost | threads | variant_modes | versus (python -m bench.NAME)
+    dnachunker bench NAME ...      data | embed_memory | gpu_step | integrity | memory | model | nccl | paper_cost |
+                                   paper_step | scans | suite_cost | threads | variant_modes | versus (python -m bench.NAME)
 
 `dnachunker COMMAND --help` shows every flag with its default. The `python -m` forms stay.
 It sits above every package (it imports them all, lazily, for the command asked).

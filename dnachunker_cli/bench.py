@@ -5,8 +5,8 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ("data", "gpu_step", "integrity", "memory", "model", "nccl", "paper_cost", "paper_step", "scans", "suite_cost",
-           "threads", "variant_modes", "versus")
+BENCHES = ("data", "embed_memory", "gpu_step", "integrity", "memory", "model", "nccl", "paper_cost", "paper_step",
+           "scans", "suite_cost", "threads", "variant_modes", "versus")
 
 
 def main(argv: list[str], prog: str = "dnachunker bench") -> int:

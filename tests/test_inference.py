@@ -106,17 +106,40 @@ def test_tiles_cover_once_and_keep_the_middle_of_each_overlap():
                 assert (lo - start >= overlap // 2 or start == 0) and (end - hi >= overlap // 2 or end == length)
 
 
-@given(st.lists(st.integers(1, 99), unique=True, max_size=20), st.lists(st.integers(1, 99), unique=True, max_size=8))
-@settings(max_examples=60, deadline=None)
-def test_chunk_means_from_pieces_equal_chunk_means_of_the_whole(starts, cuts):
-    """Chunks cut anywhere by piece seams (a piece may begin inside a chunk, or exactly at one)."""
-    from dnachunker.inference import ChunkMeans, chunk_means
+@given(st.lists(st.integers(1, 99), unique=True, max_size=20), st.lists(st.integers(1, 99), unique=True, max_size=8),
+       st.integers(0, 9), st.sampled_from([None, 0]))
+@settings(max_examples=80, deadline=None)
+def test_chunk_means_from_spans_and_parts_equal_chunk_means_of_the_whole(starts, cuts, split, stage):
+    """Chunks cut anywhere by piece seams (a piece may begin inside a chunk, or exactly at one), the
+    pieces written as two parts at any seam and merged: the chunk means and the mean of the whole."""
+    import zarr
+
+    from dnachunker.embed_io import Embeddings, PartWriter, merge
+    from dnachunker.inference import Piece, Span, chunk_means
     h = np.random.default_rng(len(starts)).normal(size=(100, 3)).astype(np.float32)
     starts = np.array([0, *sorted(starts)])
     edges = [0, *sorted(cuts), 100]
-    means = ChunkMeans()
-    got = [means.add(h[a:b], a, starts[(starts >= a) & (starts < b)]) for a, b in zip(edges, edges[1:])]
-    np.testing.assert_allclose(np.concatenate([*got, means.close()]), chunk_means(h, starts), rtol=1e-5, atol=1e-6)
+    spans = [Span.of(Piece(0, a, h[a:b], [starts[(starts >= a) & (starts < b)]]), stage)
+             for a, b in zip(edges, edges[1:])]
+    one = Embeddings(zarr.open_group(zarr.storage.MemoryStore(), mode="w"), [100], 3, False, stage)
+    for span in spans:
+        one.add(span)
+    merged = Embeddings(zarr.open_group(zarr.storage.MemoryStore(), mode="w"), [100], 3, False, stage)
+    split = min(split, len(spans) - 1)
+    groups = [g for g in (spans[:split], spans[split:]) if g]
+    stores = []
+    for group in groups:
+        writer = PartWriter(zarr.open_group(zarr.storage.MemoryStore(), mode="w"), 3, False, stage)
+        for span in group:
+            writer.add(span, h[span.lo:span.lo + span.n])
+        writer.close()
+        stores.append(writer.root)
+    merge(merged, stores)
+    for out in (one, merged):
+        np.testing.assert_allclose(out.close()[:], h.mean(0, keepdims=True), rtol=1e-5, atol=1e-6)
+        if stage is not None:
+            np.testing.assert_allclose(out.root["per_chunk/0"][:], chunk_means(h, starts), rtol=1e-5, atol=1e-6)
+            np.testing.assert_array_equal(out.root["chunk_starts/0"][:], starts)
 
 
 def test_embed_streams_a_long_sequence_into_zarr_as_run_stitches_it(tmp_path, pretrained, chr20_windows):

@@ -1,7 +1,8 @@
-"""score-variants in parts: in one process and as a Slurm array on the two-node local cluster with an
-element requeued mid-way; the merge equals a single run (scores to 1e-5: the parts batch the
-variants differently, and CPU matrix products round differently with the batch's size); another
-job's parts and missing parts are refused, and nothing half-merged appears."""
+"""Inference in parts. score-variants: in one process and as a Slurm array on the two-node local
+cluster with an element requeued mid-way; the merge equals a single run (scores to 1e-5: the parts
+batch the variants differently, and CPU matrix products round differently with the batch's size);
+another job's parts and missing parts are refused, and nothing half-merged appears. tracks and
+embed: the merge equals one run (embed's chunk means to float64 summation order)."""
 import os
 import subprocess
 import time
@@ -87,3 +88,33 @@ def test_tracks_in_parts_merge_to_the_same_files_as_one_run(tmp_path, pretrained
     for name in ("p_0", "p_1", "entropy", "logp_ref"):
         a, b = (pyBigWig.open(str(tmp_path / d / f"{name}.bw")) for d in ("one", "three"))
         assert a.intervals("chr20") == b.intervals("chr20")
+
+
+def test_embed_in_parts_cut_inside_sequences_and_chunks_merges_to_one_run(tmp_path, pretrained, chr20_indexed):
+    """Two regions (one on the minus strand) in 11 windows, split into 4 parts that begin inside
+    sequences and inside chunks; one window per batch, so both runs compute the same numbers."""
+    import zarr
+    (tmp_path / "r.bed").write_text("chr20\t100000\t103000\ta\t0\t-\nchr20\t200000\t200900\tb\n")
+    args = ["embed", "--model", pretrained, "--fasta", chr20_indexed["indexed"], "--bed", tmp_path / "r.bed",
+            "--window", 512, "--overlap", 128, "--batch-size", 1]
+    _cli(*args, "--out", tmp_path / "one.zarr", "--per-base", "--chunks", 0)
+    r = _cli(*args, "--out", tmp_path / "four.zarr", "--per-base", "--chunks", 0, "--parts", 4)
+    assert "part 3 of 4: 3 windows" in r.stderr
+    one, four = (zarr.open_group(str(tmp_path / f"{n}.zarr"), mode="r") for n in ("one", "four"))
+    assert dict(one.attrs) == dict(four.attrs) and one.attrs["names"] == ["a", "b"]
+    for i in (0, 1):
+        np.testing.assert_array_equal(one[f"per_base/{i}"][:], four[f"per_base/{i}"][:])
+        np.testing.assert_array_equal(one[f"chunk_starts/{i}"][:], four[f"chunk_starts/{i}"][:])
+        np.testing.assert_allclose(one[f"per_chunk/{i}"][:], four[f"per_chunk/{i}"][:], rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(one["mean"][:], four["mean"][:], rtol=1e-6, atol=1e-7)
+    # means only, into one .npz; another job's parts refused; a merge with parts missing writes nothing
+    _cli(*args, "--out", tmp_path / "one.npz")
+    _cli(*args, "--out", tmp_path / "two.npz", "--parts", 2)
+    with np.load(tmp_path / "one.npz") as a, np.load(tmp_path / "two.npz") as b:
+        np.testing.assert_allclose(a["embeddings"], b["embeddings"], rtol=1e-6, atol=1e-7)
+        assert a["names"].tolist() == b["names"].tolist() == ["a", "b"]
+    r = _cli(*args, "--out", tmp_path / "four.zarr", "--per-base", "--chunks", 1, "--parts", 4, ok=False)
+    assert "four.zarr.parts: holds parts of another job (part_00000_of_00004.json differs in chunks)" in r.stderr
+    _cli(*args, "--out", tmp_path / "x.zarr", "--parts", 3, "--part", 2)
+    r = _cli(*args, "--out", tmp_path / "x.zarr", "--parts", 3, "--merge", ok=False)
+    assert "2 of 3 parts not done (0, 1)" in r.stderr and not (tmp_path / "x.zarr").exists()
