@@ -127,3 +127,67 @@ def test_mamba_direction_recompute_in_backward_gives_bit_identical_gradients():
         (y1, gx1, gp1), (y2, gx2, gp2) = results
         assert torch.equal(y1, y2) and torch.equal(gx1, gx2)
         assert all(torch.equal(u, v) for u, v in zip(gp1, gp2))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("gated", [False, True])
+def test_rms_norm_matches_reference_and_keeps_no_float32_copies(dtype, gated):
+    """Values and gradients (input, gate, weight) as the autograd reference's; what it keeps for
+    backward is its inputs and the (..., 1) reciprocal RMS, in place of the reference's float32
+    copies: measured with saved-tensor hooks."""
+    from dnachunker.ops.rmsnorm import rms_norm, rms_norm_ref
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 37, 64, generator=g).to(dtype)
+    z = torch.randn(2, 37, 64, generator=g).to(dtype) if gated else None
+    w = (1 + 0.1 * torch.randn(64, generator=g)).requires_grad_(True)
+    kept = {}
+    for name, fn in (("fast", rms_norm), ("ref", rms_norm_ref)):
+        w.grad = None
+        inputs = [x, z] if gated else [x]
+        saved = []
+
+        def pack(t, saved=saved):
+            saved.append(t.numel() * t.element_size())
+            return t
+
+        def norm(*t, f=fn):
+            with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+                return f(t[0], w, t[1] if gated else None)
+        y, grads = _grads(norm, *inputs)
+        kept[name] = (y, grads, w.grad.clone(), sum(saved))
+    (y1, g1, w1, fast), (y2, g2, w2, ref) = kept["fast"], kept["ref"]
+    assert y1.dtype == dtype
+    torch.testing.assert_close(y1, y2, **TOLERANCE[dtype])
+    for u, v in zip(g1, g2):
+        torch.testing.assert_close(u, v, **GRAD_TOLERANCE[dtype])
+    torch.testing.assert_close(w1, w2, **GRAD_TOLERANCE[dtype])
+    elements = x.numel()
+    assert fast == elements * x.element_size() * (2 if gated else 1) + 64 * 4 + 2 * 37 * 4
+    assert ref >= fast + elements * 4  # at least one float32 copy more
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_cosine_matches_reference_with_zero_vectors_and_keeps_its_inputs(dtype):
+    """Values and gradients as F.cosine_similarity's on float32 copies, zero vectors included; what
+    it keeps for backward is q and k as they are and three (...,) float32 vectors."""
+    from dnachunker.ops.cosine import cosine, cosine_ref
+    g = torch.Generator().manual_seed(4)
+    q, k = (torch.randn(3, 41, 32, generator=g).to(dtype) for _ in range(2))
+    q[0, 5] = 0
+    k[1, 7] = 0
+    out = {}
+    for name, fn in (("fast", cosine), ("ref", cosine_ref)):
+        saved = []
+
+        def run(a, b, f=fn, saved=saved):
+            with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel() * t.element_size()) or t,
+                                                          lambda t: t):
+                return f(a, b)
+        out[name] = (*_grads(run, q, k), sum(saved))
+    (y1, g1, fast), (y2, g2, ref) = out["fast"], out["ref"]
+    assert y1.dtype == torch.float32
+    torch.testing.assert_close(y1, y2, rtol=1e-5, atol=1e-6)
+    for u, v in zip(g1, g2):
+        torch.testing.assert_close(u, v, **GRAD_TOLERANCE[dtype])
+    assert fast == 2 * q.numel() * q.element_size() + 3 * 3 * 41 * 4
+    assert ref >= fast + q.numel() * 4

@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from ..ops.rmsnorm import rms_norm
 
 
 class RMSNorm(nn.Module):
@@ -13,8 +14,4 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor, gate: torch.Tensor | None = None) -> torch.Tensor:
         """x: (..., d). With `gate` (Mamba-2's gated norm): normalise x * silu(gate)."""
-        xf = x.float()
-        if gate is not None:
-            xf = xf * F.silu(gate.float())
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return (xf * self.weight.float()).to(x.dtype)
+        return rms_norm(x, self.weight, gate, self.eps)

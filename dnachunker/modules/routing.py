@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
+
+from ..ops.cosine import cosine
 
 
 class Router(nn.Module):
@@ -24,7 +25,7 @@ class Router(nn.Module):
 
         The first position is always a boundary (p = 1); padding has p = 0 and no boundary.
         """
-        cos = F.cosine_similarity(self.q(x[:, 1:]).float(), self.k(x[:, :-1]).float(), dim=-1)
+        cos = cosine(self.q(x[:, 1:]), self.k(x[:, :-1]))  # float32, keeping q and k as they are
         p = torch.cat([cos.new_ones(x.size(0), 1), ((1 - cos) / 2).clamp(0.0, 1.0)], dim=1)
         p = p * valid
         return p, (p >= 0.5) & valid

@@ -1,0 +1,63 @@
+"""RMSNorm, optionally gated (Mamba-2's norm of y * silu(z)), computed in float32 and returned in
+the input's dtype: `rms_norm` keeps only its inputs and the (..., 1) reciprocal RMS for backward
+and recomputes the rest there; `rms_norm_ref` is the same formula in autograd ops, which keep a
+float32 copy of the normalised input (and of the gate's products) per call. At the base-pair
+level of an 8 kbp sample that copy is 8-16 MB per norm (bench.paper_cost --parts memory).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def rms_norm_ref(x: torch.Tensor, weight: torch.Tensor, gate: torch.Tensor | None = None,
+                 eps: float = 1e-5) -> torch.Tensor:
+    """x: (..., d), weight: (d,), gate: like x or None -> like x, in x's dtype."""
+    xf = x.float()
+    if gate is not None:
+        xf = xf * F.silu(gate.float())
+    xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+    return (xf * weight.float()).to(x.dtype)
+
+
+class _RMSNorm(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, gate, eps):
+        xf = x.float()
+        if gate is not None:
+            xf = xf * F.silu(gate.float())
+        rstd = torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + eps)
+        ctx.save_for_backward(x, weight, gate, rstd)
+        return (xf * rstd * weight.float()).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, gate, rstd = ctx.saved_tensors
+        xf = x.float()
+        if gate is not None:
+            gf = gate.float()
+            sig = torch.sigmoid(gf)
+            silu = gf * sig
+            xf = xf * silu
+        xn = xf * rstd
+        g = grad.float()
+        grad_weight = (g * xn).reshape(-1, xn.size(-1)).sum(0) if ctx.needs_input_grad[1] else None
+        gn = g * weight.float()
+        grad_xf = rstd * (gn - xn * (gn * xn).mean(-1, keepdim=True))
+        grad_x = grad_gate = None
+        if gate is None:
+            grad_x = grad_xf
+        else:
+            grad_x = grad_xf * silu
+            if ctx.needs_input_grad[2]:
+                grad_gate = (grad_xf * x.float() * sig * (1 + gf * (1 - sig))).to(gate.dtype)
+        return (grad_x.to(x.dtype) if ctx.needs_input_grad[0] else None,
+                grad_weight.to(weight.dtype) if grad_weight is not None else None, grad_gate, None)
+
+
+def rms_norm(x: torch.Tensor, weight: torch.Tensor, gate: torch.Tensor | None = None,
+             eps: float = 1e-5) -> torch.Tensor:
+    """As rms_norm_ref, keeping x, gate and the reciprocal RMS for backward (not float32 copies).
+    Under autocast it runs in the inputs' own dtypes, as the reference does."""
+    with torch.autocast(x.device.type, enabled=False):
+        return _RMSNorm.apply(x, weight, gate, eps)
