@@ -16,12 +16,12 @@ def test_scan_bench_prints_ratio_table(capsys):
 
 
 def test_model_bench_prints_cost_table_and_exponents(capsys):
-    model.main(["--sizes", "tiny", "--lengths", "256", "512", "--models", "dnachunker", "transformer", "bimamba",
+    model.main(["--sizes", "tiny", "--lengths", "128", "256", "--models", "dnachunker", "transformer", "bimamba",
                 "--rounds", "2"])
     out = capsys.readouterr().out
     for name in ("dnachunker", "transformer", "bimamba"):
-        assert f"| tiny | {name} | 256 |" in out
-        assert sum(f"round {k}/2 tiny {name} 512:" in out for k in (1, 2)) == 2  # every point, every round
+        assert f"| tiny | {name} | 128 |" in out
+        assert sum(f"round {k}/2 tiny {name} 256:" in out for k in (1, 2)) == 2  # every point, every round
     assert "time_exponent" in out and "time_vs_dnachunker" in out
     header = next(line for line in out.splitlines() if line.startswith("| size | model | length"))
     spread = header.split("|").index(" spread ")

@@ -117,20 +117,20 @@ def test_scancel_stops_the_job_for_good_after_a_checkpoint(tmp_path, train_shard
 @needs_slurm
 def test_a_requeue_loop_without_progress_is_stopped(tmp_path, train_shards):
     """A job signalled for its time limit before it can do a step, restart after restart (a time
-    limit shorter than the signal's lead): after 3 such stops it refuses to start, and the job ends."""
+    limit shorter than the signal's lead): after 2 such stops it refuses to start, and the job ends."""
     out = tmp_path / "run"
-    proc = sbatch(out, train_shards, "max_steps=500", "max_stops_without_progress=3")
+    proc = sbatch(out, train_shards, "max_steps=500", "max_stops_without_progress=2")
     job_id = proc.stdout.readline().strip()
     log = tmp_path / "run.log"
-    for restart in range(3):
+    for restart in range(2):
         deadline = time.time() + 300  # the ranks have met (their handlers are in place), no step is done yet
         while (log.read_text() if log.is_file() else "").count("rendezvous") <= restart and time.time() < deadline:
             time.sleep(0.1)
         subprocess.run(["scancel", "--batch", "--signal=USR1", job_id], check=True)
     proc.wait(timeout=600)
     text = log.read_text()
-    assert text.count("requeueing job") == 3 and "restart 3:" in text
-    assert "the last 3 runs stopped before completing a step (SIGUSR1 at step 0" in text
+    assert text.count("requeueing job") == 2 and "restart 2:" in text
+    assert "the last 2 runs stopped before completing a step (SIGUSR1 at step 0" in text
     assert "training exited with code 4" in text and _job_state(job_id) == "FAILED"
 
 
