@@ -134,8 +134,8 @@ class Embeddings:
 class PartWriter:
     """One part's spans into a part's zarr group (layout above)."""
 
-    def __init__(self, root, d: int, per_base: bool, stage: int | None):
-        self.root, self.d, self.per_base, self.stage = root, d, per_base, stage
+    def __init__(self, root, d: int, per_base: bool):
+        self.root, self.d, self.per_base = root, d, per_base
         self.spans: list[list[int]] = []
         self.chunks, self.rows = None, {}
 

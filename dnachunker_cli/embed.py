@@ -150,7 +150,7 @@ def _write_part(tmp: Path, a, model, seqs: list, window: int, overlap: int, sele
 
     from dnachunker.embed_io import PartWriter
     from dnachunker.inference import Span, stream
-    writer = PartWriter(zarr.open_group(str(tmp), mode="w"), model.cfg.d_model[0], a.per_base, a.chunks)
+    writer = PartWriter(zarr.open_group(str(tmp), mode="w"), model.cfg.d_model[0], a.per_base)
     for piece in stream(model, seqs, window, overlap, a.batch_size, a.device, select=select):
         writer.add(Span.of(piece, a.chunks), piece.hidden)
     writer.close()

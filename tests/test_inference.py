@@ -129,7 +129,7 @@ def test_chunk_means_from_spans_and_parts_equal_chunk_means_of_the_whole(starts,
     groups = [g for g in (spans[:split], spans[split:]) if g]
     stores = []
     for group in groups:
-        writer = PartWriter(zarr.open_group(zarr.storage.MemoryStore(), mode="w"), 3, False, stage)
+        writer = PartWriter(zarr.open_group(zarr.storage.MemoryStore(), mode="w"), 3, False)
         for span in group:
             writer.add(span, h[span.lo:span.lo + span.n])
         writer.close()
