@@ -19,6 +19,7 @@ from .errors import InputError
 from .fasta import read_fasta
 from .tokenizer import ENCODE_TABLE, decode, reverse_complement
 
+NOTE_BP = 10_000_000  # an unindexed FASTA with a sequence this long gets a note on indexing
 INDEX_HINT = "index it: samtools faidx {0} (a .gz must be bgzip-compressed: zcat {0} | bgzip > x.fa.gz)"
 
 
@@ -72,8 +73,9 @@ class StreamedReference(Reference):
         self.lengths = {name: len(codes) for name, codes, _ in read_fasta(path)}
         self.records: Iterator | None = None
         self.name, self.codes, self.soft = None, None, None
-        print(f"note: {path} has no index: reading it one sequence at a time in its own order; to read it in any "
-              f"order, " + INDEX_HINT.format(path), file=sys.stderr)
+        if max(self.lengths.values(), default=0) >= NOTE_BP:  # a chromosome held whole: say how not to
+            print(f"note: {path} has no index: reading it one sequence at a time in its own order, each held whole; to "
+                  f"read it by region in any order, " + INDEX_HINT.format(path), file=sys.stderr)
 
     def slice(self, chrom: str, start: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         if chrom != self.name:

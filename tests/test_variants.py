@@ -96,7 +96,12 @@ def test_boundary_shifts_on_real_chr20(tmp_path, pretrained, chr20_indexed):
     assert any(v.shift[0] > 0 for v in shifted)  # a trained router reacts to some variants near them
 
 
-def test_indexed_and_streamed_references_read_the_same_and_order_is_checked(tmp_path, chr20_indexed, capsys):
+def test_indexed_and_streamed_references_read_the_same_and_order_is_checked(tmp_path, chr20_indexed, capsys,
+                                                                            monkeypatch):
+    """An unindexed FASTA with a sequence of NOTE_BP or more (chromosome-scale, held whole) gets a note
+    on indexing; one of short sequences does not."""
+    import dnachunker.reference
+    monkeypatch.setattr(dnachunker.reference, "NOTE_BP", 400_000)
     indexed, streamed = open_reference(chr20_indexed["indexed"]), open_reference(chr20_indexed["plain"])
     assert isinstance(indexed, IndexedReference) and isinstance(streamed, StreamedReference)
     assert "samtools faidx" in capsys.readouterr().err
@@ -105,6 +110,7 @@ def test_indexed_and_streamed_references_read_the_same_and_order_is_checked(tmp_
     two = tmp_path / "two.fa"
     two.write_text(">a\nACGTACGT\n>b\nGGGGCCCC\n")
     ref = open_reference(two)
+    assert capsys.readouterr().err == ""
     assert "".join(VOCAB[c] for c in ref.fetch("b", 2, 6)) == "GGCC"
     with pytest.raises(ValueError, match="a is asked for after b, but .*two.fa holds it before and has no index"):
         ref.fetch("a", 0, 2)
