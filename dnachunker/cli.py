@@ -70,3 +70,19 @@ def load_model(a, require_species: bool = True, **kwargs):
 def add_device(p: argparse.ArgumentParser) -> None:
     import torch
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu or cuda")
+
+
+def add_parts(p: argparse.ArgumentParser, what: str) -> None:
+    """--parts N [--part K | --merge] (dnachunker.parts), `what`: how the input is split."""
+    p.add_argument("--parts", type=at_least(1), default=None, help=f"split {what} into this many parts, written to "
+                   "<out>.parts/ and merged into --out: with --part K only part K (a Slurm array element: "
+                   "slurm/parts.sh), with --merge only the merge, with neither every missing part here, then the merge")
+    p.add_argument("--part", type=at_least(0), default=None, help="with --parts: the part to run (0-based)")
+    p.add_argument("--merge", action="store_true", help="with --parts: merge the finished parts into --out")
+
+
+def check_parts(a) -> None:
+    """--part and --merge only with --parts (an InputError, before any work)."""
+    from .errors import InputError
+    if (a.part is not None or a.merge) and not a.parts:
+        raise InputError("--part and --merge go with --parts N")

@@ -156,14 +156,13 @@ class Span:
     @classmethod
     def of(cls, piece: Piece, stage: int | None) -> Span:
         """A piece's span, chunked by `stage`'s starts (None: no chunks, all of it is the head)."""
-        h, starts = piece.hidden, (piece.chunk_starts[stage] if stage is not None else np.zeros(0, np.int64))
-        cuts = np.asarray(starts, dtype=np.int64) - piece.lo
-        bounds = np.concatenate([[0], cuts, [len(h)]])
+        h = piece.hidden
+        starts = np.asarray(piece.chunk_starts[stage] if stage is not None else [], dtype=np.int64)
+        bounds = np.concatenate([[0], starts - piece.lo, [len(h)]])
         sums = np.add.reduceat(h.astype(np.float64), bounds[:-1], axis=0)
         sums[np.diff(bounds) == 0] = 0  # reduceat gives h[i] for an empty [i, i)
         counts = np.diff(bounds)
-        return cls(piece.seq, piece.lo, len(h), np.asarray(starts, dtype=np.int64), sums[0], int(counts[0]),
-                   sums[1:], counts[1:])
+        return cls(piece.seq, piece.lo, len(h), starts, sums[0], int(counts[0]), sums[1:], counts[1:])
 
     @property
     def total(self) -> tuple[np.ndarray, int]:

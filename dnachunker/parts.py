@@ -10,6 +10,8 @@ only when every part is done, in the input's order.
 from __future__ import annotations
 
 import json
+import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -57,6 +59,19 @@ class Parts:
 
     def missing(self) -> list[int]:
         return [k for k in range(self.n) if not self.done(k)]
+
+    def run(self, part: int | None, merge: bool, write: Callable[[int], int], unit: str) -> bool:
+        """The parts this invocation runs (none with --merge, part K with --part K, else every missing
+        one), each by `write(k)` -> its count of `unit`, then marked done. -> whether to merge now
+        (not after --part K alone)."""
+        for k in [] if merge else [part] if part is not None else self.missing():
+            if self.done(k):
+                print(f"part {k} of {self.n} is done already ({self.path(k)})", file=sys.stderr)
+                continue
+            count = write(k)
+            self.mark_done(k, count)
+            print(f"part {k} of {self.n}: {count} {unit} -> {self.path(k)}", file=sys.stderr)
+        return part is None
 
     def require_all(self) -> list[Path]:
         """The parts in order, or an InputError naming the missing ones (nothing is merged)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dnachunker.cli import at_least, load_model
+from dnachunker.cli import at_least, check_parts, load_model
 from dnachunker.errors import InputError
 from dnachunker.fileio import atomic_directory, atomic_file, file_sha256, output_file
 from dnachunker.tokenizer import TokenizerError, encode
@@ -21,7 +21,7 @@ _BASE = re.compile("[ACGTacgt]")
 
 
 def add_arguments(e) -> None:
-    from dnachunker.cli import add_device, add_model, add_species
+    from dnachunker.cli import add_device, add_model, add_parts, add_species
     add_model(e)
     add_species(e)
     e.add_argument("--fasta", help="FASTA of sequences, or the reference for --bed (indexed with samtools faidx: "
@@ -36,12 +36,7 @@ def add_arguments(e) -> None:
     e.add_argument("--window", type=at_least(0), default=None, help="bases per forward pass (None: max_len; 0: whole)")
     e.add_argument("--overlap", type=at_least(0), default=None, help="overlap of windows, < --window (None: window/2)")
     e.add_argument("--batch-size", type=at_least(1), default=8, help="windows per forward pass")
-    e.add_argument("--parts", type=at_least(1), default=None, help="split the windows of all sequences into this "
-                   "many parts, written to <out>.parts/ and merged into --out: with --part K only part K (a Slurm "
-                   "array element: slurm/parts.sh), with --merge only the merge, with neither every missing part "
-                   "here, then the merge")
-    e.add_argument("--part", type=at_least(0), default=None, help="with --parts: the part to run (0-based)")
-    e.add_argument("--merge", action="store_true", help="with --parts: merge the finished parts into --out")
+    add_parts(e, "the windows of all the sequences, in order,")
     add_device(e)
 
 
@@ -64,8 +59,7 @@ def cmd_embed(a) -> int:
     from dnachunker.parts import Parts, export_id, part_range
     output_file(a.out)
     out = Path(a.out)
-    if (a.part is not None or a.merge) and not a.parts:
-        raise InputError("--part and --merge go with --parts N")
+    check_parts(a)
     if out.suffix == ".npz" and (a.per_base or a.chunks is not None):
         raise InputError(f"{out}: per-base and per-chunk embeddings have a length each: write them to a .zarr")
     if out.suffix not in (".npz", ".zarr"):
@@ -89,16 +83,13 @@ def cmd_embed(a) -> int:
             parts = Parts(out, a.parts, key)
             parts.check_folder()
             total = sum(tile_count(len(s), window, overlap) for s in seqs)
-            for k in [] if a.merge else [a.part] if a.part is not None else parts.missing():
-                if parts.done(k):
-                    print(f"part {k} of {a.parts} is done already ({parts.path(k)})", file=sys.stderr)
-                    continue
+
+            def write(k: int) -> int:
                 select = part_range(total, k, a.parts)
                 with atomic_directory(parts.path(k)) as tmp:
                     _write_part(tmp, a, model, seqs, window, overlap, select)
-                parts.mark_done(k, len(select))
-                print(f"part {k} of {a.parts}: {len(select)} windows -> {parts.path(k)}", file=sys.stderr)
-            if a.part is not None:
+                return len(select)
+            if not parts.run(a.part, a.merge, write, "windows"):
                 return 0
             _write(out, a, model, names, seqs, window, overlap, source, parts.require_all())
     finally:

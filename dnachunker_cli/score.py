@@ -7,14 +7,14 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from dnachunker.cli import at_least, load_model
+from dnachunker.cli import at_least, check_parts, load_model
 from dnachunker.errors import InputError
 from dnachunker.fileio import output_file
 from dnachunker.variants import COLUMNS
 
 
 def add_arguments(s) -> None:
-    from dnachunker.cli import add_device, add_model, add_species
+    from dnachunker.cli import add_device, add_model, add_parts, add_species
     add_model(s)
     add_species(s)
     s.add_argument("--vcf", required=True, help="VCF (.gz accepted) of the variants")
@@ -23,12 +23,7 @@ def add_arguments(s) -> None:
                    "bgzipped, tabix-indexed; needs a sorted input) or a TSV with columns " + " ".join(COLUMNS))
     s.add_argument("--context", type=at_least(1), default=None, help="bases around each variant (None: max_len)")
     s.add_argument("--batch-size", type=at_least(1), default=16, help="variants per forward pass")
-    s.add_argument("--parts", type=at_least(1), default=None, help="split the VCF into this many parts, written "
-                   "to <out>.parts/ and merged into --out: with --part K only part K (a Slurm array element: "
-                   "slurm/parts.sh), with --merge only the merge, with neither every missing part here, "
-                   "then the merge")
-    s.add_argument("--part", type=at_least(0), default=None, help="with --parts: the part to run (0-based)")
-    s.add_argument("--merge", action="store_true", help="with --parts: merge the finished parts into --out")
+    add_parts(s, "the VCF's records")
     s.add_argument("--unmasked", action="store_true", help="SNVs from unmasked windows that nearby SNVs share: one "
                    "forward pass for many (saturation mutagenesis, catalogues); not the masked score (docs/inference.md)")
     s.add_argument("--boundary-shift", action="store_true", help="also count, per stage, the learned chunk "
@@ -43,8 +38,7 @@ def cmd_score_variants(a) -> int:
     from dnachunker.variant_io import check_sorted, is_vcf, open_writer
     from dnachunker.variants import count_records
     output_file(a.out)
-    if (a.part is not None or a.merge) and not a.parts:
-        raise InputError("--part and --merge go with --parts N")
+    check_parts(a)
     if is_vcf(a.out):
         check_sorted(a.vcf)  # before anything is computed: tabix needs it
     model = load_model(a, map_location=a.device)
@@ -63,16 +57,11 @@ def cmd_score_variants(a) -> int:
             parts = Parts(Path(a.out), a.parts, key)
             parts.check_folder()
             total = count_records(a.vcf)
-            todo = [] if a.merge else [a.part] if a.part is not None else parts.missing()
-            for k in todo:
-                if parts.done(k):
-                    print(f"part {k} of {a.parts} is done already ({parts.path(k)})", file=sys.stderr)
-                    continue
+
+            def write(k: int) -> int:
                 with open_writer(parts.path(k), a.vcf, reference.lengths, command, header=False) as out:
-                    counts = _score_into(out, model, a, reference, part_range(total, k, a.parts))
-                parts.mark_done(k, sum(counts.values()))
-                print(f"part {k} of {a.parts}: {sum(counts.values())} records -> {parts.path(k)}", file=sys.stderr)
-            if a.part is not None:
+                    return sum(_score_into(out, model, a, reference, part_range(total, k, a.parts)).values())
+            if not parts.run(a.part, a.merge, write, "records"):
                 return 0
             with open_writer(a.out, a.vcf, reference.lengths, command) as out:
                 for path in parts.require_all():

@@ -20,7 +20,7 @@ import numpy as np
 
 
 def main(argv=None, prog: str = "dnachunker tracks") -> int:
-    from dnachunker.cli import add_device, add_model, add_species, at_least, parser
+    from dnachunker.cli import add_device, add_model, add_parts, add_species, at_least, parser
     from dnachunker.errors import InputError, describe
     p = parser(prog, __doc__)
     add_model(p)
@@ -35,11 +35,7 @@ def main(argv=None, prog: str = "dnachunker tracks") -> int:
     p.add_argument("--plot-length", type=at_least(0), default=400, help="bases of the first region in browser.png "
                    "(0: no picture)")
     p.add_argument("--window", type=at_least(0), default=None, help="bases per forward pass (None: max_len)")
-    p.add_argument("--parts", type=at_least(1), default=None, help="split the regions into this many parts of whole "
-                   "regions (tile long ones with --bed for more), written to <out>.parts/ and merged into --out: "
-                   "with --part K only part K (slurm/parts.sh), with --merge only the merge, with neither all here")
-    p.add_argument("--part", type=at_least(0), default=None, help="with --parts: the part to run (0-based)")
-    p.add_argument("--merge", action="store_true", help="with --parts: merge the finished parts into --out")
+    add_parts(p, "the regions, as whole regions balanced by bp (tile long ones with --bed for more),")
     p.add_argument("--batch-size", type=at_least(1), default=8, help="windows per forward pass")
     add_device(p)
     a = p.parse_args(argv)
@@ -51,8 +47,7 @@ def main(argv=None, prog: str = "dnachunker tracks") -> int:
 
 
 def run(a) -> int:
-    from dnachunker.cli import load_model
-    from dnachunker.errors import InputError
+    from dnachunker.cli import check_parts, load_model
     from dnachunker.fileio import atomic_directory, output_dir
     from dnachunker.parts import Parts, export_id
     from dnachunker.reference import open_reference
@@ -60,8 +55,7 @@ def run(a) -> int:
     from dnachunker.tracks import NAMES
 
     out = Path(a.out)
-    if (a.part is not None or a.merge) and not a.parts:
-        raise InputError("--part and --merge go with --parts N")
+    check_parts(a)
     output_dir(out.parent)  # made (parents too) and writable, or an error before any work
     reference = open_reference(a.fasta)
     try:
@@ -81,14 +75,12 @@ def run(a) -> int:
                                          "model": export_id(a.model), "window": a.window, "parts": a.parts})
             parts.check_folder()
             groups = split_regions(regions, a.parts)
-            for k in [] if a.merge else [a.part] if a.part is not None else parts.missing():
-                if parts.done(k):
-                    print(f"part {k} of {a.parts} is done already ({parts.path(k)})", file=sys.stderr)
-                    continue
+
+            def write(k: int) -> int:
                 with atomic_directory(parts.path(k)) as tmp:
                     _write(tmp, model, a, reference, groups[k], names, stages)
-                parts.mark_done(k, sum(e - s for _, s, e in groups[k]))
-            if a.part is not None:
+                return sum(e - s for _, s, e in groups[k])
+            if not parts.run(a.part, a.merge, write, "bp"):
                 return 0
             with atomic_directory(out) as tmp:
                 merge_tracks(tmp, parts.require_all(), reference.lengths, names, stages)
