@@ -33,15 +33,16 @@ class Rows:
     def __init__(self, array, at: int | None = None):
         self.array, self.append, self.at = array, at is None, array.shape[0] if at is None else at
         self.pending: list[np.ndarray] = []
+        self.n = 0  # rows pending
 
     def add(self, rows: np.ndarray) -> None:
         self.pending.append(rows)
+        self.n += len(rows)
         self.flush(final=False)
 
     def flush(self, final: bool = True) -> None:
-        n = sum(map(len, self.pending))
         size = self.array.chunks[0]
-        cut = n if final else (self.at + n) // size * size - self.at
+        cut = self.n if final else (self.at + self.n) // size * size - self.at
         if cut <= 0:
             return
         block = np.concatenate(self.pending)
@@ -49,8 +50,8 @@ class Rows:
             self.array.append(block[:cut])
         else:
             self.array[self.at:self.at + cut] = block[:cut]
-        self.at += cut
-        self.pending = [block[cut:]] if cut < n else []
+        self.at, self.n = self.at + cut, self.n - cut
+        self.pending = [block[cut:]] if self.n else []
 
 
 class Embeddings:
@@ -61,10 +62,10 @@ class Embeddings:
         self.root, self.lengths, self.d, self.per_base, self.stage = root, lengths, d, per_base, stage
         self.seq, self.total, self.n, self.chunks = -1, None, 0, None
         self.rows: dict[str, Rows] = {}  # the open sequence's arrays
-        self.means: list[np.ndarray] = []  # rows not yet written
-        self.written = 0
-        if root is not None:
-            root.create_array("mean", shape=(len(lengths), d), dtype="float32", chunks=(MEAN_ROWS, d))
+        self.done = 0  # sequences ended
+        # each sequence's mean: all in memory for the .npz, else to `mean` a zarr chunk at a time
+        self.means = [] if root is None else Rows(root.create_array("mean", shape=(len(lengths), d), dtype="float32",
+                                                                    chunks=(MEAN_ROWS, d)), at=0)
 
     def add(self, span: Span, hidden: np.ndarray | None = None) -> None:
         """One span of sequence span.seq (sequences in order); `hidden` (span.n, d) its per-base states."""
@@ -86,13 +87,15 @@ class Embeddings:
     def close(self) -> np.ndarray:
         """-> (N, d) float32 means (all of them in memory only without a zarr root)."""
         self._end()
-        if len(self.means) + self.written != len(self.lengths):
-            raise RuntimeError(f"embeddings of {len(self.means) + self.written} of {len(self.lengths)} sequences")
-        self._flush(force=True)
-        return np.stack(self.means) if self.root is None else self.root["mean"]
+        if self.done != len(self.lengths):
+            raise RuntimeError(f"embeddings of {self.done} of {len(self.lengths)} sequences")
+        if self.root is None:
+            return np.stack(self.means)
+        self.means.flush()
+        return self.root["mean"]
 
     def _begin(self, i: int) -> None:
-        if i != len(self.means) + self.written:
+        if i != self.done:
             raise RuntimeError(f"sequence {i} out of order")
         self.seq, self.total, self.n = i, np.zeros(self.d), 0
         self.chunks = ChunkSums() if self.stage is not None else None
@@ -116,19 +119,16 @@ class Embeddings:
         for rows in self.rows.values():
             rows.flush()
         self.rows = {}
-        self.means.append((self.total / self.n).astype(np.float32))
-        self.seq = -1
-        self._flush()
+        mean = (self.total / self.n).astype(np.float32)
+        if self.root is None:
+            self.means.append(mean)
+        else:
+            self.means.add(mean[None])
+        self.seq, self.done = -1, self.done + 1
 
     def _chunks(self, done: list[tuple[np.ndarray, int]]) -> None:
         if done:
             self.rows["per_chunk"].add(np.stack([t / n for t, n in done]).astype(np.float32))
-
-    def _flush(self, force: bool = False) -> None:
-        if self.root is None or not self.means or (len(self.means) < MEAN_ROWS and not force):
-            return
-        self.root["mean"][self.written:self.written + len(self.means)] = np.stack(self.means)
-        self.written, self.means = self.written + len(self.means), []
 
 
 class PartWriter:
