@@ -22,7 +22,7 @@ import torch
 
 from dnachunker.cli import parser
 
-from .model import ROOT, real_window
+from .model import ROOT
 
 
 def _batch(length: int, n: int, device) -> dict:

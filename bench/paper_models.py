@@ -7,10 +7,8 @@ from __future__ import annotations
 import time
 import types
 
-import numpy as np
 import torch
 
-from .common import in_fresh_process
 from .model import ROOT, real_window
 
 PAPER = ROOT / "configs" / "model" / "paper.yaml"

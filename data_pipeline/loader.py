@@ -36,7 +36,7 @@ _COMPLEMENT[[A, C, G, T]] = [T, G, C, A]
 class _MLMSamples(Dataset):
     """Map-style dataset over (epoch, index) keys -> one masked sample."""
 
-    def __init__(self, split: ShardSplit, seed: int, mask_prob: float, rc_augment: bool, train: bool,
+    def __init__(self, split: CorpusSplit, seed: int, mask_prob: float, rc_augment: bool, train: bool,
                  tokenization=None, repeat_weight: float = 0.1):
         self.split, self.seed, self.mask_prob, self.repeat_weight = split, seed, mask_prob, repeat_weight
         self.rc_augment, self.train = rc_augment, train

@@ -191,7 +191,7 @@ def _probe(model, task, train, valid, cfg, seed, device, cache, tt) -> tuple[np.
             x, _ = _features(model, missing, cfg, device, desc=f"features ({split})")
             cache.update(zip((s for s, _ in missing), x))
         return torch.stack([cache[s] for s, _ in data]), torch.tensor([y for _, y in data], dtype=tt.target)
-    (xtr, ytr), (xva, yva), (xte, yte) = feats(train, "train"), feats(valid, "valid"), feats(task.test, "test")
+    (xtr, ytr), (xva, yva), (xte, _) = feats(train, "train"), feats(valid, "valid"), feats(task.test, "test")
     return fit_linear_head({"train": xtr, "valid": xva, "test": xte}, {"train": ytr, "valid": yva},
                            tt.width(task.n_classes), tt, cfg.metric, seed, cfg.epochs, cfg.lr or 1e-2,
                            cfg.batch_size, cfg.weight_decay, device)

@@ -17,6 +17,7 @@ import numpy as np
 from dnachunker.fasta import open_maybe_gzip
 
 from .metrics import all_metrics
+from .predictions import Predictions
 from .tasks import EvalDataError
 
 
@@ -43,7 +44,7 @@ def read_labels(path: str | Path) -> dict[int, int]:
 
 def evaluate_variants(model_dir: str | Path, vcf: str, fasta: str, metric: str = "auroc",
                       context: int | None = None, device: str = "cpu",
-                      species: str | None = None) -> tuple[list[dict], dict, "Predictions"]:
+                      species: str | None = None) -> tuple[list[dict], dict, Predictions]:
     """-> (one row: the metrics and how many records were scored / left out, summary, the score of
     each scored record) in the shape of evaluation.finetune.evaluate's (one deterministic 'seed')."""
     from dnachunker.errors import InputError

@@ -76,7 +76,7 @@ def test_a_run_directory_given_as_model_says_which_export_to_use(tmp_path, capsy
     assert f"that is a training run's out_dir; use {run / 'export'}" in capsys.readouterr().err
     assert use(["embed", "--model", str(run / "checkpoints" / "step_00000002"), "--fasta", str(fasta),
                 "--out", str(tmp_path / "e.npz")]) == 2
-    assert f"that is a DeepSpeed checkpoint (code, not weights" in capsys.readouterr().err
+    assert "that is a DeepSpeed checkpoint (code, not weights" in capsys.readouterr().err
 
 
 def test_task_format_and_nt_task_are_checked_against_what_is_there():

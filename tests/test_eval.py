@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from dnachunker import DNAChunker, DNAChunkerConfig
+from dnachunker import DNAChunker
 from dnachunker.tokenization import Kmer, KmerArgs, NoArgs, Single
 from evaluation.__main__ import main as eval_cli
 from evaluation.analysis import boundary_agreement, robustness
@@ -17,7 +17,6 @@ from evaluation.formats import load_genomic_benchmark, load_gue, load_janggu, lo
 from evaluation.tasks import EvalDataError, Task
 
 from .conftest import shared_file
-from .test_model import CONFIGS
 
 GUE_TATA = "gue_from_DeepGene/prom/prom_300_tata"
 FLY = "ncbi_softmasked_small_chroms/DmelanDM6_4_GCF_000001215.4_Release_6_plus_ISO1_MT_genomic.fna.gz"

@@ -10,13 +10,12 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dnachunker import DNAChunker, DNAChunkerConfig
+from dnachunker import DNAChunker
 from dnachunker.inference import run, tiles
 from dnachunker.masking import bert_mask
 from dnachunker.tokenizer import MASK, VOCAB, batch_encode, decode
 
 from .conftest import CHR20, ROOT, shared_file
-from .test_model import CONFIGS
 
 pytestmark = pytest.mark.slow
 

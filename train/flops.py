@@ -11,7 +11,6 @@ counted by either.
 """
 from __future__ import annotations
 
-import torch
 
 from data_pipeline.loader import PretrainLoader
 

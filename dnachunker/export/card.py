@@ -58,7 +58,7 @@ def model_card(cfg, params: int, name: str, training: dict | None = None, remote
               "Python, run by `trust_remote_code=True` (they import the installed dnachunker package); they were "
               "written for the Hugging Face Hub. Read them before you trust them, or delete them and load as above."
               if remote_code else "")
-    meta = (f"---\nlibrary_name: dnachunker\ntags:\n" + "".join(f"- {t}\n" for t in tags)
+    meta = ("---\nlibrary_name: dnachunker\ntags:\n" + "".join(f"- {t}\n" for t in tags)
             + f"license: {LICENSE}\npipeline_tag: fill-mask\n---\n")
     return meta + f"""
 # {redact(name)}
