@@ -1,14 +1,16 @@
 """Training speed of this tree against an earlier commit, measured in one run.
 
     python -m bench.versus --against REV [--model configs/model/small.yaml] [--length 1024]
-                           [--batch 16] [--threads 2] [--steps 3] [--rounds 3] [key=value ...]
+                           [--batch 16] [--threads 2] [--steps 3] [--rounds 3] [--precision fp32]
+                           [key=value ...]
 
 The commit is checked out into a temporary git worktree; each round runs one fresh process per
 tree (the other tree's first), each timing `--steps` training steps (forward, backward, AdamW;
 BERT masking; the same real chr20 windows) after a warm-up step, with that tree's own code and its
 own copy of the model config (so each commit's defaults), `--threads` PyTorch threads and
-GOMP_SPINCOUNT set before torch loads. key=value overrides apply to this tree's model only (a
-setting the old code may not have). Reported: each tree's training bp/s (its fastest step over
+GOMP_SPINCOUNT set before torch loads. key=value overrides and `--precision bf16` (the forward
+under bf16 autocast with fp32 weights, as training's `precision: bf16`) apply to this tree only (a
+setting the old code may not have); the old tree runs in fp32, as the CPU study config trains. Reported: each tree's training bp/s (its fastest step over
 all rounds), the spread of its rounds (slowest / fastest round's best step: the machine's noise),
 and the ratio new / old.
 """
@@ -46,7 +48,8 @@ ids, labels = bert_mask(b.input_ids, b.valid, torch.Generator().manual_seed(0))
 times = []
 for i in range(a["steps"] + 1):
     t = time.perf_counter()
-    out = model(ids, b.valid, labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=a["precision"] == "bf16"):
+        out = model(ids, b.valid, labels)
     opt.zero_grad()
     out.loss.backward()
     opt.step()
@@ -74,6 +77,8 @@ def main(argv=None, prog: str | None = None):
     ap.add_argument("--threads", type=int, default=2, help="PyTorch threads of each process")
     ap.add_argument("--steps", type=int, default=3, help="timed steps per process")
     ap.add_argument("--rounds", type=int, default=3, help="fresh processes per tree, alternating")
+    ap.add_argument("--precision", choices=["fp32", "bf16"], default="fp32",
+                    help="this tree's: bf16 = the forward under bf16 autocast (fp32 weights)")
     ap.add_argument("overrides", nargs="*", help="key=value for this tree's model config")
     a = ap.parse_args(argv)
     rev = subprocess.run(["git", "rev-parse", "--short", a.against], cwd=ROOT, capture_output=True, text=True)
@@ -89,16 +94,17 @@ def main(argv=None, prog: str | None = None):
             windows.write_text("\n".join(seq[i * a.length:(i + 1) * a.length] for i in range(a.batch)))
             common = {"windows": str(windows), "model": a.model, "length": a.length, "threads": a.threads,
                       "steps": a.steps}
-            trees = {f"{rev.stdout.strip()} (old)": (old, []), "this tree (new)": (ROOT, a.overrides)}
+            trees = {f"{rev.stdout.strip()} (old)": (old, [], "fp32"),
+                     "this tree (new)": (ROOT, a.overrides, a.precision)}
             best = {name: [] for name in trees}
             for k in range(a.rounds):
-                for name, (tree, overrides) in trees.items():
-                    best[name].append(run_tree(tree, {**common, "overrides": overrides}))
+                for name, (tree, overrides, precision) in trees.items():
+                    best[name].append(run_tree(tree, {**common, "overrides": overrides, "precision": precision}))
                     print(f"round {k + 1}/{a.rounds} {name}: {best[name][-1]:.3f} s/step", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
     bp = a.length * a.batch
-    rows = [{"tree": name, "model": a.model, "overrides": " ".join(trees[name][1]) or "–",
+    rows = [{"tree": name, "model": a.model, "overrides": " ".join(trees[name][1]) or "–", "precision": trees[name][2],
              "training bp/s": bp / min(t), "spread": max(t) / min(t)} for name, t in best.items()]
     print(markdown_table(rows))
     old_s, new_s = (min(t) for t in best.values())

@@ -123,10 +123,11 @@ def test_versus_times_this_tree_against_a_commit_in_its_own_worktree(capsys):
     from bench import versus
     before = subprocess.run(["git", "worktree", "list"], cwd=model.ROOT, capture_output=True, text=True).stdout
     versus.main(["--against", "HEAD", "--batch", "1", "--length", "128", "--steps", "1", "--rounds", "1",
-                 "--threads", "1", "mamba.recompute=false"])
+                 "--threads", "1", "--precision", "bf16", "mamba.recompute=true"])
     out = capsys.readouterr().out
-    rows = [line for line in out.splitlines() if line.startswith("| ") and "configs/model/small.yaml" in line]
-    assert len(rows) == 2 and "mamba.recompute=false" in rows[1] and float(rows[0].split(" | ")[3]) > 0
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ") and "configs/model/small.yaml" in line]
+    assert len(rows) == 2 and rows[1][2:4] == ["mamba.recompute=true", "bf16"] and rows[0][2:4] == ["–", "fp32"]
+    assert float(rows[0][4]) > 0 and float(rows[1][4]) > 0
     assert re.search(r"new / old training bp/s: \d+\.\d+", out)
     assert subprocess.run(["git", "worktree", "list"], cwd=model.ROOT, capture_output=True, text=True).stdout == before
 

@@ -55,11 +55,13 @@ class MambaDirection(nn.Module):
         fn = kernels.get("conv1d", xBC)
         if fn is not None:
             return fn(_conv_layout(xBC), self.conv_weight, self.conv_bias, activation="silu").transpose(1, 2)
-        k = self.cfg.d_conv
-        y = F.conv1d(xBC.transpose(1, 2), self.conv_weight.unsqueeze(1), self.conv_bias,
-                     padding=k - 1, groups=xBC.size(-1))[..., : xBC.size(1)]
-        # back to (b, l, c) before the SiLU: elementwise backward on mismatched layouts is ~10x slower
-        return F.silu(y.transpose(1, 2).contiguous())
+        # A (b, l + k - 1, c) tensor seen as (b, c, 1, l + k - 1) is channels-last: the depthwise
+        # conv2d reads and writes time-major memory, with no transposing copies either way: on CPU
+        # about 2x faster forward + backward than conv1d on a contiguous (b, c, l) copy.
+        c, k = xBC.size(-1), self.cfg.d_conv
+        x = F.pad(xBC, (0, 0, k - 1, 0)).transpose(1, 2).unsqueeze(2)
+        y = F.conv2d(x, self.conv_weight.view(c, 1, 1, k), self.conv_bias, groups=c)
+        return F.silu(y.squeeze(2).transpose(1, 2))
 
     def forward(self, zxbcdt: torch.Tensor, order: torch.Tensor | None = None) -> torch.Tensor:
         """zxbcdt: (b, l, 2*d_inner + 2*g*n + h) -> (b, l, d_inner). The reverse direction first
