@@ -327,11 +327,13 @@ def test_confidence_term_is_identity_forward_and_a_gradient_path_to_the_router(c
 
 
 @pytest.mark.slow
-def test_compiled_model_matches_eager_in_loss_and_gradients(chr20_windows):
-    """model.compile (torch.compile of the mixers and blocks, dynamic shapes): the same parameter
-    names, and within fp32 reordering tolerance the same loss and gradients, at two lengths
-    through the same compiled model (long enough for several scan chunks at every stage)."""
-    eager, compiled = tiny("compile=false").train(), tiny("compile=true").train()
+@pytest.mark.parametrize("recompute", [True, False])
+def test_compiled_model_matches_eager_in_loss_and_gradients(chr20_windows, recompute):
+    """model.compile (torch.compile of the mixers and blocks, dynamic shapes), with BiMamba's
+    recomputation on and off: the same parameter names, and within fp32 reordering tolerance the
+    same loss and gradients, at two lengths through the same compiled model (long enough for
+    several scan chunks at every stage)."""
+    eager, compiled = (tiny(f"compile={c}", f"mamba.recompute={recompute}").train() for c in ("false", "true"))
     assert [n for n, _ in eager.named_parameters()] == [n for n, _ in compiled.named_parameters()]
     for length in (1024, 1280):
         _, ids, labels = masked_batch(chr20_windows(length, 2), seed=7)
@@ -347,11 +349,12 @@ def test_compiled_model_matches_eager_in_loss_and_gradients(chr20_windows):
 
 
 @pytest.mark.slow
-def test_a_compiled_bimamba_mixer_is_one_graph_in_training():
+@pytest.mark.parametrize("recompute", [True, False])
+def test_a_compiled_bimamba_mixer_is_one_graph_in_training(recompute):
     """What model.compile compiles for stage 0 must trace whole, recomputation included: a graph
     break inside the mixer's checkpoint (e.g. a global mutation) silently halves what compiles."""
     from dnachunker.modules.bimamba import BiMamba
-    mixer = BiMamba(32, tiny().cfg.mamba)
+    mixer = BiMamba(32, tiny(f"mamba.recompute={recompute}").cfg.mamba)
     explained = torch._dynamo.explain(mixer)(torch.randn(1, 256, 32, requires_grad=True), None)
     assert (explained.graph_count, explained.graph_break_count) == (1, 0), explained.break_reasons
 

@@ -32,27 +32,30 @@ class _RMSNorm(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        """With xs = x * silu(gate) (or x), t = grad * xs and r = rstd, per row of d:
+        d weight = sum_rows r t;  d xs = r grad weight - xs r^3 (t . weight) / d,
+        the two row sums as matrix-vector products and the rest in place (a third fewer passes
+        over the states than the formula written out)."""
         x, weight, gate, rstd = ctx.saved_tensors
-        xf = x.float()
+        d = x.size(-1)
+        xf, g, r, w = x.float().reshape(-1, d), grad.float().reshape(-1, d), rstd.reshape(-1, 1), weight.float()
+        xs = xf
         if gate is not None:
-            gf = gate.float()
+            gf = gate.float().reshape(-1, d)
             sig = torch.sigmoid(gf)
             silu = gf * sig
-            xf = xf * silu
-        xn = xf * rstd
-        g = grad.float()
-        grad_weight = (g * xn).reshape(-1, xn.size(-1)).sum(0) if ctx.needs_input_grad[1] else None
-        gn = g * weight.float()
-        grad_xf = rstd * (gn - xn * (gn * xn).mean(-1, keepdim=True))
-        grad_x = grad_gate = None
+            xs = xf * silu
+        t = g * xs
+        grad_weight = (r.T @ t).view(d).to(weight.dtype) if ctx.needs_input_grad[1] else None
+        grad_xs = (g * w).mul_(r).addcmul_(xs, (t @ w).unsqueeze(-1) * r.pow(3), value=-1 / d)
+        grad_gate = None
         if gate is None:
-            grad_x = grad_xf
+            grad_x = grad_xs
         else:
-            grad_x = grad_xf * silu
-            if ctx.needs_input_grad[2]:
-                grad_gate = (grad_xf * x.float() * sig * (1 + gf * (1 - sig))).to(gate.dtype)
-        return (grad_x.to(x.dtype) if ctx.needs_input_grad[0] else None,
-                grad_weight.to(weight.dtype) if grad_weight is not None else None, grad_gate, None)
+            grad_x = grad_xs * silu
+            if ctx.needs_input_grad[2]:  # d silu(z) / dz = sig (1 + z - silu(z))
+                grad_gate = grad_xs.mul_(xf).mul_(torch.sub(gf, silu).add_(1).mul_(sig)).view_as(gate).to(gate.dtype)
+        return (grad_x.view_as(x).to(x.dtype) if ctx.needs_input_grad[0] else None, grad_weight, grad_gate, None)
 
 
 def rms_norm(x: torch.Tensor, weight: torch.Tensor, gate: torch.Tensor | None = None,
