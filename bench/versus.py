@@ -12,7 +12,7 @@ GOMP_SPINCOUNT set before torch loads. key=value overrides and `--precision bf16
 under bf16 autocast with fp32 weights, as training's `precision: bf16`) apply to this tree only (a
 setting the old code may not have); the old tree runs in fp32, as the CPU study config trains. Reported: each tree's training bp/s (its fastest step over
 all rounds), the spread of its rounds (slowest / fastest round's best step: the machine's noise),
-and the ratio new / old.
+its processes' peak RSS (model, optimizer, activations and the Python process), and the ratio new / old.
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from .model import ROOT, real_window
 
 # runs inside each tree: only APIs every commit of this project has had
 CHILD = """
-import json, sys, time
+import json, resource, sys, time
 import dnachunker
 import torch
 from dnachunker import DNAChunker, DNAChunkerConfig
@@ -54,18 +54,19 @@ for i in range(a["steps"] + 1):
     out.loss.backward()
     opt.step()
     times.append(time.perf_counter() - t)
-print(json.dumps({"seconds": min(times[1:])}))
+print(json.dumps({"seconds": min(times[1:]), "rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}))
 """
 
 
-def run_tree(tree: Path, args: dict) -> float:
+def run_tree(tree: Path, args: dict) -> dict:
+    """-> {"seconds": its fastest step, "rss": the process's peak RSS in bytes}"""
     env = {**os.environ, "PYTHONPATH": str(tree), "OMP_NUM_THREADS": str(args["threads"]),
            "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT", "3000")}
     r = subprocess.run([sys.executable, "-c", CHILD, json.dumps(args)], cwd=tree, env=env, capture_output=True,
                        text=True)
     if r.returncode != 0:
         raise SystemExit(f"the step in {tree} failed:\n{r.stderr[-2000:]}")
-    return json.loads(r.stdout.strip().splitlines()[-1])["seconds"]
+    return json.loads(r.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None, prog: str | None = None):
@@ -96,16 +97,19 @@ def main(argv=None, prog: str | None = None):
                       "steps": a.steps}
             trees = {f"{rev.stdout.strip()} (old)": (old, [], "fp32"),
                      "this tree (new)": (ROOT, a.overrides, a.precision)}
-            best = {name: [] for name in trees}
+            best, rss = {name: [] for name in trees}, {name: 0 for name in trees}
             for k in range(a.rounds):
                 for name, (tree, overrides, precision) in trees.items():
-                    best[name].append(run_tree(tree, {**common, "overrides": overrides, "precision": precision}))
+                    r = run_tree(tree, {**common, "overrides": overrides, "precision": precision})
+                    best[name].append(r["seconds"])
+                    rss[name] = max(rss[name], r["rss"])
                     print(f"round {k + 1}/{a.rounds} {name}: {best[name][-1]:.3f} s/step", flush=True)
         finally:
             subprocess.run(["git", "worktree", "remove", "--force", str(old)], cwd=ROOT, capture_output=True)
     bp = a.length * a.batch
     rows = [{"tree": name, "model": a.model, "overrides": " ".join(trees[name][1]) or "–", "precision": trees[name][2],
-             "training bp/s": bp / min(t), "spread": max(t) / min(t)} for name, t in best.items()]
+             "training bp/s": bp / min(t), "spread": max(t) / min(t), "peak RSS (GB)": rss[name] / 1e9}
+            for name, t in best.items()]
     print(markdown_table(rows))
     old_s, new_s = (min(t) for t in best.values())
     print(f"\nnew / old training bp/s: {old_s / new_s:.3f} ({a.batch} x {a.length} bp, {a.threads} threads)")
