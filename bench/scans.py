@@ -1,9 +1,12 @@
 """Scan kernels: SSD chunked form vs the sequential reference, forward + backward.
 
-    python -m bench.scans [--lengths 1024 4096 8192] [--device cpu|cuda]
+    python -m bench.scans [--lengths 1024 4096 8192] [--device cpu|cuda] [--chunk-sizes 32 64]
 
 Both scans of the model: the BiMamba selective scan (tiny-model shapes: 4 heads x 16, state 16)
 and the dechunk p-gated scan (width 64). Ratios are reference / fast, measured in this run.
+Then the SSD chunk length (`mamba.chunk_size`) at the stage-0 shapes of small.yaml (16 x 1 kbp,
+4 heads x 32, state 32) and of paper.yaml (8 kbp, 8 heads x 64, state 64): forward + backward of
+the selective scan, fastest of 3, each time over the first size's.
 """
 from __future__ import annotations
 
@@ -42,10 +45,39 @@ def _setup(kind: str, impl: str, length: int, device: str):
     return step, (1 if impl == "sequential" else 3)
 
 
+# (name, batch, length, heads, head dim, state)
+CHUNK_SHAPES = [("small.yaml stage 0", 16, 1024, 4, 32, 32), ("paper.yaml stage 0", 1, 8192, 8, 64, 64)]
+
+
+def chunk_sizes(sizes: list[int], device: str) -> list[dict]:
+    import time
+
+    from dnachunker.ops import selective_scan
+    rows = []
+    for name, b, length, h, p, n in CHUNK_SHAPES:
+        torch.manual_seed(0)
+        x = torch.randn(b, length, h, p, device=device, requires_grad=True)
+        dt = torch.randn(b, length, h, device=device, requires_grad=True)
+        B, C = (torch.randn(b, length, 1, n, device=device, requires_grad=True) for _ in range(2))
+        A, D, bias = -torch.rand(h, device=device) - 0.5, torch.ones(h, device=device), torch.zeros(h, device=device)
+        best = {}
+        for _ in range(3):
+            for size in sizes:
+                t = time.perf_counter()
+                selective_scan(x, dt, A, B, C, D, bias, size).square().mean().backward()
+                if device == "cuda":
+                    torch.cuda.synchronize()
+                best[size] = min(best.get(size, float("inf")), time.perf_counter() - t)
+        rows += [{"shape": name, "chunk_size": size, "ms": 1e3 * best[size], f"time / {sizes[0]}'s": best[size] / best[sizes[0]]}
+                 for size in sizes]
+    return rows
+
+
 def main(argv=None, prog: str | None = None):
     ap = parser(prog or f"python -m {__spec__.name}", __doc__)
     ap.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 8192], help="sequence lengths (bp)")
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--chunk-sizes", type=int, nargs="+", default=[32, 64], help="SSD chunk lengths to compare")
     a = ap.parse_args(argv)
     rows = []
     for kind in ("selective", "dechunk"):
@@ -58,6 +90,7 @@ def main(argv=None, prog: str | None = None):
                          "memory_ratio": ref["peak_mb"] / max(fast["peak_mb"], 1e-3)})
             print(f"{kind} {L}: {rows[-1]['speedup']:.1f}x", flush=True)
     print(markdown_table(rows, list(rows[0])))
+    print(markdown_table(chunk_sizes(a.chunk_sizes, a.device)))
 
 
 if __name__ == "__main__":
