@@ -20,9 +20,7 @@ class MambaConfig:
     expand: int = 2
     d_conv: int = 4
     ngroups: int = 1
-    # SSD chunk length of the PyTorch path, fastest near the state size (bench.scans; the CUDA
-    # kernel uses >= 128)
-    chunk_size: int = 64
+    chunk_size: int = 64  # SSD chunk length of the PyTorch path (bench.scans compares lengths; CUDA: >= 128)
     # each direction keeps only its input for backward and recomputes its conv, scan and gated norm
     # there: less memory at the base-pair level, more time (docs/benchmarks.md measures both)
     recompute: bool = True
