@@ -10,6 +10,7 @@ the selective scan (A as initialised), fastest of 5, each time over the first si
 """
 from __future__ import annotations
 
+import time
 
 import torch
 
@@ -19,18 +20,22 @@ from dnachunker.fileio import markdown_table
 from .common import isolated
 
 
+def _selective_inputs(b: int, length: int, h: int, p: int, n: int, device: str) -> tuple:
+    """Seeded inputs of selective_scan but A: x, dt, B, C (with gradients), D, dt_bias."""
+    torch.manual_seed(0)
+    x = torch.randn(b, length, h, p, device=device, requires_grad=True)
+    dt = torch.randn(b, length, h, device=device, requires_grad=True)
+    B, C = (torch.randn(b, length, 1, n, device=device, requires_grad=True) for _ in range(2))
+    return x, dt, B, C, torch.ones(h, device=device), torch.zeros(h, device=device)
+
+
 def _setup(kind: str, impl: str, length: int, device: str):
     from dnachunker.ops import gated_scan, gated_scan_ref, selective_scan, selective_scan_ref
     torch.manual_seed(0)
     b = 2
     if kind == "selective":
-        h, p, n = 4, 16, 16
-        x = torch.randn(b, length, h, p, device=device, requires_grad=True)
-        dt = torch.randn(b, length, h, device=device, requires_grad=True)
-        A = -torch.rand(h, device=device) - 0.5
-        B = torch.randn(b, length, 1, n, device=device, requires_grad=True)
-        C = torch.randn(b, length, 1, n, device=device, requires_grad=True)
-        D, bias = torch.ones(h, device=device), torch.zeros(h, device=device)
+        x, dt, B, C, D, bias = _selective_inputs(b, length, 4, 16, 16, device)
+        A = -torch.rand(4, device=device) - 0.5
         f = (lambda: selective_scan(x, dt, A, B, C, D, bias)) if impl == "ssd" else \
             (lambda: selective_scan_ref(x, dt, A, B, C, D, bias))
     else:
@@ -50,17 +55,11 @@ CHUNK_SHAPES = [("small.yaml stage 0", 16, 1024, 4, 32, 32), ("paper.yaml stage 
 
 
 def chunk_sizes(sizes: list[int], device: str) -> list[dict]:
-    import time
-
     from dnachunker.ops import selective_scan
     rows = []
     for name, b, length, h, p, n in CHUNK_SHAPES:
-        torch.manual_seed(0)
-        x = torch.randn(b, length, h, p, device=device, requires_grad=True)
-        dt = torch.randn(b, length, h, device=device, requires_grad=True)
-        B, C = (torch.randn(b, length, 1, n, device=device, requires_grad=True) for _ in range(2))
+        x, dt, B, C, D, bias = _selective_inputs(b, length, h, p, n, device)
         A = -torch.empty(h, device=device).uniform_(1, 16)  # as MambaDirection initialises it
-        D, bias = torch.ones(h, device=device), torch.zeros(h, device=device)
         best = {}
         for _ in range(5):
             for size in sizes:

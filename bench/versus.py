@@ -10,9 +10,10 @@ BERT masking; the same real chr20 windows) after a warm-up step, with that tree'
 own copy of the model config (so each commit's defaults), `--threads` PyTorch threads and
 GOMP_SPINCOUNT set before torch loads. key=value overrides and `--precision bf16` (the forward
 under bf16 autocast with fp32 weights, as training's `precision: bf16`) apply to this tree only (a
-setting the old code may not have); the old tree runs in fp32, as the CPU study config trains. Reported: each tree's training bp/s (its fastest step over
-all rounds), the spread of its rounds (slowest / fastest round's best step: the machine's noise),
-its processes' peak RSS (model, optimizer, activations and the Python process), and the ratio new / old.
+setting the old code may not have); the old tree runs in fp32, as the CPU study config trains.
+Reported: each tree's training bp/s (its fastest step over all rounds), the spread of its rounds
+(slowest / fastest round's best step: the machine's noise), its processes' peak RSS (model,
+optimizer, activations and the Python process), and the ratio new / old.
 """
 from __future__ import annotations
 
