@@ -4,9 +4,10 @@
 
 Both scans of the model: the BiMamba selective scan (tiny-model shapes: 4 heads x 16, state 16)
 and the dechunk p-gated scan (width 64). Ratios are reference / fast, measured in this run.
-Then the SSD chunk length (`mamba.chunk_size`) at the stage-0 shapes of small.yaml (16 x 1 kbp,
-4 heads x 32, state 32) and of paper.yaml (8 kbp, 8 heads x 64, state 64): forward + backward of
-the selective scan (A as initialised), fastest of 5, each time over the first size's.
+Then the SSD chunk length at the stage-0 shapes of small.yaml (16 x 1 kbp, 4 heads x 32, state
+32) and of paper.yaml (8 kbp, 8 heads x 64, state 64): forward + backward of the selective scan
+(`mamba.chunk_size`; A as initialised) and of the dechunk gated scan (`gated_scan`'s chunk_size;
+width 64 and 256), fastest of 5, each time over the first size's.
 """
 from __future__ import annotations
 
@@ -52,19 +53,31 @@ def _setup(kind: str, impl: str, length: int, device: str):
 
 # (name, batch, length, heads, head dim, state)
 CHUNK_SHAPES = [("small.yaml stage 0", 16, 1024, 4, 32, 32), ("paper.yaml stage 0", 1, 8192, 8, 64, 64)]
+# (name, batch, length, width) of the dechunk gated scan
+GATED_SHAPES = [("small.yaml dechunk 0", 16, 1024, 64), ("paper.yaml dechunk 0", 1, 8192, 256)]
 
 
-def chunk_sizes(sizes: list[int], device: str) -> list[dict]:
-    from dnachunker.ops import selective_scan
-    rows = []
+def _chunk_steps(device: str):
+    """-> (shape name, step(chunk_size)) for each shape of CHUNK_SHAPES and GATED_SHAPES."""
+    from dnachunker.ops import gated_scan, selective_scan
     for name, b, length, h, p, n in CHUNK_SHAPES:
         x, dt, B, C, D, bias = _selective_inputs(b, length, h, p, n, device)
         A = -torch.empty(h, device=device).uniform_(1, 16)  # as MambaDirection initialises it
+        yield f"selective, {name}", lambda size: selective_scan(x, dt, A, B, C, D, bias, size)
+    for name, b, length, d in GATED_SHAPES:
+        u = torch.randn(b, length, d, device=device, requires_grad=True)
+        prob = torch.rand(b, length, device=device).requires_grad_(True)
+        yield f"gated, {name}", lambda size: gated_scan(u, prob, size)
+
+
+def chunk_sizes(sizes: list[int], device: str) -> list[dict]:
+    rows = []
+    for name, fn in _chunk_steps(device):
         best = {}
         for _ in range(5):
             for size in sizes:
                 t = time.perf_counter()
-                selective_scan(x, dt, A, B, C, D, bias, size).square().mean().backward()
+                fn(size).square().mean().backward()
                 if device == "cuda":
                     torch.cuda.synchronize()
                 best[size] = min(best.get(size, float("inf")), time.perf_counter() - t)

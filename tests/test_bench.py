@@ -13,9 +13,11 @@ def test_scan_bench_prints_ratio_table(capsys):
     out = capsys.readouterr().out
     assert "| scan | length | ssd_ms | sequential_ms | speedup |" in out
     assert out.count("| selective |") == 2 and out.count("| dechunk |") == 2
-    chunk_rows = [line.split(" | ") for line in out.splitlines() if line.startswith(("| small.yaml", "| paper.yaml"))]
-    assert [(r[0], r[1]) for r in chunk_rows] == [(f"| {m}.yaml stage 0", c) for m in ("small", "paper") for c in ("32", "64")]
-    assert all(float(r[2]) > 0 for r in chunk_rows) and [float(r[3].rstrip(" |")) for r in chunk_rows[::2]] == [1.0, 1.0]
+    chunk_rows = [line.split(" | ") for line in out.splitlines() if line.startswith(("| selective, ", "| gated, "))]
+    shapes = [f"| {scan}, {m}.yaml {where}" for scan, where in (("selective", "stage 0"), ("gated", "dechunk 0"))
+              for m in ("small", "paper")]
+    assert [(r[0], r[1]) for r in chunk_rows] == [(shape, c) for shape in shapes for c in ("32", "64")]
+    assert all(float(r[2]) > 0 for r in chunk_rows) and [float(r[3].rstrip(" |")) for r in chunk_rows[::2]] == [1.0] * 4
 
 
 def test_model_bench_prints_cost_table_and_exponents(capsys):

@@ -58,6 +58,23 @@ def test_selective_scan_matches_reference(dtype, ngroups):
         assert torch.equal(y3[:, :, :2], y1[:, :, :2]) and not torch.equal(y3[:, :, 2:], y1[:, :, 2:])
 
 
+def test_ssd_chunked_runs_backward_under_bf16_autocast():
+    """precision: bf16 on CPU: autocast makes the within-chunk product bf16; backward takes its
+    bf16 gradient and stays close to the fp32 gradients."""
+    g = torch.Generator().manual_seed(4)
+    x, B, C = (torch.randn(2, 100, 2, 8, generator=g) for _ in range(3))
+    a = -torch.rand(2, 100, 2, generator=g)
+    B, C = B[:, :, :1], C[:, :, :1]
+    def forward_under_autocast(*t):  # backward runs after the autocast region, as in training
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return ssd_chunked(*t, chunk_size=32)
+    y1, g1 = _grads(forward_under_autocast, x, a, B, C)
+    y2, g2 = _grads(ssd_sequential, x, a, B, C)
+    torch.testing.assert_close(y1.float(), y2, rtol=5e-2, atol=5e-2)
+    for u, v in zip(g1, g2):  # bf16 rounding: a few single entries move by 0.1; the whole by ~1 %
+        assert u.dtype == torch.float32 and (u - v).norm() < 0.03 * v.norm()
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_gated_scan_matches_reference_in_each_dtype(dtype):
     g = torch.Generator().manual_seed(3)
@@ -86,6 +103,19 @@ def test_gated_scan_matches_reference_including_hard_gates():
     torch.testing.assert_close(y1[:, 14], y1[:, 9])  # p = 0 carries the state unchanged
     for a, b in zip(g1, g2):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("l,chunk", [(1, 8), (37, 8), (130, 32), (200, 64)])
+def test_gated_scan_matches_reference_at_each_chunk_length(l, chunk):
+    """The chunked one-decay scan, with and without right padding to whole chunks, fp64."""
+    g = torch.Generator().manual_seed(l)
+    u = torch.randn(2, l, 5, generator=g, dtype=torch.float64)
+    p = torch.rand(2, l, generator=g, dtype=torch.float64)
+    y1, g1 = _grads(lambda a, b: gated_scan(a, b, chunk), u, p)
+    y2, g2 = _grads(gated_scan_ref, u, p)
+    torch.testing.assert_close(y1, y2, rtol=1e-9, atol=1e-9)
+    for a, b in zip(g1, g2):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
 
 
 def test_flip_valid_is_an_involution_that_leaves_padding_in_place():
