@@ -90,7 +90,7 @@ class _WithinChunk(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy):
         E, S, CB, x = ctx.saved_tensors
-        gy = gy.to(S.dtype)  # under autocast the forward's product may have been bf16
+        gy = gy.to(S.dtype).contiguous()  # bf16 if autocast made the forward product bf16
         dS = (gy @ x.transpose(-1, -2)).mul_(E)  # the gradient of the scores, times E: dCB's terms
         dCB = dS.sum(3, keepdim=True)
         dD = dS.mul_(CB)  # of the exponent a_cum_i - a_cum_j (d exp = exp): dS * S
@@ -114,12 +114,14 @@ def ssd_chunked(x: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tens
     B: (b, l, g, n), C: (b, l, g, n): g groups, each shared by h / g consecutive heads
     returns y: (b, l, h, p), in the dtype of x. Computed in at least fp32.
 
-    Layout: every product is a batched matmul over (b, c, g, h/g) with the chunk's time steps
-    contiguous, and C B^T is formed once per group, not per head (as mamba-ssm's kernels do).
+    Layout: C B^T is formed once per group, not per head (as mamba-ssm's kernels do); the
+    within-chunk product is a batched matmul per head; the chunk states and their read-out are one
+    matmul per group over all its heads' channels (k * p wide), on the time-major input as it comes.
     """
     dtype = x.dtype
     b, l, h, p = x.shape
     g, n = B.shape[2:]
+    k = h // g
     pad = (-l) % chunk_size
     if pad:  # right padding never changes earlier outputs of a causal scan
         x = F.pad(x, (0, 0, 0, 0, 0, pad))
@@ -127,21 +129,24 @@ def ssd_chunked(x: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tens
         B = F.pad(B, (0, 0, 0, 0, 0, pad))
         C = F.pad(C, (0, 0, 0, 0, 0, pad))
     c, s = (l + pad) // chunk_size, chunk_size
-    x = upcast(x).view(b, c, s, g, h // g, p).permute(0, 1, 3, 4, 2, 5)  # (b, c, g, k, s, p)
-    B = upcast(B).view(b, c, s, g, n).permute(0, 1, 3, 2, 4).unsqueeze(3)  # (b, c, g, 1, s, n)
-    C = upcast(C).view(b, c, s, g, n).permute(0, 1, 3, 2, 4).unsqueeze(3)
-    a_cum = torch.cumsum(upcast(a).view(b, c, s, g, h // g).permute(0, 1, 3, 4, 2), dim=-1)  # (b, c, g, k, s)
+    x = upcast(x).view(b, c, s, g, k, p)
+    B = upcast(B).view(b, c, s, g, n).transpose(2, 3)  # (b, c, g, s, n)
+    C = upcast(C).view(b, c, s, g, n).transpose(2, 3)
+    a_cum = torch.cumsum(upcast(a).view(b, c, s, g, k), dim=2)  # (b, c, s, g, k)
 
-    # 1. within-chunk outputs (the quadratic, attention-like part)
-    y = _WithinChunk.apply(a_cum, C @ B.transpose(-1, -2), x)
-    # 2. state at the end of each chunk, from that chunk's inputs alone: (b, c, g, k, n, p)
-    states = B.transpose(-1, -2) @ (_exp(a_cum[..., -1:] - a_cum).unsqueeze(-1) * x)
+    # 1. within-chunk outputs (the quadratic, attention-like part): (b, c, g, k, s, p)
+    x_heads = x.permute(0, 1, 3, 4, 2, 5).contiguous()  # one copy, not one per product
+    y = _WithinChunk.apply(a_cum.permute(0, 1, 3, 4, 2), (C @ B.transpose(-1, -2)).unsqueeze(3), x_heads)
+    # 2. state at the end of each chunk, from that chunk's inputs alone: (b, c, g, n, k * p)
+    xw = x * _exp(a_cum[:, :, -1:] - a_cum).unsqueeze(-1)
+    states = B.transpose(-1, -2) @ xw.transpose(2, 3).reshape(b, c, g, s, k * p)
     # 3. the state entering each chunk (c = l / chunk_size chunks)
-    states = torch.einsum("bgkzc,bcgknp->bzgknp", chunk_carry(a_cum[..., -1].movedim(1, -1)), states)
-    # 4. contribution of the carried-in state to each position
-    y = y + (C @ states) * _exp(a_cum).unsqueeze(-1)
-    y = y.permute(0, 1, 4, 2, 3, 5).reshape(b, c * s, h, p)[:, :l]
-    return y.to(dtype)
+    states = torch.einsum("bgkzc,bcgnkp->bzgnkp", chunk_carry(a_cum[:, :, -1].permute(0, 2, 3, 1)),
+                          states.view(b, c, g, n, k, p))
+    # 4. contribution of the carried-in state to each position: (b, c, g, s, k, p)
+    y_in = (C @ states.reshape(b, c, g, n, k * p)).view(b, c, g, s, k, p) * _exp(a_cum).transpose(2, 3).unsqueeze(-1)
+    y = y_in + y.transpose(3, 4)
+    return y.transpose(2, 3).reshape(b, c * s, h, p)[:, :l].to(dtype)
 
 
 def ssd_sequential(x: torch.Tensor, a: torch.Tensor, B: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
